@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Queryable } from '../db/database.js';
+import type { ChangeBus } from '../runtime/change-bus.js';
+import { hashSecret, parseApiKey, VerifiedSecretDigester, verifySecret } from './api-key.js';
+import { findKeyForVerification, touchKey } from './api-key-store.js';
+
+export interface VerifiedKey {
+  readonly tenantId: string;
+  readonly keyId: string;
+}
+
+interface CachedKey {
+  readonly tenantId: string;
+  readonly digest: Buffer;
+}
+
+export interface ApiKeyVerifierOptions {
+  readonly db: Queryable;
+  readonly bus: ChangeBus;
+  readonly iterations: number;
+  readonly cacheSize: number;
+  readonly cacheTtlSeconds: number;
+  /** How often `last_used_at` is written per key at most. */
+  readonly touchIntervalMs?: number;
+  readonly onBackgroundError?: (error: unknown) => void;
+}
+
+/**
+ * Verifies presented API keys. The slow PBKDF2 check runs once per key and process; then a
+ * keyed digest of the secret (never the plaintext) answers in microseconds until the key or its
+ * tenant changes. Every failure looks the same to the caller and costs about one slow hash, so
+ * neither the answer nor its timing tells whether a key id exists.
+ */
+export class ApiKeyVerifier {
+  readonly #options: ApiKeyVerifierOptions;
+  readonly #cache: LRUCache<string, CachedKey> | undefined;
+  readonly #digester = new VerifiedSecretDigester();
+  readonly #lastTouched = new LRUCache<string, number>({ max: 100_000 });
+  readonly #decoy: Promise<Awaited<ReturnType<typeof hashSecret>>>;
+  /** Bumped on every invalidation, so a lookup that raced with one does not fill the cache. */
+  #generation = 0;
+
+  constructor(options: ApiKeyVerifierOptions) {
+    this.#options = options;
+    this.#cache =
+      options.cacheSize > 0
+        ? new LRUCache<string, CachedKey>({ max: options.cacheSize, ttl: options.cacheTtlSeconds * 1000 })
+        : undefined;
+    this.#decoy = hashSecret(randomBytes(32).toString('base64url'), options.iterations);
+    options.bus.subscribe((change) => {
+      this.#generation += 1;
+      if (change === 'all') this.#cache?.clear();
+      else if (change.kind === 'key') this.#cache?.delete(change.keyId);
+      else this.#forgetTenant(change.tenantId);
+    });
+  }
+
+  async verify(presented: string): Promise<VerifiedKey | undefined> {
+    const parsed = parseApiKey(presented);
+    if (!parsed) {
+      await this.#spendDecoyTime(presented);
+      return undefined;
+    }
+    const cached = this.#options.bus.reliable ? this.#cache?.get(parsed.keyId) : undefined;
+    if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
+      this.#touch(parsed.keyId);
+      return { tenantId: cached.tenantId, keyId: parsed.keyId };
+    }
+    const generation = this.#generation;
+    const row = await findKeyForVerification(this.#options.db, parsed.keyId);
+    if (!row?.usable) {
+      await this.#spendDecoyTime(parsed.secret);
+      return undefined;
+    }
+    const valid = await verifySecret(parsed.secret, {
+      salt: Buffer.from(row.salt),
+      hash: Buffer.from(row.hash),
+      iterations: row.iterations,
+    });
+    if (!valid) return undefined;
+    if (generation === this.#generation && this.#options.bus.reliable) {
+      this.#cache?.set(parsed.keyId, { tenantId: row.tenant_id, digest: this.#digester.digest(parsed.secret) });
+    }
+    this.#touch(parsed.keyId);
+    return { tenantId: row.tenant_id, keyId: parsed.keyId };
+  }
+
+  /** Drops every cached verification (tests, and a reload of the whole process state). */
+  clear(): void {
+    this.#generation += 1;
+    this.#cache?.clear();
+  }
+
+  async #spendDecoyTime(secret: string): Promise<void> {
+    await verifySecret(secret, await this.#decoy);
+  }
+
+  #forgetTenant(tenantId: string): void {
+    if (!this.#cache) return;
+    for (const [keyId, entry] of this.#cache.entries()) if (entry.tenantId === tenantId) this.#cache.delete(keyId);
+  }
+
+  #touch(keyId: string): void {
+    const now = Date.now();
+    const last = this.#lastTouched.get(keyId);
+    if (last !== undefined && now - last < (this.#options.touchIntervalMs ?? 60_000)) return;
+    this.#lastTouched.set(keyId, now);
+    touchKey(this.#options.db, keyId).catch((error: unknown) => this.#options.onBackgroundError?.(error));
+  }
+}

@@ -1,0 +1,69 @@
+import { createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/** `tny_` marks the string as a Tenantry key for secret scanners; then a public id and the secret. */
+export const API_KEY_PREFIX = 'tny_';
+const KEY_ID_BYTES = 8; // 16 hex characters, the indexed lookup column
+const SECRET_BYTES = 32; // 256 random bits
+const SALT_BYTES = 16;
+const HASH_BYTES = 32;
+const KEY_PATTERN = /^tny_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+export interface ParsedApiKey {
+  readonly keyId: string;
+  readonly secret: string;
+}
+
+export interface GeneratedApiKey extends ParsedApiKey {
+  /** The whole key as the client sends it. Shown once, never stored. */
+  readonly plaintext: string;
+}
+
+export interface StoredKeyHash {
+  readonly salt: Buffer;
+  readonly hash: Buffer;
+  readonly iterations: number;
+}
+
+export function generateApiKey(): GeneratedApiKey {
+  const keyId = randomBytes(KEY_ID_BYTES).toString('hex');
+  const secret = randomBytes(SECRET_BYTES).toString('base64url');
+  return { keyId, secret, plaintext: `${API_KEY_PREFIX}${keyId}_${secret}` };
+}
+
+/** Splits a presented key, or undefined when it is not shaped like one of ours. */
+export function parseApiKey(presented: string): ParsedApiKey | undefined {
+  const match = KEY_PATTERN.exec(presented);
+  if (!match) return undefined;
+  return { keyId: match[1]!, secret: match[2]! };
+}
+
+export async function hashSecret(secret: string, iterations: number, salt = randomBytes(SALT_BYTES)): Promise<StoredKeyHash> {
+  const hash = await pbkdf2Async(secret, salt, iterations, HASH_BYTES, 'sha256');
+  return { salt, hash, iterations };
+}
+
+/** Slow, constant-time check of a secret against its stored PBKDF2 hash. */
+export async function verifySecret(secret: string, stored: StoredKeyHash): Promise<boolean> {
+  const candidate = await pbkdf2Async(secret, stored.salt, stored.iterations, stored.hash.length, 'sha256');
+  return candidate.length === stored.hash.length && timingSafeEqual(candidate, stored.hash);
+}
+
+/**
+ * A fast keyed digest of a secret that already passed the slow check, kept in the in-process
+ * cache instead of the secret. The key is random per process, so a dump of the cache is useless
+ * elsewhere and the digest cannot be brute-forced offline without the process memory.
+ */
+export class VerifiedSecretDigester {
+  readonly #key = randomBytes(32);
+
+  digest(secret: string): Buffer {
+    return createHmac('sha256', this.#key).update(secret).digest();
+  }
+
+  matches(secret: string, digest: Buffer): boolean {
+    return timingSafeEqual(this.digest(secret), digest);
+  }
+}

@@ -1,0 +1,94 @@
+import Type, { type Static } from 'typebox';
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+
+export const ServerConfigSchema = Type.Object(
+  {
+    port: Type.Optional(Port),
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    /** Honour X-Forwarded-Host/-For: only behind a proxy that sets them. */
+    trustProxy: Type.Optional(Type.Boolean()),
+    /** `<slug>.<baseDomain>` resolves to the tenant with that slug. */
+    baseDomain: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
+    shutdownGraceMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const DatabaseConfigSchema = Type.Object(
+  {
+    url: Type.Optional(Type.String({ minLength: 1 })),
+    adminUrl: Type.Optional(Type.String({ minLength: 1 })),
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ApiKeysConfigSchema = Type.Object(
+  {
+    /** PBKDF2-SHA256 iterations for new keys; existing keys keep theirs. */
+    iterations: Type.Optional(Type.Integer({ minimum: 100_000, maximum: 10_000_000 })),
+    /** Verified keys kept in memory (never the plaintext), so valid keys skip the slow hash. */
+    cacheSize: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
+    cacheTtlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  },
+  { additionalProperties: false },
+);
+
+export const TenancyConfigSchema = Type.Object(
+  {
+    /** Slugs no tenant may take, added to the built-in list (admin, api, www, ...). */
+    reservedSlugs: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { maxItems: 10_000 })),
+    defaultIsolation: Type.Optional(Type.Union([Type.Literal('row'), Type.Literal('schema'), Type.Literal('database')])),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigFileSchema = Type.Object(
+  {
+    server: Type.Optional(ServerConfigSchema),
+    database: Type.Optional(DatabaseConfigSchema),
+    dataDir: Type.Optional(Type.String({ minLength: 1 })),
+    apiKeys: Type.Optional(ApiKeysConfigSchema),
+    tenancy: Type.Optional(TenancyConfigSchema),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigFile = Static<typeof ConfigFileSchema>;
+
+export type IsolationLevel = 'row' | 'schema' | 'database';
+
+/** The effective configuration: file, then environment, then defaults. Frozen. */
+export interface TenantryConfig {
+  readonly source: string | undefined;
+  readonly server: {
+    readonly port: number;
+    readonly host: string;
+    readonly trustProxy: boolean;
+    readonly baseDomain: string;
+    readonly bodyLimitBytes: number;
+    readonly shutdownGraceMs: number;
+  };
+  readonly database: {
+    /** Undefined means the embedded PGlite database in `dataDir`. */
+    readonly url: string | undefined;
+    readonly adminUrl: string | undefined;
+    readonly maxConnections: number;
+  };
+  readonly dataDir: string;
+  readonly adminToken: string | undefined;
+  readonly apiKeys: {
+    readonly iterations: number;
+    readonly cacheSize: number;
+    readonly cacheTtlSeconds: number;
+  };
+  readonly tenancy: {
+    readonly reservedSlugs: readonly string[];
+    readonly defaultIsolation: IsolationLevel;
+  };
+  readonly logLevel: string;
+  readonly logRetentionDays: number;
+  readonly redisUrl: string | undefined;
+}

@@ -1,0 +1,171 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import Value from 'typebox/value';
+import YAML from 'yaml';
+import { ConfigError } from '../errors.js';
+import { normalizeHost } from '../tenants/host.js';
+import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
+
+const DEFAULT_FILES = ['tenantry.config.yaml', 'tenantry.config.yml', 'tenantry.config.json'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+export interface LoadConfigOptions {
+  /** Path of the config file; otherwise TENANTRY_CONFIG, otherwise the default names in `cwd`. */
+  readonly file?: string;
+  readonly env?: Environment;
+  readonly cwd?: string;
+  /** Values that win over the file and the environment (command-line flags). */
+  readonly overrides?: { readonly port?: number };
+  /** Use defaults and the environment only (embedding, tests). */
+  readonly ignoreConfigFile?: boolean;
+}
+
+function findConfigFile(options: LoadConfigOptions, env: Environment, cwd: string): string | undefined {
+  const explicit = options.file ?? env.TENANTRY_CONFIG;
+  if (explicit !== undefined && explicit !== '') {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) throw new ConfigError('TENANTRY_CONFIG', `config file ${path} does not exist`);
+    return path;
+  }
+  return DEFAULT_FILES.map((name) => resolve(cwd, name)).find((path) => existsSync(path));
+}
+
+function parseConfigText(path: string, text: string): unknown {
+  try {
+    if (path.endsWith('.json')) return JSON.parse(text);
+    return YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100 });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new ConfigError(path, `cannot be parsed: ${reason}`);
+  }
+}
+
+function keyOf(instancePath: string, params: object): string {
+  const path = instancePath.replace(/^\//, '').replaceAll('/', '.');
+  const extra = (params as { additionalProperties?: string[] }).additionalProperties;
+  const missing = (params as { requiredProperties?: string[] }).requiredProperties;
+  const leaf = extra?.[0] ?? missing?.[0];
+  if (leaf === undefined) return path || '(root)';
+  return path ? `${path}.${leaf}` : leaf;
+}
+
+/** Validates a parsed config file; throws ConfigError naming the first offending key. */
+export function validateConfigFile(raw: unknown): ConfigFile {
+  const value = raw ?? {};
+  const errors = Value.Errors(ConfigFileSchema, value);
+  const first = errors[0];
+  if (first) {
+    const key = keyOf(first.instancePath, first.params);
+    const message = first.keyword === 'additionalProperties' ? 'is not a known setting' : first.message;
+    throw new ConfigError(key, message);
+  }
+  return value as ConfigFile;
+}
+
+function integerFromEnv(env: Environment, name: string, min: number, max: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be an integer, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}`);
+  return value;
+}
+
+function urlFromEnv(env: Environment, name: string, fallback: string | undefined): string | undefined {
+  const value = env[name] || fallback;
+  if (value === undefined) return undefined;
+  if (!/^postgres(ql)?:\/\//.test(value)) {
+    throw new ConfigError(name, 'must be a postgres:// or postgresql:// connection string');
+  }
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Reads the config file and the environment into one frozen, validated configuration. */
+export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const path = options.ignoreConfigFile ? undefined : findConfigFile(options, env, cwd);
+  const file = path ? validateConfigFile(parseConfigText(path, readFileSync(path, 'utf8'))) : validateConfigFile({});
+
+  const baseDomainRaw = file.server?.baseDomain ?? 'localhost';
+  const baseDomain = normalizeHost(baseDomainRaw);
+  if (!baseDomain.ok) throw new ConfigError('server.baseDomain', baseDomain.message);
+
+  const adminToken = env.TENANTRY_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError('TENANTRY_ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`);
+  }
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const url = urlFromEnv(env, 'DATABASE_URL', file.database?.url);
+  const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', file.database?.adminUrl);
+  if (adminUrl !== undefined && url === undefined) {
+    throw new ConfigError('DATABASE_ADMIN_URL', 'needs DATABASE_URL as well (the runtime connection)');
+  }
+
+  const reservedSlugs = (file.tenancy?.reservedSlugs ?? []).map((slug) => slug.toLowerCase());
+  const config: TenantryConfig = {
+    source: path,
+    server: {
+      port: options.overrides?.port ?? integerFromEnv(env, 'PORT', 0, 65535) ?? file.server?.port ?? 3000,
+      host: file.server?.host ?? '0.0.0.0',
+      trustProxy: file.server?.trustProxy ?? false,
+      baseDomain: baseDomain.host,
+      bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
+      shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,
+    },
+    database: {
+      url,
+      adminUrl,
+      maxConnections: file.database?.maxConnections ?? 10,
+    },
+    dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
+    adminToken,
+    apiKeys: {
+      iterations: file.apiKeys?.iterations ?? 150_000,
+      cacheSize: file.apiKeys?.cacheSize ?? 10_000,
+      cacheTtlSeconds: file.apiKeys?.cacheTtlSeconds ?? 300,
+    },
+    tenancy: {
+      reservedSlugs,
+      defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
+    },
+    logLevel,
+    logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
+    redisUrl: env.REDIS_URL || undefined,
+  };
+  return deepFreeze(config);
+}
+
+/** A configuration for tests and embedding: defaults, with the given parts replaced. */
+export function defineConfig(overrides: DeepPartial<TenantryConfig> = {}): TenantryConfig {
+  const base = loadConfig({ env: {}, cwd: process.cwd(), ignoreConfigFile: true });
+  const merged = merge(structuredClone(base) as unknown as Record<string, unknown>, overrides);
+  return deepFreeze(merged as unknown as TenantryConfig);
+}
+
+type DeepPartial<T> = { -readonly [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+function merge(target: Record<string, unknown>, source: object): Record<string, unknown> {
+  for (const [key, value] of Object.entries(source)) {
+    const current = target[key];
+    if (value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object') {
+      merge(current as Record<string, unknown>, value);
+    } else if (value !== undefined) {
+      target[key] = value;
+    }
+  }
+  return target;
+}

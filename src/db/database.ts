@@ -1,0 +1,54 @@
+/** A row as drivers return it: column name to parsed value. */
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<R extends Row = Row> {
+  readonly rows: R[];
+  readonly rowCount: number;
+}
+
+/** Anything that runs one parameterised statement: a pool, a session or a transaction. */
+export interface Queryable {
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+/** A connection held for a while (one session); statements run in order on it. */
+export interface Session extends Queryable {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
+export interface ConnectionPool extends Session {
+  /** Runs `fn` on one dedicated session, for session-scoped work such as advisory locks. */
+  withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
+}
+
+export type DriverName = 'pglite' | 'postgres';
+
+export type NotificationHandler = (payload: string) => void;
+
+export interface Listener {
+  close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  readonly onNotification: NotificationHandler;
+  /**
+   * Called when notifications may have been missed (the listening connection dropped) and
+   * again once it is back: caches that depend on them must not be trusted in between.
+   */
+  readonly onGap?: (connected: boolean) => void;
+}
+
+/**
+ * The engine's view of PostgreSQL, whatever runs it. `owner` runs migrations and admin work;
+ * `runtime` serves requests and, in production, logs in as a role that owns nothing.
+ */
+export interface Database {
+  readonly driver: DriverName;
+  readonly owner: ConnectionPool;
+  readonly runtime: ConnectionPool;
+  /** True when other processes may share this database (so changes must be broadcast). */
+  readonly shared: boolean;
+  listen(channel: string, options: ListenOptions): Promise<Listener>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,63 @@
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import type { ConnectionPool, Database, Listener, ListenOptions, Queryable, QueryResult, Row, Session } from './database.js';
+
+function adapt(target: Pick<PGlite, 'query'> | Transaction): Queryable {
+  return {
+    async query<R extends Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      const result = await target.query<R>(sql, params as unknown[]);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+  };
+}
+
+/**
+ * PGlite is one PostgreSQL session in this process: statements are queued by PGlite itself
+ * and `transaction` holds it exclusively, so the pool is that session.
+ */
+class PgliteSession implements ConnectionPool {
+  readonly #db: PGlite;
+  readonly #queryable: Queryable;
+
+  constructor(db: PGlite) {
+    this.#db = db;
+    this.#queryable = adapt(db);
+  }
+
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#queryable.query<R>(sql, params);
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.#db.transaction((tx) => fn(adapt(tx)));
+  }
+
+  withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+}
+
+export interface PgliteOptions {
+  /** A directory for the data, or undefined for an in-memory database. */
+  readonly dataDir?: string;
+}
+
+export async function openPglite(options: PgliteOptions = {}): Promise<Database> {
+  const db = await PGlite.create(options.dataDir === undefined ? {} : { dataDir: options.dataDir });
+  const session = new PgliteSession(db);
+  return {
+    driver: 'pglite',
+    owner: session,
+    runtime: session,
+    shared: false,
+    async listen(channel: string, listenOptions: ListenOptions): Promise<Listener> {
+      const unlisten = await db.listen(channel, listenOptions.onNotification);
+      return { close: () => unlisten() };
+    },
+    async ping() {
+      await db.query('SELECT 1');
+    },
+    async close() {
+      if (!db.closed) await db.close();
+    },
+  };
+}

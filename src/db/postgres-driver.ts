@@ -1,0 +1,203 @@
+import pg from 'pg';
+import type {
+  ConnectionPool,
+  Database,
+  Listener,
+  ListenOptions,
+  Queryable,
+  QueryResult,
+  Row,
+  Session,
+} from './database.js';
+
+type PgQueryable = Pick<pg.ClientBase, 'query'>;
+
+function adapt(target: PgQueryable): Queryable {
+  return {
+    async query<R extends Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      const result = await target.query<R>(sql, params as unknown[]);
+      return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+    },
+  };
+}
+
+async function inTransaction<T>(client: pg.ClientBase, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn(adapt(client));
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+class ClientSession implements Session {
+  readonly #client: pg.ClientBase;
+  readonly #queryable: Queryable;
+
+  constructor(client: pg.ClientBase) {
+    this.#client = client;
+    this.#queryable = adapt(client);
+  }
+
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#queryable.query<R>(sql, params);
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return inTransaction(this.#client, fn);
+  }
+}
+
+class PostgresPool implements ConnectionPool {
+  readonly pool: pg.Pool;
+  readonly #queryable: Queryable;
+
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+    this.#queryable = adapt(pool);
+  }
+
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#queryable.query<R>(sql, params);
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withClient((client) => inTransaction(client, fn));
+  }
+
+  withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
+    return this.withClient((client) => fn(new ClientSession(client)));
+  }
+
+  async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (error) {
+      // A connection whose protocol state is unknown must not go back to the pool.
+      if (error instanceof Error && !('code' in error)) broken = error;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+export interface PostgresOptions {
+  readonly url: string;
+  /** Owner-role connection string; defaults to `url`. */
+  readonly adminUrl?: string;
+  readonly maxConnections?: number;
+  readonly applicationName?: string;
+  readonly onPoolError?: (error: Error) => void;
+}
+
+function createPool(url: string, options: PostgresOptions, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    application_name: options.applicationName ?? 'tenantry',
+  });
+  // An idle client that loses its server emits here; without a handler the process would crash.
+  pool.on('error', (error) => options.onPoolError?.(error));
+  return pool;
+}
+
+class PostgresListener implements Listener {
+  #client: pg.Client | undefined;
+  #closed = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly channel: string,
+    private readonly options: ListenOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.#connect();
+  }
+
+  async #connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url, application_name: 'tenantry-listener' });
+    client.on('notification', (message) => {
+      if (message.channel === this.channel) this.options.onNotification(message.payload ?? '');
+    });
+    client.on('error', () => this.#lost(client));
+    client.on('end', () => this.#lost(client));
+    await client.connect();
+    await client.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
+    this.#client = client;
+  }
+
+  #lost(client: pg.Client): void {
+    if (this.#client !== client || this.#closed) return;
+    this.#client = undefined;
+    client.end().catch(() => undefined);
+    this.options.onGap?.(false);
+    this.#scheduleReconnect(250);
+  }
+
+  #scheduleReconnect(delay: number): void {
+    if (this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#connect().then(
+        () => this.options.onGap?.(true),
+        () => this.#scheduleReconnect(Math.min(delay * 2, 5_000)),
+      );
+    }, delay);
+    this.#retryTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) await client.end().catch(() => undefined);
+  }
+}
+
+export async function openPostgres(options: PostgresOptions): Promise<Database> {
+  const max = options.maxConnections ?? 10;
+  const runtimePool = createPool(options.url, options, max);
+  const ownerPool =
+    options.adminUrl && options.adminUrl !== options.url
+      ? createPool(options.adminUrl, options, Math.max(2, Math.ceil(max / 4)))
+      : runtimePool;
+  const runtime = new PostgresPool(runtimePool);
+  const owner = ownerPool === runtimePool ? runtime : new PostgresPool(ownerPool);
+  const listeners = new Set<Listener>();
+
+  return {
+    driver: 'postgres',
+    owner,
+    runtime,
+    shared: true,
+    async listen(channel: string, listenOptions: ListenOptions): Promise<Listener> {
+      const listener = new PostgresListener(options.adminUrl ?? options.url, channel, listenOptions);
+      await listener.start();
+      listeners.add(listener);
+      return {
+        close: async () => {
+          listeners.delete(listener);
+          await listener.close();
+        },
+      };
+    },
+    async ping() {
+      await runtimePool.query('SELECT 1');
+    },
+    async close() {
+      await Promise.all([...listeners].map((listener) => listener.close()));
+      await runtimePool.end();
+      if (ownerPool !== runtimePool) await ownerPool.end();
+    },
+  };
+}

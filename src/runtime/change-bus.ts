@@ -1,0 +1,75 @@
+import type { Database, Listener, Queryable } from '../db/database.js';
+
+/** Something cached elsewhere became stale. */
+export type Change =
+  | { readonly kind: 'tenant'; readonly tenantId: string }
+  | { readonly kind: 'key'; readonly tenantId: string; readonly keyId: string };
+
+export type ChangeHandler = (change: Change | 'all') => void;
+
+const CHANNEL = 'tenantry_changes';
+
+function parseChange(payload: string): Change | undefined {
+  try {
+    const value = JSON.parse(payload) as Partial<Change>;
+    if (value.kind === 'tenant' && typeof value.tenantId === 'string') return { kind: 'tenant', tenantId: value.tenantId };
+    if (value.kind === 'key' && typeof value.tenantId === 'string' && typeof value.keyId === 'string') {
+      return { kind: 'key', tenantId: value.tenantId, keyId: value.keyId };
+    }
+  } catch {
+    // A payload we do not understand comes from a newer version: treat it as "everything changed".
+  }
+  return undefined;
+}
+
+/**
+ * Tells every process that cached state changed. A change is announced with `pg_notify` inside
+ * the writing transaction (so it is delivered only if the write commits) and applied locally
+ * right after commit, so the writing process never serves stale data even for a moment.
+ * While the listening connection is down, `reliable` is false and caches must not be used:
+ * notifications may be lost then.
+ */
+export class ChangeBus {
+  readonly #handlers = new Set<ChangeHandler>();
+  #listener: Listener | undefined;
+  #reliable = true;
+
+  get reliable(): boolean {
+    return this.#reliable;
+  }
+
+  subscribe(handler: ChangeHandler): () => void {
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  async start(db: Database): Promise<void> {
+    if (!db.shared) return;
+    this.#listener = await db.listen(CHANNEL, {
+      onNotification: (payload) => this.#emit(parseChange(payload) ?? 'all'),
+      onGap: (connected) => {
+        this.#reliable = connected;
+        this.#emit('all');
+      },
+    });
+  }
+
+  /** Queues the announcement in the transaction; call `applied` after it commits. */
+  async announce(tx: Queryable, change: Change): Promise<void> {
+    await tx.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify(change)]);
+  }
+
+  /** Applies a committed change in this process at once. */
+  applied(change: Change): void {
+    this.#emit(change);
+  }
+
+  #emit(change: Change | 'all'): void {
+    for (const handler of this.#handlers) handler(change);
+  }
+
+  async close(): Promise<void> {
+    await this.#listener?.close();
+    this.#listener = undefined;
+  }
+}

@@ -1,0 +1,443 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { IssuedApiKey } from '../auth/api-key-store.js';
+import { insertApiKey, prepareApiKey, revokeTenantKeys } from '../auth/api-key-store.js';
+import type { TenantryConfig } from '../config/config-schema.js';
+import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
+import type { Database, Queryable } from '../db/database.js';
+import { constraintOf, isSqlState } from '../db/sqlstate.js';
+import { TenantryError } from '../errors.js';
+import type { ActionContext } from '../runtime/actor.js';
+import { recordAudit } from '../runtime/audit-log.js';
+import type { Change, ChangeBus } from '../runtime/change-bus.js';
+import { validate } from '../validation.js';
+import { normalizeHost } from './host.js';
+import { checkSlug, isUuid } from './slug.js';
+import {
+  ISOLATION_LEVELS,
+  type IsolationLevel,
+  TENANT_COLUMNS,
+  type Tenant,
+  type TenantConfig,
+  type TenantRow,
+  type TenantStatus,
+  tenantFromRow,
+} from './tenant.js';
+import {
+  type CreateTenantInput,
+  CreateTenantInputSchema,
+  HostInputSchema,
+  ReplaceTenantInputSchema,
+  type UpdateTenantInput,
+  UpdateTenantInputSchema,
+} from './tenant-input.js';
+
+export interface CreatedTenant {
+  readonly tenant: Tenant;
+  readonly apiKey: IssuedApiKey;
+}
+
+export interface ListTenantsOptions {
+  readonly includeInactive?: boolean;
+  readonly includeDeleted?: boolean;
+  readonly limit?: number;
+  /** The `next` cursor of the previous page. */
+  readonly after?: string;
+}
+
+export interface TenantPage {
+  readonly tenants: readonly Tenant[];
+  readonly next: string | null;
+}
+
+interface Mutation<T> {
+  readonly result: T;
+  readonly changes: readonly Change[];
+}
+
+const MAX_PAGE = 1000;
+
+/**
+ * The tenants of this deployment: creation, lookup, changes and soft deletion. Every change is
+ * one transaction that also writes its audit entry and announces itself to other processes.
+ */
+export class TenantRegistry {
+  readonly #db: Database;
+  readonly #bus: ChangeBus;
+  readonly #config: TenantryConfig;
+
+  constructor(db: Database, bus: ChangeBus, config: TenantryConfig) {
+    this.#db = db;
+    this.#bus = bus;
+    this.#config = config;
+  }
+
+  async create(input: unknown, context: ActionContext): Promise<CreatedTenant> {
+    const data = validate(CreateTenantInputSchema, input);
+    const slug = this.#checkSlug(data.slug);
+    const hosts = this.#checkHosts(data.hosts ?? []);
+    const isolation = this.#checkIsolation(data.isolation ?? this.#config.tenancy.defaultIsolation);
+    const name = checkName(data.name);
+    const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+    const id = uuidv7();
+
+    return this.#mutate(context, { action: 'tenant.create', target: slug, tenantId: id }, async (tx) => {
+      await lockNamespace(tx);
+      await this.#assertSlugFree(tx, slug, id);
+      await this.#assertHostsFree(tx, hosts, id, slug);
+      await tx.query(
+        `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config)
+         VALUES ($1, $2, $3, 'active', $4, $5::jsonb)`,
+        [id, slug, name, isolation, JSON.stringify(data.config ?? {})],
+      );
+      await insertHosts(tx, id, hosts);
+      const apiKey = await insertApiKey(tx, id, prepared);
+      const tenant = await this.#load(tx, id);
+      return { result: { tenant, apiKey }, changes: [{ kind: 'tenant', tenantId: id }] };
+    });
+  }
+
+  /** Looks a tenant up by id or slug; deleted tenants only by id and only when asked for. */
+  async get(idOrSlug: string, options: { includeDeleted?: boolean } = {}): Promise<Tenant> {
+    const tenant = await this.find(idOrSlug, options);
+    if (!tenant) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+    return tenant;
+  }
+
+  async find(idOrSlug: string, options: { includeDeleted?: boolean } = {}): Promise<Tenant | undefined> {
+    if (typeof idOrSlug !== 'string' || idOrSlug.length === 0 || idOrSlug.length > 100) return undefined;
+    if (isUuid(idOrSlug.toLowerCase())) {
+      const tenant = await this.findById(idOrSlug.toLowerCase());
+      return tenant && (tenant.status !== 'deleted' || options.includeDeleted) ? tenant : undefined;
+    }
+    return this.findBySlug(idOrSlug);
+  }
+
+  async findById(id: string, db: Queryable = this.#db.runtime): Promise<Tenant | undefined> {
+    const { rows } = await db.query<TenantRow>(`SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.id = $1`, [id]);
+    return rows[0] && tenantFromRow(rows[0]);
+  }
+
+  async findBySlug(slug: string): Promise<Tenant | undefined> {
+    const { rows } = await this.#db.runtime.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.slug = $1 AND t.status <> 'deleted'`,
+      [slug],
+    );
+    return rows[0] && tenantFromRow(rows[0]);
+  }
+
+  /** The tenant id a registered host belongs to. */
+  async tenantIdForHost(host: string): Promise<string | undefined> {
+    const { rows } = await this.#db.runtime.query<{ tenant_id: string }>(
+      'SELECT tenant_id FROM tenantry.tenant_hosts WHERE host = $1',
+      [host],
+    );
+    return rows[0]?.tenant_id;
+  }
+
+  async list(options: ListTenantsOptions = {}): Promise<TenantPage> {
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+      throw new TenantryError('validation_failed', `limit must be an integer from 1 to ${MAX_PAGE}`, { field: 'limit' });
+    }
+    if (options.after !== undefined && !isUuid(options.after)) {
+      throw new TenantryError('validation_failed', 'after must be a cursor returned as next', { field: 'after' });
+    }
+    const statuses: TenantStatus[] = ['active'];
+    if (options.includeInactive) statuses.push('inactive');
+    if (options.includeDeleted) statuses.push('deleted');
+    const { rows } = await this.#db.runtime.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t
+        WHERE t.status = ANY($1::text[]) AND ($2::uuid IS NULL OR t.id > $2::uuid)
+        ORDER BY t.id LIMIT $3`,
+      [statuses, options.after ?? null, limit + 1],
+    );
+    const tenants = rows.slice(0, limit).map(tenantFromRow);
+    return { tenants, next: rows.length > limit ? (tenants.at(-1)?.id ?? null) : null };
+  }
+
+  /** PATCH semantics: only the given fields change; `config` is replaced as a whole. */
+  async update(idOrSlug: string, input: unknown, context: ActionContext): Promise<Tenant> {
+    return this.#applyUpdate(idOrSlug, validate(UpdateTenantInputSchema, input), context, 'tenant.update');
+  }
+
+  /** PUT semantics: name, slug, hosts and config are all given and replace what was there. */
+  async replace(idOrSlug: string, input: unknown, context: ActionContext): Promise<Tenant> {
+    return this.#applyUpdate(idOrSlug, validate(ReplaceTenantInputSchema, input), context, 'tenant.replace');
+  }
+
+  async activate(idOrSlug: string, context: ActionContext): Promise<Tenant> {
+    return this.#setStatus(idOrSlug, 'active', context);
+  }
+
+  async deactivate(idOrSlug: string, context: ActionContext): Promise<Tenant> {
+    return this.#setStatus(idOrSlug, 'inactive', context);
+  }
+
+  /**
+   * Soft delete: the tenant stops resolving at once (its keys are revoked and its hosts released
+   * first), its slug becomes free, and its record stays for the audit trail.
+   */
+  async delete(idOrSlug: string, context: ActionContext): Promise<Tenant> {
+    const current = await this.get(idOrSlug);
+    return this.#mutate(context, { action: 'tenant.delete', target: current.slug, tenantId: current.id }, async (tx) => {
+      const revoked = await revokeTenantKeys(tx, current.id);
+      await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
+      const { rowCount } = await tx.query(
+        `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+          WHERE id = $1 AND status <> 'deleted'`,
+        [current.id],
+      );
+      if (rowCount === 0) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+      const tenant = await this.#load(tx, current.id);
+      const changes: Change[] = [
+        { kind: 'tenant', tenantId: current.id },
+        ...revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId })),
+      ];
+      return { result: tenant, changes };
+    });
+  }
+
+  async addHost(idOrSlug: string, input: unknown, context: ActionContext): Promise<Tenant> {
+    const { host: raw } = validate(HostInputSchema, input);
+    const host = this.#checkHosts([raw])[0] as string;
+    const current = await this.get(idOrSlug);
+    return this.#mutate(context, { action: 'tenant.host.add', target: host, tenantId: current.id }, async (tx) => {
+      await lockNamespace(tx);
+      const locked = await this.#lockLive(tx, current.id, idOrSlug);
+      if (locked.hosts.includes(host)) return { result: locked, changes: [] };
+      await this.#assertHostsFree(tx, [host], current.id, locked.slug);
+      await insertHosts(tx, current.id, [host]);
+      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+    });
+  }
+
+  async removeHost(idOrSlug: string, rawHost: string, context: ActionContext): Promise<Tenant> {
+    const checked = normalizeHost(rawHost);
+    const current = await this.get(idOrSlug);
+    const host = checked.ok ? checked.host : String(rawHost);
+    return this.#mutate(context, { action: 'tenant.host.remove', target: clip(host), tenantId: current.id }, async (tx) => {
+      const { rowCount } = await tx.query('DELETE FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id = $2', [
+        host,
+        current.id,
+      ]);
+      if (rowCount === 0) {
+        throw new TenantryError('not_found', `tenant "${current.slug}" has no host "${clip(host)}"`, { field: 'host' });
+      }
+      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+    });
+  }
+
+  /** Revokes the tenant's keys and issues a new one, shown once. */
+  async regenerateApiKey(idOrSlug: string, context: ActionContext): Promise<IssuedApiKey> {
+    const current = await this.get(idOrSlug);
+    const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+    return this.#mutate(context, { action: 'tenant.key.regenerate', target: current.slug, tenantId: current.id }, async (tx) => {
+      await this.#lockLive(tx, current.id, idOrSlug);
+      const revoked = await revokeTenantKeys(tx, current.id);
+      const issued = await insertApiKey(tx, current.id, prepared);
+      const changes = revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId }));
+      return { result: issued, changes };
+    });
+  }
+
+  async #applyUpdate(
+    idOrSlug: string,
+    data: UpdateTenantInput,
+    context: ActionContext,
+    action: string,
+  ): Promise<Tenant> {
+    const current = await this.get(idOrSlug);
+    if (data.isolation !== undefined && data.isolation !== current.isolation) {
+      throw new TenantryError('conflict', 'isolation cannot be changed by an update; move the tenant instead', {
+        field: 'isolation',
+      });
+    }
+    const name = data.name === undefined ? undefined : checkName(data.name);
+    const slug = data.slug === undefined ? undefined : this.#checkSlug(data.slug);
+    const hosts = data.hosts === undefined ? undefined : this.#checkHosts(data.hosts);
+    return this.#mutate(context, { action, target: current.slug, tenantId: current.id }, async (tx) => {
+      await lockNamespace(tx);
+      const locked = await this.#lockLive(tx, current.id, idOrSlug);
+      const newSlug = slug ?? locked.slug;
+      if (slug !== undefined && slug !== locked.slug) await this.#assertSlugFree(tx, slug, current.id);
+      if (hosts !== undefined) {
+        await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
+        await this.#assertHostsFree(tx, hosts, current.id, newSlug);
+        await insertHosts(tx, current.id, hosts);
+      } else if (newSlug !== locked.slug) {
+        await this.#assertHostsFree(tx, [], current.id, newSlug);
+      }
+      await tx.query(
+        `UPDATE tenantry.tenants
+            SET name = coalesce($2, name), slug = $3, config = coalesce($4::jsonb, config), updated_at = now()
+          WHERE id = $1`,
+        [current.id, name ?? null, newSlug, data.config === undefined ? null : JSON.stringify(data.config)],
+      );
+      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+    });
+  }
+
+  async #setStatus(idOrSlug: string, status: 'active' | 'inactive', context: ActionContext): Promise<Tenant> {
+    const current = await this.get(idOrSlug);
+    const action = status === 'active' ? 'tenant.activate' : 'tenant.deactivate';
+    return this.#mutate(context, { action, target: current.slug, tenantId: current.id }, async (tx) => {
+      const locked = await this.#lockLive(tx, current.id, idOrSlug);
+      if (locked.status === 'provisioning') {
+        throw new TenantryError('conflict', 'the tenant is still being provisioned', { field: 'status' });
+      }
+      if (locked.status === status) return { result: locked, changes: [] };
+      await tx.query('UPDATE tenantry.tenants SET status = $2, updated_at = now() WHERE id = $1', [current.id, status]);
+      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+    });
+  }
+
+  /** Locks the tenant row for the rest of the transaction; refuses tenants deleted meanwhile. */
+  async #lockLive(tx: Queryable, id: string, idOrSlug: string): Promise<Tenant> {
+    const { rows } = await tx.query<{ id: string }>(
+      `SELECT id FROM tenantry.tenants WHERE id = $1 AND status <> 'deleted' FOR UPDATE`,
+      [id],
+    );
+    if (rows.length === 0) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+    return this.#load(tx, id);
+  }
+
+  async #load(tx: Queryable, id: string): Promise<Tenant> {
+    const tenant = await this.findById(id, tx);
+    if (!tenant) throw new TenantryError('tenant_not_found', `no tenant "${id}"`);
+    return tenant;
+  }
+
+  async #mutate<T>(
+    context: ActionContext,
+    audit: { action: string; target: string; tenantId: string },
+    work: (tx: Queryable) => Promise<Mutation<T>>,
+  ): Promise<T> {
+    let mutation: Mutation<T>;
+    try {
+      mutation = await this.#db.owner.transaction(async (tx) => {
+        const done = await work(tx);
+        for (const change of done.changes) await this.#bus.announce(tx, change);
+        await recordAudit(tx, context, { ...audit, outcome: 'success' });
+        return done;
+      });
+    } catch (error) {
+      const translated = translateConstraintError(error);
+      await recordAudit(this.#db.owner, context, {
+        ...audit,
+        outcome: 'failure',
+        details: { code: translated instanceof TenantryError ? translated.code : 'internal' },
+      }).catch(() => undefined);
+      throw translated;
+    }
+    for (const change of mutation.changes) this.#bus.applied(change);
+    return mutation.result;
+  }
+
+  #checkSlug(raw: string): string {
+    const checked = checkSlug(raw, this.#config.tenancy.reservedSlugs);
+    if (!checked.ok) throw new TenantryError('validation_failed', checked.message, { field: 'slug' });
+    return checked.slug;
+  }
+
+  #checkHosts(raw: readonly string[]): string[] {
+    const hosts: string[] = [];
+    raw.forEach((value, index) => {
+      const checked = normalizeHost(value);
+      if (!checked.ok) throw new TenantryError('validation_failed', checked.message, { field: `hosts/${index}` });
+      const base = this.#config.server.baseDomain;
+      if (checked.host === base) {
+        throw new TenantryError('validation_failed', `host ${checked.host} is the base domain itself`, {
+          field: `hosts/${index}`,
+        });
+      }
+      if (!hosts.includes(checked.host)) hosts.push(checked.host);
+    });
+    return hosts;
+  }
+
+  #checkIsolation(value: string): IsolationLevel {
+    if (!ISOLATION_LEVELS.includes(value as IsolationLevel)) {
+      throw new TenantryError('validation_failed', 'isolation must be row, schema or database', { field: 'isolation' });
+    }
+    if (value === 'database' && this.#db.driver === 'pglite') {
+      throw new TenantryError('validation_failed', 'database isolation needs PostgreSQL (DATABASE_URL)', {
+        field: 'isolation',
+      });
+    }
+    return value as IsolationLevel;
+  }
+
+  async #assertSlugFree(tx: Queryable, slug: string, selfId: string): Promise<void> {
+    const { rows } = await tx.query(
+      `SELECT 1 FROM tenantry.tenants WHERE slug = $1 AND status <> 'deleted' AND id <> $2
+       UNION ALL
+       SELECT 1 FROM tenantry.tenant_hosts WHERE host = $3 AND tenant_id <> $2`,
+      [slug, selfId, `${slug}.${this.#config.server.baseDomain}`],
+    );
+    if (rows.length > 0) throw new TenantryError('conflict', `slug "${slug}" is already taken`, { field: 'slug' });
+  }
+
+  /**
+   * Hosts are unique across tenants, and a host under the base domain must not name another
+   * tenant's slug (`beta.<baseDomain>` belongs to the tenant whose slug is `beta`).
+   */
+  async #assertHostsFree(tx: Queryable, hosts: readonly string[], selfId: string, selfSlug: string): Promise<void> {
+    const suffix = `.${this.#config.server.baseDomain}`;
+    for (const [index, host] of hosts.entries()) {
+      const { rows } = await tx.query('SELECT 1 FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id <> $2', [host, selfId]);
+      if (rows.length > 0) {
+        throw new TenantryError('conflict', `host ${host} belongs to another tenant`, { field: `hosts/${index}` });
+      }
+      if (host.endsWith(suffix)) {
+        const label = host.slice(0, -suffix.length);
+        if (!label.includes('.') && label !== selfSlug) {
+          const owner = await tx.query(
+            `SELECT 1 FROM tenantry.tenants WHERE slug = $1 AND status <> 'deleted' AND id <> $2`,
+            [label, selfId],
+          );
+          if (owner.rows.length > 0) {
+            throw new TenantryError('conflict', `host ${host} names another tenant's slug`, { field: `hosts/${index}` });
+          }
+        }
+      }
+    }
+  }
+}
+
+async function lockNamespace(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, LockKey.TENANT_NAMESPACE]);
+}
+
+async function insertHosts(tx: Queryable, tenantId: string, hosts: readonly string[]): Promise<void> {
+  if (hosts.length === 0) return;
+  await tx.query(
+    'INSERT INTO tenantry.tenant_hosts (host, tenant_id) SELECT unnest($1::text[]), $2::uuid',
+    [hosts, tenantId],
+  );
+}
+
+function checkName(raw: string): string {
+  const name = raw.trim();
+  if (name.length === 0) throw new TenantryError('validation_failed', 'name must not be blank', { field: 'name' });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    throw new TenantryError('validation_failed', 'name must not contain control characters', { field: 'name' });
+  }
+  return name;
+}
+
+function clip(value: string): string {
+  const text = String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+/** Races that pass the checks still hit the unique indexes: answer them as the checks would have. */
+function translateConstraintError(error: unknown): unknown {
+  if (!isSqlState(error, 'UNIQUE_VIOLATION')) return error;
+  const constraint = constraintOf(error);
+  if (constraint === 'tenants_slug_key') return new TenantryError('conflict', 'slug is already taken', { field: 'slug' });
+  if (constraint === 'tenant_hosts_pkey') return new TenantryError('conflict', 'host belongs to another tenant', { field: 'hosts' });
+  return new TenantryError('conflict', 'the change conflicts with existing data', { cause: error });
+}
+
+export type { CreateTenantInput, TenantConfig };
