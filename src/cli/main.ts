@@ -1,0 +1,270 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { TenantryConfig } from '../config/config-schema.js';
+import { loadConfig } from '../config/load-config.js';
+import { DataDirInUseError } from '../db/open-database.js';
+import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
+import { openDatabase } from '../db/open-database.js';
+import { ConfigError, isTenantryError } from '../errors.js';
+import { startServer } from '../server.js';
+import { withOperations } from './engine-client.js';
+import { createOutput, type Output } from './output.js';
+
+export const ExitCode = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
+
+interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+}
+
+interface TenantJson {
+  id: string;
+  slug: string;
+  name: string;
+  status: string;
+  isolation: string;
+  hosts: string[];
+}
+
+function printTenant(out: Output, tenant: TenantJson): void {
+  out.line(`id:        ${tenant.id}`);
+  out.line(`slug:      ${tenant.slug}`);
+  out.line(`name:      ${tenant.name}`);
+  out.line(`status:    ${tenant.status}`);
+  out.line(`isolation: ${tenant.isolation}`);
+  out.line(`hosts:     ${tenant.hosts.length > 0 ? tenant.hosts.join(', ') : '-'}`);
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function positiveInteger(value: string): number {
+  if (!/^\d+$/.test(value)) throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', `not a number: ${value}`);
+  return Number(value);
+}
+
+export interface MainIo {
+  readonly stdout?: NodeJS.WritableStream;
+  readonly stderr?: NodeJS.WritableStream;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly cwd?: string;
+  /** Serve only: resolves when the process should shut down (default: SIGTERM or SIGINT). */
+  readonly shutdownSignal?: Promise<unknown>;
+}
+
+/** Runs the CLI; returns the exit code (0 success, 1 failure, 2 usage or config error). */
+export async function main(argv: readonly string[], io: MainIo = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const out = createOutput(stdout, stderr);
+  let exitCode: number = ExitCode.OK;
+
+  const config = (options: GlobalOptions, overrides: { port?: number } = {}): TenantryConfig =>
+    loadConfig({
+      ...(options.config === undefined ? {} : { file: options.config }),
+      ...(io.env ? { env: io.env } : {}),
+      ...(io.cwd ? { cwd: io.cwd } : {}),
+      overrides,
+    });
+
+  const program = new Command('tenantry')
+    .description('Multi-tenancy for TypeScript backends on PostgreSQL')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => stdout.write(text),
+      writeErr: (text) => stderr.write(text),
+    })
+    .showHelpAfterError('(run with --help for usage)');
+
+  const withConfigOption = (command: Command) => command.option('--config <file>', 'config file (default tenantry.config.yaml)');
+
+  withConfigOption(program.command('init-db').description('apply the control-plane migrations')).action(
+    async (options: GlobalOptions) => {
+      const cfg = config(options);
+      let db: Awaited<ReturnType<typeof openDatabase>>;
+      try {
+        db = await openDatabase(cfg);
+      } catch (error) {
+        if (error instanceof DataDirInUseError) {
+          out.line('the embedded database is held by a running server, which migrated it at start: nothing to do');
+          return;
+        }
+        throw error;
+      }
+      try {
+        const report = await migrateControlPlane(db.owner);
+        if (report.applied.length === 0) out.line(`control plane is up to date (version ${report.to})`);
+        for (const step of report.applied) out.line(`applied ${step.version}: ${step.name}`);
+      } finally {
+        await db.close();
+      }
+    },
+  );
+
+  withConfigOption(program.command('serve').description('run the HTTP server'))
+    .option('--port <n>', 'port to listen on', positiveInteger)
+    .action(async (options: GlobalOptions & { port?: number }) => {
+      const cfg = config(options, options.port === undefined ? {} : { port: options.port });
+      const server = await startServer({ config: cfg, notice: (message) => stderr.write(`${message}\n`) });
+      stderr.write(`tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`);
+      await (io.shutdownSignal ??
+        new Promise((resolve) => {
+          process.once('SIGTERM', resolve);
+          process.once('SIGINT', resolve);
+        }));
+      await server.close();
+    });
+
+  const tenants = program.command('tenants').description('manage tenants');
+  const tenantCommand = (name: string, description: string) =>
+    withConfigOption(tenants.command(name).description(description)).option('--json', 'print JSON');
+
+  tenantCommand('create', 'create a tenant and print its API key (shown once)')
+    .argument('<name>', 'display name')
+    .argument('<slug>', 'DNS label: lowercase a-z, 0-9 and -, 3 to 63 characters')
+    .option('--host <host>', 'a hostname of the tenant (repeatable)', collect, [])
+    .addOption(new Option('--isolation <level>', 'where its rows live').choices(['row', 'schema', 'database']))
+    .action(async (name: string, slug: string, options: GlobalOptions & { host: string[]; isolation?: string }) => {
+      const input = {
+        name,
+        slug,
+        ...(options.host.length > 0 ? { hosts: options.host } : {}),
+        ...(options.isolation ? { isolation: options.isolation } : {}),
+      };
+      const created = (await withOperations(config(options), (run) => run('tenants.create', { input }))) as {
+        tenant: TenantJson;
+        apiKey: { keyId: string; key: string; warning: string };
+      };
+      if (options.json) return out.json(created);
+      printTenant(out, created.tenant);
+      out.line(`api key:   ${created.apiKey.key}`);
+      out.error(created.apiKey.warning);
+    });
+
+  tenantCommand('list', 'list tenants (active only unless asked)')
+    .option('--include-inactive', 'include inactive tenants')
+    .option('--include-deleted', 'include deleted tenants')
+    .action(async (options: GlobalOptions & { includeInactive?: boolean; includeDeleted?: boolean }) => {
+      const all: TenantJson[] = await withOperations(config(options), async (run) => {
+        const rows: TenantJson[] = [];
+        let after: string | null = null;
+        do {
+          const page = (await run('tenants.list', {
+            includeInactive: options.includeInactive === true,
+            includeDeleted: options.includeDeleted === true,
+            limit: 1000,
+            ...(after ? { after } : {}),
+          })) as { tenants: TenantJson[]; next: string | null };
+          rows.push(...page.tenants);
+          after = page.next;
+        } while (after);
+        return rows;
+      });
+      if (options.json) return out.json(all);
+      out.table(all as unknown as Record<string, unknown>[], ['id', 'slug', 'name', 'status', 'isolation', 'hosts']);
+    });
+
+  const single = [
+    ['show', 'tenants.show', 'show a tenant'],
+    ['activate', 'tenants.activate', 'activate a tenant'],
+    ['deactivate', 'tenants.deactivate', 'deactivate a tenant: it stops resolving at once'],
+    ['delete', 'tenants.delete', 'delete a tenant (soft): keys revoked, hosts released'],
+  ] as const;
+  for (const [name, operation, description] of single) {
+    tenantCommand(name, description)
+      .argument('<idOrSlug>')
+      .action(async (idOrSlug: string, options: GlobalOptions) => {
+        const tenant = (await withOperations(config(options), (run) => run(operation, { idOrSlug }))) as TenantJson;
+        if (options.json) return out.json(tenant);
+        printTenant(out, tenant);
+      });
+  }
+
+  tenantCommand('regenerate-key', 'revoke the tenant’s keys and print a new one (shown once)')
+    .argument('<idOrSlug>')
+    .action(async (idOrSlug: string, options: GlobalOptions) => {
+      const issued = (await withOperations(config(options), (run) => run('tenants.regenerateKey', { idOrSlug }))) as {
+        key: string;
+        warning: string;
+      };
+      if (options.json) return out.json(issued);
+      out.line(issued.key);
+      out.error(issued.warning);
+    });
+
+  const hosts = tenants.command('hosts').description('hostnames of a tenant');
+  for (const [name, operation] of [
+    ['add', 'tenants.hosts.add'],
+    ['remove', 'tenants.hosts.remove'],
+  ] as const) {
+    withConfigOption(hosts.command(name).description(`${name} a hostname`))
+      .option('--json', 'print JSON')
+      .argument('<idOrSlug>')
+      .argument('<host>')
+      .action(async (idOrSlug: string, host: string, options: GlobalOptions) => {
+        const tenant = (await withOperations(config(options), (run) => run(operation, { idOrSlug, host }))) as TenantJson;
+        if (options.json) return out.json(tenant);
+        printTenant(out, tenant);
+      });
+  }
+
+  const keys = tenants.command('keys').description('API keys of a tenant');
+  withConfigOption(keys.command('list').description('list keys (never their secrets)'))
+    .option('--json', 'print JSON')
+    .option('--include-revoked', 'include revoked keys')
+    .argument('<idOrSlug>')
+    .action(async (idOrSlug: string, options: GlobalOptions & { includeRevoked?: boolean }) => {
+      const list = (await withOperations(config(options), (run) =>
+        run('tenants.keys.list', { idOrSlug, includeRevoked: options.includeRevoked === true }),
+      )) as Record<string, unknown>[];
+      if (options.json) return out.json(list);
+      out.table(list, ['keyId', 'name', 'createdAt', 'lastUsedAt', 'revokedAt']);
+    });
+
+  withConfigOption(program.command('audit').description('show audit entries, newest first'))
+    .option('--json', 'print JSON')
+    .option('--tenant <idOrSlug>', 'only this tenant')
+    .option('--action <action>', 'only this action (or its prefix, e.g. tenant)')
+    .option('--limit <n>', 'how many entries (default 100)', positiveInteger)
+    .action(async (options: GlobalOptions & { tenant?: string; action?: string; limit?: number }) => {
+      const page = (await withOperations(config(options), (run) =>
+        run('audit.list', {
+          ...(options.tenant ? { tenant: options.tenant } : {}),
+          ...(options.action ? { action: options.action } : {}),
+          ...(options.limit ? { limit: options.limit } : {}),
+        }),
+      )) as { entries: Record<string, unknown>[] };
+      if (options.json) return out.json(page.entries);
+      out.table(page.entries, ['at', 'actor', 'action', 'outcome', 'tenantId', 'target', 'clientAddress']);
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    exitCode = reportError(error, out);
+  }
+  return exitCode;
+}
+
+function reportError(error: unknown, out: Output): number {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.OK;
+    if (error.code === 'tenantry.invalidNumber') out.error(`error: ${error.message}`);
+    return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+  }
+  if (error instanceof ConfigError) {
+    out.error(`config error: ${error.message}`);
+    return ExitCode.USAGE;
+  }
+  if (isTenantryError(error)) {
+    out.error(`error (${error.code}): ${error.message}`);
+    return ExitCode.FAILURE;
+  }
+  if (error instanceof DatabaseTooNewError) {
+    out.error(`error: ${error.message}`);
+    return ExitCode.FAILURE;
+  }
+  out.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+  return ExitCode.FAILURE;
+}

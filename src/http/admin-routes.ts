@@ -1,0 +1,284 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { TenantryError } from '../errors.js';
+import type { Tenant, TenantConfig } from '../tenants/tenant.js';
+import {
+  CreateTenantInputSchema,
+  HostInputSchema,
+  ReplaceTenantInputSchema,
+  UpdateTenantInputSchema,
+} from '../tenants/tenant-input.js';
+import type { Tenantry } from '../tenantry.js';
+import { actionContext } from './request-context.js';
+import {
+  AdminTenantSchema,
+  ApiKeyInfoSchema,
+  AuditEntrySchema,
+  BooleanQuery,
+  IdOrSlugParams,
+  IssuedKeySchema,
+  problemResponses,
+} from './schemas.js';
+
+const tags = ['admin'];
+const security = [{ adminToken: [] }];
+
+function adminView(tenant: Tenant) {
+  return {
+    id: tenant.id,
+    name: tenant.name,
+    slug: tenant.slug,
+    status: tenant.status,
+    isolation: tenant.isolation,
+    hosts: [...tenant.hosts],
+    config: tenant.config as TenantConfig,
+    createdAt: tenant.createdAt.toISOString(),
+    updatedAt: tenant.updatedAt.toISOString(),
+  };
+}
+
+function parseDate(value: string | undefined, field: string): Date | undefined {
+  if (value === undefined) return undefined;
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) {
+    throw new TenantryError('validation_failed', `${field} must be an ISO 8601 date-time`, { field });
+  }
+  return date;
+}
+
+function parseLimit(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,4}$/.test(value)) throw new TenantryError('validation_failed', 'limit must be an integer', { field: 'limit' });
+  return Number(value);
+}
+
+/** Operator routes under /admin. Registered inside `adminScope`. */
+export function adminRoutes(tenantry: Tenantry) {
+  return (base: FastifyInstance): void => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
+    const tenantResponse = { 200: AdminTenantSchema, ...problemResponses };
+
+    app.post(
+      '/admin/tenants',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Create a tenant and its first API key',
+          body: CreateTenantInputSchema,
+          response: { 201: Type.Object({ tenant: AdminTenantSchema, apiKey: IssuedKeySchema }), ...problemResponses },
+        },
+      },
+      async (request, reply) => {
+        const created = await tenantry.tenants.create(request.body, actionContext(request));
+        reply.code(201).header('location', `/admin/tenants/${created.tenant.id}`);
+        return { tenant: adminView(created.tenant), apiKey: created.apiKey };
+      },
+    );
+
+    app.get(
+      '/admin/tenants',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'List tenants (active only unless asked)',
+          querystring: Type.Object(
+            {
+              includeInactive: Type.Optional(BooleanQuery),
+              includeDeleted: Type.Optional(BooleanQuery),
+              limit: Type.Optional(Type.String({ maxLength: 5 })),
+              after: Type.Optional(Type.String({ maxLength: 36 })),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object({ tenants: Type.Array(AdminTenantSchema), next: Type.Union([Type.String(), Type.Null()]) }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request) => {
+        const { includeInactive, includeDeleted, limit, after } = request.query;
+        const page = await tenantry.tenants.list({
+          includeInactive: includeInactive === 'true',
+          includeDeleted: includeDeleted === 'true',
+          ...(limit === undefined ? {} : { limit: parseLimit(limit) }),
+          ...(after === undefined ? {} : { after }),
+        });
+        return { tenants: page.tenants.map(adminView), next: page.next };
+      },
+    );
+
+    app.get(
+      '/admin/tenants/:idOrSlug',
+      { schema: { tags, security, summary: 'Show a tenant', params: IdOrSlugParams, response: tenantResponse } },
+      async (request) => adminView(await tenantry.tenants.get(request.params.idOrSlug, { includeDeleted: true })),
+    );
+
+    app.put(
+      '/admin/tenants/:idOrSlug',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Replace name, slug, hosts and config',
+          params: IdOrSlugParams,
+          body: ReplaceTenantInputSchema,
+          response: tenantResponse,
+        },
+      },
+      async (request) =>
+        adminView(await tenantry.tenants.replace(request.params.idOrSlug, request.body, actionContext(request))),
+    );
+
+    app.patch(
+      '/admin/tenants/:idOrSlug',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Change some of name, slug, hosts and config',
+          params: IdOrSlugParams,
+          body: UpdateTenantInputSchema,
+          response: tenantResponse,
+        },
+      },
+      async (request) =>
+        adminView(await tenantry.tenants.update(request.params.idOrSlug, request.body, actionContext(request))),
+    );
+
+    app.delete(
+      '/admin/tenants/:idOrSlug',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Delete a tenant (soft: it stops resolving at once, its record stays)',
+          params: IdOrSlugParams,
+          response: tenantResponse,
+        },
+      },
+      async (request) => adminView(await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request))),
+    );
+
+    for (const action of ['activate', 'deactivate'] as const) {
+      app.post(
+        `/admin/tenants/:idOrSlug/${action}`,
+        { schema: { tags, security, summary: `${action} a tenant`, params: IdOrSlugParams, response: tenantResponse } },
+        async (request) => adminView(await tenantry.tenants[action](request.params.idOrSlug, actionContext(request))),
+      );
+    }
+
+    app.post(
+      '/admin/tenants/:idOrSlug/regenerate-api-key',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Revoke the tenant’s keys and issue a new one (shown once)',
+          params: IdOrSlugParams,
+          response: { 200: IssuedKeySchema, ...problemResponses },
+        },
+      },
+      async (request) => tenantry.tenants.regenerateApiKey(request.params.idOrSlug, actionContext(request)),
+    );
+
+    app.get(
+      '/admin/tenants/:idOrSlug/keys',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'List the tenant’s API keys (never the secrets)',
+          params: IdOrSlugParams,
+          querystring: Type.Object({ includeRevoked: Type.Optional(BooleanQuery) }, { additionalProperties: false }),
+          response: { 200: Type.Object({ keys: Type.Array(ApiKeyInfoSchema) }), ...problemResponses },
+        },
+      },
+      async (request) => {
+        const keys = await tenantry.listKeys(request.params.idOrSlug, {
+          includeRevoked: request.query.includeRevoked === 'true',
+        });
+        return { keys: keys.map((key) => JSON.parse(JSON.stringify(key))) };
+      },
+    );
+
+    app.post(
+      '/admin/tenants/:idOrSlug/hosts',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Add a host to a tenant',
+          params: IdOrSlugParams,
+          body: HostInputSchema,
+          response: tenantResponse,
+        },
+      },
+      async (request) =>
+        adminView(await tenantry.tenants.addHost(request.params.idOrSlug, request.body, actionContext(request))),
+    );
+
+    app.delete(
+      '/admin/tenants/:idOrSlug/hosts/:host',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Remove a host from a tenant',
+          params: Type.Object(
+            { idOrSlug: Type.String({ minLength: 1, maxLength: 100 }), host: Type.String({ minLength: 1, maxLength: 254 }) },
+            { additionalProperties: false },
+          ),
+          response: tenantResponse,
+        },
+      },
+      async (request) =>
+        adminView(
+          await tenantry.tenants.removeHost(request.params.idOrSlug, request.params.host, actionContext(request)),
+        ),
+    );
+
+    app.get(
+      '/admin/audit',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Audit entries, newest first',
+          querystring: Type.Object(
+            {
+              tenant: Type.Optional(Type.String({ maxLength: 100 })),
+              action: Type.Optional(Type.String({ maxLength: 100 })),
+              actor: Type.Optional(Type.String({ maxLength: 200 })),
+              since: Type.Optional(Type.String({ maxLength: 40 })),
+              until: Type.Optional(Type.String({ maxLength: 40 })),
+              before: Type.Optional(Type.String({ maxLength: 20 })),
+              limit: Type.Optional(Type.String({ maxLength: 5 })),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object({ entries: Type.Array(AuditEntrySchema), next: Type.Union([Type.String(), Type.Null()]) }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request) => {
+        const query = request.query;
+        const page = await tenantry.audit({
+          tenant: query.tenant,
+          action: query.action,
+          actor: query.actor,
+          since: parseDate(query.since, 'since'),
+          until: parseDate(query.until, 'until'),
+          before: query.before,
+          limit: parseLimit(query.limit),
+        });
+        return { entries: page.entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })), next: page.next };
+      },
+    );
+  };
+}

@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { AdminTokenGuard } from '../auth/admin-token.js';
+import type { Tenantry } from '../tenantry.js';
+import { adminScope } from './admin-plugin.js';
+import { adminRoutes } from './admin-routes.js';
+import { healthRoutes } from './health-routes.js';
+import { problemFor, problemFromError, sendProblem } from './problem.js';
+import { ProblemSchema } from './schemas.js';
+import { tenantScope } from './tenant-plugin.js';
+import { tenantRoutes } from './tenant-routes.js';
+
+export interface BuildAppOptions {
+  readonly tenantry: Tenantry;
+  readonly adminGuard: AdminTokenGuard;
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{8,128}$/;
+
+/**
+ * The HTTP face of Tenantry: health, admin and tenant routes, each scope in its own
+ * encapsulated plugin, and every error answered as application/problem+json.
+ */
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  const { tenantry } = options;
+  const config = tenantry.config;
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: config.server.bodyLimitBytes,
+    trustProxy: config.server.trustProxy,
+    // A client may pass its own request id for correlation, but only a harmless one.
+    genReqId: (raw) => {
+      const given = raw.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+  });
+
+  app.decorateRequest('tenant', null);
+  app.decorateRequest('tenantResolution', null);
+  app.decorateRequest('actor', null);
+  app.addSchema(ProblemSchema);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('cache-control', 'no-store');
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const { problem, unexpected } = problemFromError(error);
+    if (unexpected) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ code: problem.code, status: problem.status }, problem.detail);
+    return sendProblem(request, reply, problem);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(request, reply, problemFor('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Tenantry', version: '0.1.0', description: 'Multi-tenant backend: admin and tenant routes' },
+      components: {
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'The operator admin token' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+    },
+  });
+
+  await app.register(async (scope) => healthRoutes(tenantry)(scope));
+  await app.register(adminScope(options.adminGuard, adminRoutes(tenantry)));
+  await app.register(tenantScope(tenantry, tenantRoutes));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.ready();
+  return app;
+}

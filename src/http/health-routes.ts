@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import { TenantryError } from '../errors.js';
+import type { Tenantry } from '../tenantry.js';
+
+const READY_TIMEOUT_MS = 2_000;
+
+export function healthRoutes(tenantry: Tenantry) {
+  return (app: FastifyInstance): void => {
+    app.get('/healthz', { schema: { tags: ['operations'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
+    app.get(
+      '/readyz',
+      { schema: { tags: ['operations'], summary: 'The process can serve: the database answers' } },
+      async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('database ping timed out')), READY_TIMEOUT_MS);
+        });
+        try {
+          await Promise.race([tenantry.db.ping(), timeout]);
+        } catch {
+          throw new TenantryError('unavailable', 'the database is not reachable');
+        } finally {
+          clearTimeout(timer);
+        }
+        return { status: 'ready' };
+      },
+    );
+  };
+}

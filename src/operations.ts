@@ -1,0 +1,75 @@
+import { TenantryError } from './errors.js';
+import type { ActionContext } from './runtime/actor.js';
+import type { Tenantry } from './tenantry.js';
+
+type Params = Readonly<Record<string, unknown>>;
+type Operation = (tenantry: Tenantry, params: Params, context: ActionContext) => Promise<unknown>;
+
+function text(params: Params, name: string): string {
+  const value = params[name];
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new TenantryError('validation_failed', `${name} is required`, { field: name });
+  }
+  return value;
+}
+
+function optionalText(params: Params, name: string): string | undefined {
+  return params[name] === undefined ? undefined : text(params, name);
+}
+
+function optionalNumber(params: Params, name: string): number | undefined {
+  const value = params[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') throw new TenantryError('validation_failed', `${name} must be a number`, { field: name });
+  return value;
+}
+
+/**
+ * Every engine action the CLI offers, by name. The CLI runs them in-process, or sends them to
+ * the running server over its control socket when the embedded database is open there: the same
+ * function runs either way.
+ */
+export const operations = {
+  'tenants.create': (t, p, c) => t.tenants.create(p.input, c),
+  'tenants.list': (t, p) =>
+    t.tenants.list({
+      includeInactive: p.includeInactive === true,
+      includeDeleted: p.includeDeleted === true,
+      ...(p.limit === undefined ? {} : { limit: optionalNumber(p, 'limit') }),
+      ...(p.after === undefined ? {} : { after: text(p, 'after') }),
+    }),
+  'tenants.show': (t, p) => t.tenants.get(text(p, 'idOrSlug'), { includeDeleted: true }),
+  'tenants.update': (t, p, c) => t.tenants.update(text(p, 'idOrSlug'), p.input, c),
+  'tenants.activate': (t, p, c) => t.tenants.activate(text(p, 'idOrSlug'), c),
+  'tenants.deactivate': (t, p, c) => t.tenants.deactivate(text(p, 'idOrSlug'), c),
+  'tenants.delete': (t, p, c) => t.tenants.delete(text(p, 'idOrSlug'), c),
+  'tenants.regenerateKey': (t, p, c) => t.tenants.regenerateApiKey(text(p, 'idOrSlug'), c),
+  'tenants.hosts.add': (t, p, c) => t.tenants.addHost(text(p, 'idOrSlug'), { host: p.host }, c),
+  'tenants.hosts.remove': (t, p, c) => t.tenants.removeHost(text(p, 'idOrSlug'), text(p, 'host'), c),
+  'tenants.keys.list': (t, p) => t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
+  'audit.list': (t, p) =>
+    t.audit({
+      tenant: optionalText(p, 'tenant'),
+      action: optionalText(p, 'action'),
+      actor: optionalText(p, 'actor'),
+      limit: optionalNumber(p, 'limit'),
+      before: optionalText(p, 'before'),
+    }),
+} satisfies Record<string, Operation>;
+
+export type OperationName = keyof typeof operations;
+
+export function isOperationName(name: unknown): name is OperationName {
+  return typeof name === 'string' && Object.hasOwn(operations, name);
+}
+
+/** Runs an operation and returns its result as plain JSON (what the control socket would send). */
+export async function runOperation(
+  tenantry: Tenantry,
+  name: OperationName,
+  params: Params,
+  context: ActionContext,
+): Promise<unknown> {
+  const result = await operations[name](tenantry, params, context);
+  return JSON.parse(JSON.stringify(result ?? null));
+}
