@@ -2,10 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
 import { TenantryError } from '../errors.js';
 
+/** The bearer token, '' for a malformed Bearer header, undefined when there is none. */
 function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const match = /^Bearer +(\S+) *$/i.exec(header);
-  return match ? match[1] : '';
+  const match = header === undefined ? null : /^Bearer(?: +(.*))?$/i.exec(header.trim());
+  if (!match) return undefined;
+  const token = (match[1] ?? '').trim();
+  return token.length === 0 ? undefined : /^\S+$/.test(token) ? token : '';
 }
 
 /**

@@ -39,6 +39,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
   });
 
+  // JSON only: a text/plain body would otherwise reach validation as a string.
+  app.removeContentTypeParser('text/plain');
   app.decorateRequest('tenant', null);
   app.decorateRequest('tenantResolution', null);
   app.decorateRequest('actor', null);

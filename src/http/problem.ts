@@ -38,7 +38,7 @@ function validationProblem(error: FastifyError): Problem {
   const field = [error.validationContext === 'body' ? '' : error.validationContext, base, extra]
     .filter((part) => typeof part === 'string' && part.length > 0)
     .join('/');
-  const name = field || error.validationContext || 'request';
+  const name = field || (error.validationContext === 'body' ? '(body)' : (error.validationContext ?? 'request'));
   const detail =
     first.keyword === 'additionalProperties' ? `unknown field "${name}"` : `${name} ${first.message ?? 'is invalid'}`;
   return problemFor('validation_failed', detail, name);

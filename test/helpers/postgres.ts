@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export const POSTGRES_SERVER_URL = process.env.TENANTRY_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEMPLATE_DATABASE = 'tenantry_test_template';
+
+export function databaseUrl(name: string): string {
+  const url = new URL(POSTGRES_SERVER_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * Whether the PostgreSQL suites run. With CI=true an unreachable server is a failure, never a
+ * silent skip: the isolation claims are about real PostgreSQL.
+ */
+export async function postgresAvailable(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: POSTGRES_SERVER_URL, connectionTimeoutMillis: 3_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch (error) {
+    if (process.env.CI === 'true') {
+      throw new Error(`CI=true but PostgreSQL at ${POSTGRES_SERVER_URL} does not answer: ${String(error)}`);
+    }
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function withServer<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: POSTGRES_SERVER_URL });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh database cloned from the migrated template; drop it when done. */
+export async function createDatabase(options: { template?: string | null } = {}): Promise<{
+  name: string;
+  url: string;
+  drop: () => Promise<void>;
+}> {
+  const name = `tenantry_t_${randomBytes(6).toString('hex')}`;
+  const template = options.template === undefined ? TEMPLATE_DATABASE : options.template;
+  await withServer((client) =>
+    client.query(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`),
+  );
+  return {
+    name,
+    url: databaseUrl(name),
+    drop: () => withServer((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+  };
+}
