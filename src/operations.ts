@@ -20,7 +20,8 @@ function optionalText(params: Params, name: string): string | undefined {
 function optionalNumber(params: Params, name: string): number | undefined {
   const value = params[name];
   if (value === undefined) return undefined;
-  if (typeof value !== 'number') throw new TenantryError('validation_failed', `${name} must be a number`, { field: name });
+  if (typeof value !== 'number')
+    throw new TenantryError('validation_failed', `${name} must be a number`, { field: name });
   return value;
 }
 
@@ -46,7 +47,8 @@ export const operations = {
   'tenants.regenerateKey': (t, p, c) => t.tenants.regenerateApiKey(text(p, 'idOrSlug'), c),
   'tenants.hosts.add': (t, p, c) => t.tenants.addHost(text(p, 'idOrSlug'), { host: p.host }, c),
   'tenants.hosts.remove': (t, p, c) => t.tenants.removeHost(text(p, 'idOrSlug'), text(p, 'host'), c),
-  'tenants.keys.list': (t, p) => t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
+  'tenants.keys.list': (t, p) =>
+    t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
   'audit.list': (t, p) =>
     t.audit({
       tenant: optionalText(p, 'tenant'),

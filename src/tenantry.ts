@@ -1,14 +1,14 @@
-import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import { type ApiKeyInfo, listTenantKeys } from './auth/api-key-store.js';
+import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import type { Database } from './db/database.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
+import { TenantCache } from './resolve/tenant-cache.js';
+import { TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
 import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runtime/audit-log.js';
 import { ChangeBus } from './runtime/change-bus.js';
-import { TenantCache } from './resolve/tenant-cache.js';
-import { TenantResolver } from './resolve/tenant-resolver.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
 
@@ -105,7 +105,8 @@ export class Tenantry {
 
   async audit(filter: AuditFilter & { tenant?: string } = {}): Promise<AuditPage> {
     const { tenant, ...rest } = filter;
-    const tenantId = tenant === undefined ? rest.tenantId : (await this.tenants.get(tenant, { includeDeleted: true })).id;
+    const tenantId =
+      tenant === undefined ? rest.tenantId : (await this.tenants.get(tenant, { includeDeleted: true })).id;
     return listAudit(this.db.runtime, { ...rest, tenantId });
   }
 

@@ -2,22 +2,46 @@ import type { Static, TSchema } from 'typebox';
 import Value from 'typebox/value';
 import { TenantryError } from './errors.js';
 
-function fieldOf(instancePath: string, params: object): string {
-  const path = instancePath.replace(/^\//, '');
-  const extra = (params as { additionalProperties?: string[] }).additionalProperties?.[0];
-  const missing = (params as { requiredProperties?: string[] }).requiredProperties?.[0];
-  const leaf = extra ?? missing;
-  if (leaf === undefined) return path || '(body)';
-  return path ? `${path}/${leaf}` : leaf;
+export interface SchemaProblem {
+  /** Path segments of the offending value (`['server', 'port']`); empty for the root. */
+  readonly path: readonly string[];
+  readonly message: string;
+  readonly unknownKey: boolean;
+}
+
+/** The first problem of `value` against `schema`, in words a user can act on, or undefined. */
+export function firstSchemaProblem(schema: TSchema, value: unknown): SchemaProblem | undefined {
+  const first = Value.Errors(schema, value)[0];
+  if (!first) return undefined;
+  const path = first.instancePath
+    .split('/')
+    .slice(1)
+    .map((part) => part.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const params = first.params as { additionalProperties?: string[]; requiredProperties?: string[] };
+  // TypeBox reports an extra property either as `additionalProperties` on the object or as a
+  // `false` schema on the property itself.
+  if (first.keyword === 'boolean' && first.schemaPath.endsWith('/additionalProperties')) {
+    return { path, message: 'is not a known field', unknownKey: true };
+  }
+  if (first.keyword === 'additionalProperties' && params.additionalProperties?.[0] !== undefined) {
+    return {
+      path: [...path, params.additionalProperties[0]],
+      message: 'is not a known field',
+      unknownKey: true,
+    };
+  }
+  if (first.keyword === 'required' && params.requiredProperties?.[0] !== undefined) {
+    return { path: [...path, params.requiredProperties[0]], message: 'is required', unknownKey: false };
+  }
+  return { path, message: first.message ?? 'is invalid', unknownKey: false };
 }
 
 /** Checks `value` against a schema; the first problem becomes a validation_failed error naming the field. */
 export function validate<S extends TSchema>(schema: S, value: unknown): Static<S> {
-  const first = Value.Errors(schema, value)[0];
-  if (first) {
-    const field = fieldOf(first.instancePath, first.params);
-    const message =
-      first.keyword === 'additionalProperties' ? `unknown field "${field}"` : `${field} ${first.message ?? 'is invalid'}`;
+  const problem = firstSchemaProblem(schema, value);
+  if (problem) {
+    const field = problem.path.join('/') || '(body)';
+    const message = problem.unknownKey ? `unknown field "${field}"` : `${field} ${problem.message}`;
     throw new TenantryError('validation_failed', message, { field });
   }
   return value as Static<S>;

@@ -35,9 +35,10 @@ export class AdminTokenGuard {
       [SETTING_KEY, sha256(token).toString('hex')],
     );
     if (inserted.rowCount > 0) return { guard: new AdminTokenGuard(sha256(token)), generatedToken: token };
-    const { rows } = await db.query<{ digest: string }>('SELECT value #>> \'{}\' AS digest FROM tenantry.settings WHERE key = $1', [
-      SETTING_KEY,
-    ]);
+    const { rows } = await db.query<{ digest: string }>(
+      "SELECT value #>> '{}' AS digest FROM tenantry.settings WHERE key = $1",
+      [SETTING_KEY],
+    );
     return { guard: new AdminTokenGuard(Buffer.from(rows[0]?.digest ?? '', 'hex')) };
   }
 

@@ -20,7 +20,8 @@ export interface IssuedApiKey {
   readonly warning: string;
 }
 
-export const SHOWN_ONCE_WARNING = 'Store this API key now: it is shown only once and cannot be retrieved later.';
+export const SHOWN_ONCE_WARNING =
+  'Store this API key now: it is shown only once and cannot be retrieved later.';
 
 /** A key made and hashed outside any transaction, so the slow hash never holds a lock. */
 export interface PreparedApiKey {
@@ -79,7 +80,11 @@ interface ApiKeyRow {
 
 const dateOrNull = (value: Date | string | null): Date | null => (value === null ? null : new Date(value));
 
-export async function listTenantKeys(db: Queryable, tenantId: string, includeRevoked: boolean): Promise<ApiKeyInfo[]> {
+export async function listTenantKeys(
+  db: Queryable,
+  tenantId: string,
+  includeRevoked: boolean,
+): Promise<ApiKeyInfo[]> {
   const { rows } = await db.query<ApiKeyRow>(
     `SELECT id, key_id, name, created_at, last_used_at, revoked_at, expires_at
        FROM tenantry.api_keys
@@ -108,7 +113,10 @@ export interface KeyVerificationRow {
 }
 
 /** The stored hash of a key and whether it may authenticate now (not revoked, not expired, tenant active). */
-export async function findKeyForVerification(db: Queryable, keyId: string): Promise<KeyVerificationRow | undefined> {
+export async function findKeyForVerification(
+  db: Queryable,
+  keyId: string,
+): Promise<KeyVerificationRow | undefined> {
   const { rows } = await db.query<KeyVerificationRow>(
     `SELECT k.tenant_id, k.salt, k.hash, k.iterations,
             (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status = 'active') AS usable

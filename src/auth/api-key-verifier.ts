@@ -80,7 +80,10 @@ export class ApiKeyVerifier {
     });
     if (!valid) return undefined;
     if (generation === this.#generation && this.#options.bus.reliable) {
-      this.#cache?.set(parsed.keyId, { tenantId: row.tenant_id, digest: this.#digester.digest(parsed.secret) });
+      this.#cache?.set(parsed.keyId, {
+        tenantId: row.tenant_id,
+        digest: this.#digester.digest(parsed.secret),
+      });
     }
     this.#touch(parsed.keyId);
     return { tenantId: row.tenant_id, keyId: parsed.keyId };
@@ -98,7 +101,8 @@ export class ApiKeyVerifier {
 
   #forgetTenant(tenantId: string): void {
     if (!this.#cache) return;
-    for (const [keyId, entry] of this.#cache.entries()) if (entry.tenantId === tenantId) this.#cache.delete(keyId);
+    for (const [keyId, entry] of this.#cache.entries())
+      if (entry.tenantId === tenantId) this.#cache.delete(keyId);
   }
 
   #touch(keyId: string): void {

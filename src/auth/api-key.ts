@@ -40,7 +40,11 @@ export function parseApiKey(presented: string): ParsedApiKey | undefined {
   return { keyId: match[1]!, secret: match[2]! };
 }
 
-export async function hashSecret(secret: string, iterations: number, salt = randomBytes(SALT_BYTES)): Promise<StoredKeyHash> {
+export async function hashSecret(
+  secret: string,
+  iterations: number,
+  salt = randomBytes(SALT_BYTES),
+): Promise<StoredKeyHash> {
   const hash = await pbkdf2Async(secret, salt, iterations, HASH_BYTES, 'sha256');
   return { salt, hash, iterations };
 }

@@ -64,7 +64,10 @@ function remoteRunner(dataDir: string): OperationRunner {
  * Runs CLI work against the engine: in this process when the database is free, or through the
  * running server's control socket when it holds the embedded database.
  */
-export async function withOperations<T>(config: TenantryConfig, fn: (run: OperationRunner) => Promise<T>): Promise<T> {
+export async function withOperations<T>(
+  config: TenantryConfig,
+  fn: (run: OperationRunner) => Promise<T>,
+): Promise<T> {
   let tenantry: Tenantry;
   try {
     tenantry = await Tenantry.open({ config });

@@ -1,9 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
-import { DataDirInUseError } from '../db/open-database.js';
 import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
-import { openDatabase } from '../db/open-database.js';
+import { DataDirInUseError, openDatabase } from '../db/open-database.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { startServer } from '../server.js';
 import { withOperations } from './engine-client.js';
@@ -39,7 +38,8 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value)) throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', `not a number: ${value}`);
+  if (!/^\d+$/.test(value))
+    throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', `not a number: ${value}`);
   return Number(value);
 }
 
@@ -77,7 +77,8 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     })
     .showHelpAfterError('(run with --help for usage)');
 
-  const withConfigOption = (command: Command) => command.option('--config <file>', 'config file (default tenantry.config.yaml)');
+  const withConfigOption = (command: Command) =>
+    command.option('--config <file>', 'config file (default tenantry.config.yaml)');
 
   withConfigOption(program.command('init-db').description('apply the control-plane migrations')).action(
     async (options: GlobalOptions) => {
@@ -87,7 +88,9 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         db = await openDatabase(cfg);
       } catch (error) {
         if (error instanceof DataDirInUseError) {
-          out.line('the embedded database is held by a running server, which migrated it at start: nothing to do');
+          out.line(
+            'the embedded database is held by a running server, which migrated it at start: nothing to do',
+          );
           return;
         }
         throw error;
@@ -107,7 +110,9 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .action(async (options: GlobalOptions & { port?: number }) => {
       const cfg = config(options, options.port === undefined ? {} : { port: options.port });
       const server = await startServer({ config: cfg, notice: (message) => stderr.write(`${message}\n`) });
-      stderr.write(`tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`);
+      stderr.write(
+        `tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`,
+      );
       await (io.shutdownSignal ??
         new Promise((resolve) => {
           process.once('SIGTERM', resolve);
@@ -124,23 +129,29 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .argument('<name>', 'display name')
     .argument('<slug>', 'DNS label: lowercase a-z, 0-9 and -, 3 to 63 characters')
     .option('--host <host>', 'a hostname of the tenant (repeatable)', collect, [])
-    .addOption(new Option('--isolation <level>', 'where its rows live').choices(['row', 'schema', 'database']))
-    .action(async (name: string, slug: string, options: GlobalOptions & { host: string[]; isolation?: string }) => {
-      const input = {
-        name,
-        slug,
-        ...(options.host.length > 0 ? { hosts: options.host } : {}),
-        ...(options.isolation ? { isolation: options.isolation } : {}),
-      };
-      const created = (await withOperations(config(options), (run) => run('tenants.create', { input }))) as {
-        tenant: TenantJson;
-        apiKey: { keyId: string; key: string; warning: string };
-      };
-      if (options.json) return out.json(created);
-      printTenant(out, created.tenant);
-      out.line(`api key:   ${created.apiKey.key}`);
-      out.error(created.apiKey.warning);
-    });
+    .addOption(
+      new Option('--isolation <level>', 'where its rows live').choices(['row', 'schema', 'database']),
+    )
+    .action(
+      async (name: string, slug: string, options: GlobalOptions & { host: string[]; isolation?: string }) => {
+        const input = {
+          name,
+          slug,
+          ...(options.host.length > 0 ? { hosts: options.host } : {}),
+          ...(options.isolation ? { isolation: options.isolation } : {}),
+        };
+        const created = (await withOperations(config(options), (run) =>
+          run('tenants.create', { input }),
+        )) as {
+          tenant: TenantJson;
+          apiKey: { keyId: string; key: string; warning: string };
+        };
+        if (options.json) return out.json(created);
+        printTenant(out, created.tenant);
+        out.line(`api key:   ${created.apiKey.key}`);
+        out.error(created.apiKey.warning);
+      },
+    );
 
   tenantCommand('list', 'list tenants (active only unless asked)')
     .option('--include-inactive', 'include inactive tenants')
@@ -162,7 +173,14 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         return rows;
       });
       if (options.json) return out.json(all);
-      out.table(all as unknown as Record<string, unknown>[], ['id', 'slug', 'name', 'status', 'isolation', 'hosts']);
+      out.table(all as unknown as Record<string, unknown>[], [
+        'id',
+        'slug',
+        'name',
+        'status',
+        'isolation',
+        'hosts',
+      ]);
     });
 
   const single = [
@@ -175,7 +193,9 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     tenantCommand(name, description)
       .argument('<idOrSlug>')
       .action(async (idOrSlug: string, options: GlobalOptions) => {
-        const tenant = (await withOperations(config(options), (run) => run(operation, { idOrSlug }))) as TenantJson;
+        const tenant = (await withOperations(config(options), (run) =>
+          run(operation, { idOrSlug }),
+        )) as TenantJson;
         if (options.json) return out.json(tenant);
         printTenant(out, tenant);
       });
@@ -184,7 +204,9 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   tenantCommand('regenerate-key', 'revoke the tenant’s keys and print a new one (shown once)')
     .argument('<idOrSlug>')
     .action(async (idOrSlug: string, options: GlobalOptions) => {
-      const issued = (await withOperations(config(options), (run) => run('tenants.regenerateKey', { idOrSlug }))) as {
+      const issued = (await withOperations(config(options), (run) =>
+        run('tenants.regenerateKey', { idOrSlug }),
+      )) as {
         key: string;
         warning: string;
       };
@@ -203,7 +225,9 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
       .argument('<idOrSlug>')
       .argument('<host>')
       .action(async (idOrSlug: string, host: string, options: GlobalOptions) => {
-        const tenant = (await withOperations(config(options), (run) => run(operation, { idOrSlug, host }))) as TenantJson;
+        const tenant = (await withOperations(config(options), (run) =>
+          run(operation, { idOrSlug, host }),
+        )) as TenantJson;
         if (options.json) return out.json(tenant);
         printTenant(out, tenant);
       });

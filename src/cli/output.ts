@@ -16,8 +16,14 @@ export function createOutput(stdout: NodeJS.WritableStream, stderr: NodeJS.Writa
     },
     table(rows, columns) {
       const cells = rows.map((row) => columns.map((column) => formatCell(row[column])));
-      const widths = columns.map((column, index) => Math.max(column.length, ...cells.map((row) => row[index]!.length)));
-      const render = (values: readonly string[]) => values.map((value, index) => value.padEnd(widths[index]!)).join('  ').trimEnd();
+      const widths = columns.map((column, index) =>
+        Math.max(column.length, ...cells.map((row) => row[index]!.length)),
+      );
+      const render = (values: readonly string[]) =>
+        values
+          .map((value, index) => value.padEnd(widths[index]!))
+          .join('  ')
+          .trimEnd();
       stdout.write(`${render(columns.map((column) => column.toUpperCase()))}\n`);
       for (const row of cells) stdout.write(`${render(row)}\n`);
     },

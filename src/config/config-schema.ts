@@ -39,8 +39,12 @@ export const ApiKeysConfigSchema = Type.Object(
 export const TenancyConfigSchema = Type.Object(
   {
     /** Slugs no tenant may take, added to the built-in list (admin, api, www, ...). */
-    reservedSlugs: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { maxItems: 10_000 })),
-    defaultIsolation: Type.Optional(Type.Union([Type.Literal('row'), Type.Literal('schema'), Type.Literal('database')])),
+    reservedSlugs: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { maxItems: 10_000 }),
+    ),
+    defaultIsolation: Type.Optional(
+      Type.Union([Type.Literal('row'), Type.Literal('schema'), Type.Literal('database')]),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import Value from 'typebox/value';
 import YAML from 'yaml';
 import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
+import { firstSchemaProblem } from '../validation.js';
 import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
 
 const DEFAULT_FILES = ['tenantry.config.yaml', 'tenantry.config.yml', 'tenantry.config.json'];
@@ -43,24 +43,13 @@ function parseConfigText(path: string, text: string): unknown {
   }
 }
 
-function keyOf(instancePath: string, params: object): string {
-  const path = instancePath.replace(/^\//, '').replaceAll('/', '.');
-  const extra = (params as { additionalProperties?: string[] }).additionalProperties;
-  const missing = (params as { requiredProperties?: string[] }).requiredProperties;
-  const leaf = extra?.[0] ?? missing?.[0];
-  if (leaf === undefined) return path || '(root)';
-  return path ? `${path}.${leaf}` : leaf;
-}
-
 /** Validates a parsed config file; throws ConfigError naming the first offending key. */
 export function validateConfigFile(raw: unknown): ConfigFile {
   const value = raw ?? {};
-  const errors = Value.Errors(ConfigFileSchema, value);
-  const first = errors[0];
-  if (first) {
-    const key = keyOf(first.instancePath, first.params);
-    const message = first.keyword === 'additionalProperties' ? 'is not a known setting' : first.message;
-    throw new ConfigError(key, message);
+  const problem = firstSchemaProblem(ConfigFileSchema, value);
+  if (problem) {
+    const key = problem.path.join('.') || '(root)';
+    throw new ConfigError(key, problem.unknownKey ? 'is not a known setting' : problem.message);
   }
   return value as ConfigFile;
 }
@@ -96,7 +85,9 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const path = options.ignoreConfigFile ? undefined : findConfigFile(options, env, cwd);
-  const file = path ? validateConfigFile(parseConfigText(path, readFileSync(path, 'utf8'))) : validateConfigFile({});
+  const file = path
+    ? validateConfigFile(parseConfigText(path, readFileSync(path, 'utf8')))
+    : validateConfigFile({});
 
   const baseDomainRaw = file.server?.baseDomain ?? 'localhost';
   const baseDomain = normalizeHost(baseDomainRaw);
@@ -107,7 +98,8 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     throw new ConfigError('TENANTRY_ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`);
   }
   const logLevel = env.LOG_LEVEL || 'info';
-  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
 
   const url = urlFromEnv(env, 'DATABASE_URL', file.database?.url);
   const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', file.database?.adminUrl);
@@ -161,7 +153,13 @@ type DeepPartial<T> = { -readonly [K in keyof T]?: T[K] extends object ? DeepPar
 function merge(target: Record<string, unknown>, source: object): Record<string, unknown> {
   for (const [key, value] of Object.entries(source)) {
     const current = target[key];
-    if (value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object') {
+    if (
+      value &&
+      typeof value === 'object' &&
+      !Array.isArray(value) &&
+      current &&
+      typeof current === 'object'
+    ) {
       merge(current as Record<string, unknown>, value);
     } else if (value !== undefined) {
       target[key] = value;

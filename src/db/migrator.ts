@@ -1,6 +1,10 @@
-import type { ConnectionPool, Session } from './database.js';
 import { LOCK_NAMESPACE, LockKey } from './advisory-locks.js';
-import { controlPlaneMigrations, latestControlPlaneVersion, type Migration } from './control-plane-migrations.js';
+import {
+  controlPlaneMigrations,
+  latestControlPlaneVersion,
+  type Migration,
+} from './control-plane-migrations.js';
+import type { ConnectionPool, Session } from './database.js';
 
 export class DatabaseTooNewError extends Error {
   constructor(
@@ -38,7 +42,10 @@ export async function migrateControlPlane(
 ): Promise<MigrationReport> {
   const latest = migrations.at(-1)?.version ?? latestControlPlaneVersion;
   return pool.withSession(async (session) => {
-    await session.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, LockKey.CONTROL_PLANE_MIGRATIONS]);
+    await session.query('SELECT pg_advisory_lock($1, $2)', [
+      LOCK_NAMESPACE,
+      LockKey.CONTROL_PLANE_MIGRATIONS,
+    ]);
     try {
       await session.query('CREATE SCHEMA IF NOT EXISTS tenantry');
       await session.query(
@@ -66,7 +73,10 @@ export async function migrateControlPlane(
       }
       return { from: current, to: report.at(-1)?.version ?? current, applied: report };
     } finally {
-      await session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, LockKey.CONTROL_PLANE_MIGRATIONS]);
+      await session.query('SELECT pg_advisory_unlock($1, $2)', [
+        LOCK_NAMESPACE,
+        LockKey.CONTROL_PLANE_MIGRATIONS,
+      ]);
     }
   });
 }

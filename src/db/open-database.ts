@@ -21,7 +21,10 @@ export interface OpenDatabaseOptions {
  * Opens PostgreSQL when a URL is configured, otherwise the embedded PGlite database in the data
  * directory, holding a lock on it for as long as it is open.
  */
-export async function openDatabase(config: TenantryConfig, options: OpenDatabaseOptions = {}): Promise<Database> {
+export async function openDatabase(
+  config: TenantryConfig,
+  options: OpenDatabaseOptions = {},
+): Promise<Database> {
   if (config.database.url !== undefined) {
     return openPostgres({
       url: config.database.url,

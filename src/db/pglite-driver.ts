@@ -1,5 +1,14 @@
 import { PGlite, type Transaction } from '@electric-sql/pglite';
-import type { ConnectionPool, Database, Listener, ListenOptions, Queryable, QueryResult, Row, Session } from './database.js';
+import type {
+  ConnectionPool,
+  Database,
+  Listener,
+  ListenOptions,
+  Queryable,
+  QueryResult,
+  Row,
+  Session,
+} from './database.js';
 
 function adapt(target: Pick<PGlite, 'query'> | Transaction): Queryable {
   return {

@@ -18,7 +18,8 @@ export function adminScope(guard: AdminTokenGuard, routes: (scope: FastifyInstan
   return async function adminScopePlugin(scope: FastifyInstance): Promise<void> {
     scope.addHook('onRequest', async (request) => {
       const token = bearerToken(request.headers.authorization);
-      if (token === undefined) throw new TenantryError('unauthenticated', 'send the admin token as Authorization: Bearer');
+      if (token === undefined)
+        throw new TenantryError('unauthenticated', 'send the admin token as Authorization: Bearer');
       if (!guard.verify(token)) {
         request.log.warn({ event: 'admin_auth_failed' }, 'admin token refused');
         throw new TenantryError('invalid_credentials', 'the admin token is not valid');

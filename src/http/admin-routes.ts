@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { TenantryError } from '../errors.js';
+import type { Tenantry } from '../tenantry.js';
 import type { Tenant, TenantConfig } from '../tenants/tenant.js';
 import {
   CreateTenantInputSchema,
@@ -9,7 +10,6 @@ import {
   ReplaceTenantInputSchema,
   UpdateTenantInputSchema,
 } from '../tenants/tenant-input.js';
-import type { Tenantry } from '../tenantry.js';
 import { actionContext } from './request-context.js';
 import {
   AdminTenantSchema,
@@ -49,7 +49,8 @@ function parseDate(value: string | undefined, field: string): Date | undefined {
 
 function parseLimit(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d{1,4}$/.test(value)) throw new TenantryError('validation_failed', 'limit must be an integer', { field: 'limit' });
+  if (!/^\d{1,4}$/.test(value))
+    throw new TenantryError('validation_failed', 'limit must be an integer', { field: 'limit' });
   return Number(value);
 }
 
@@ -67,7 +68,10 @@ export function adminRoutes(tenantry: Tenantry) {
           security,
           summary: 'Create a tenant and its first API key',
           body: CreateTenantInputSchema,
-          response: { 201: Type.Object({ tenant: AdminTenantSchema, apiKey: IssuedKeySchema }), ...problemResponses },
+          response: {
+            201: Type.Object({ tenant: AdminTenantSchema, apiKey: IssuedKeySchema }),
+            ...problemResponses,
+          },
         },
       },
       async (request, reply) => {
@@ -94,7 +98,10 @@ export function adminRoutes(tenantry: Tenantry) {
             { additionalProperties: false },
           ),
           response: {
-            200: Type.Object({ tenants: Type.Array(AdminTenantSchema), next: Type.Union([Type.String(), Type.Null()]) }),
+            200: Type.Object({
+              tenants: Type.Array(AdminTenantSchema),
+              next: Type.Union([Type.String(), Type.Null()]),
+            }),
             ...problemResponses,
           },
         },
@@ -113,8 +120,17 @@ export function adminRoutes(tenantry: Tenantry) {
 
     app.get(
       '/admin/tenants/:idOrSlug',
-      { schema: { tags, security, summary: 'Show a tenant', params: IdOrSlugParams, response: tenantResponse } },
-      async (request) => adminView(await tenantry.tenants.get(request.params.idOrSlug, { includeDeleted: true })),
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Show a tenant',
+          params: IdOrSlugParams,
+          response: tenantResponse,
+        },
+      },
+      async (request) =>
+        adminView(await tenantry.tenants.get(request.params.idOrSlug, { includeDeleted: true })),
     );
 
     app.put(
@@ -130,7 +146,9 @@ export function adminRoutes(tenantry: Tenantry) {
         },
       },
       async (request) =>
-        adminView(await tenantry.tenants.replace(request.params.idOrSlug, request.body, actionContext(request))),
+        adminView(
+          await tenantry.tenants.replace(request.params.idOrSlug, request.body, actionContext(request)),
+        ),
     );
 
     app.patch(
@@ -146,7 +164,9 @@ export function adminRoutes(tenantry: Tenantry) {
         },
       },
       async (request) =>
-        adminView(await tenantry.tenants.update(request.params.idOrSlug, request.body, actionContext(request))),
+        adminView(
+          await tenantry.tenants.update(request.params.idOrSlug, request.body, actionContext(request)),
+        ),
     );
 
     app.delete(
@@ -160,14 +180,24 @@ export function adminRoutes(tenantry: Tenantry) {
           response: tenantResponse,
         },
       },
-      async (request) => adminView(await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request))),
+      async (request) =>
+        adminView(await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request))),
     );
 
     for (const action of ['activate', 'deactivate'] as const) {
       app.post(
         `/admin/tenants/:idOrSlug/${action}`,
-        { schema: { tags, security, summary: `${action} a tenant`, params: IdOrSlugParams, response: tenantResponse } },
-        async (request) => adminView(await tenantry.tenants[action](request.params.idOrSlug, actionContext(request))),
+        {
+          schema: {
+            tags,
+            security,
+            summary: `${action} a tenant`,
+            params: IdOrSlugParams,
+            response: tenantResponse,
+          },
+        },
+        async (request) =>
+          adminView(await tenantry.tenants[action](request.params.idOrSlug, actionContext(request))),
       );
     }
 
@@ -193,7 +223,10 @@ export function adminRoutes(tenantry: Tenantry) {
           security,
           summary: 'List the tenant’s API keys (never the secrets)',
           params: IdOrSlugParams,
-          querystring: Type.Object({ includeRevoked: Type.Optional(BooleanQuery) }, { additionalProperties: false }),
+          querystring: Type.Object(
+            { includeRevoked: Type.Optional(BooleanQuery) },
+            { additionalProperties: false },
+          ),
           response: { 200: Type.Object({ keys: Type.Array(ApiKeyInfoSchema) }), ...problemResponses },
         },
       },
@@ -218,7 +251,9 @@ export function adminRoutes(tenantry: Tenantry) {
         },
       },
       async (request) =>
-        adminView(await tenantry.tenants.addHost(request.params.idOrSlug, request.body, actionContext(request))),
+        adminView(
+          await tenantry.tenants.addHost(request.params.idOrSlug, request.body, actionContext(request)),
+        ),
     );
 
     app.delete(
@@ -229,7 +264,10 @@ export function adminRoutes(tenantry: Tenantry) {
           security,
           summary: 'Remove a host from a tenant',
           params: Type.Object(
-            { idOrSlug: Type.String({ minLength: 1, maxLength: 100 }), host: Type.String({ minLength: 1, maxLength: 254 }) },
+            {
+              idOrSlug: Type.String({ minLength: 1, maxLength: 100 }),
+              host: Type.String({ minLength: 1, maxLength: 254 }),
+            },
             { additionalProperties: false },
           ),
           response: tenantResponse,
@@ -237,7 +275,11 @@ export function adminRoutes(tenantry: Tenantry) {
       },
       async (request) =>
         adminView(
-          await tenantry.tenants.removeHost(request.params.idOrSlug, request.params.host, actionContext(request)),
+          await tenantry.tenants.removeHost(
+            request.params.idOrSlug,
+            request.params.host,
+            actionContext(request),
+          ),
         ),
     );
 
@@ -261,7 +303,10 @@ export function adminRoutes(tenantry: Tenantry) {
             { additionalProperties: false },
           ),
           response: {
-            200: Type.Object({ entries: Type.Array(AuditEntrySchema), next: Type.Union([Type.String(), Type.Null()]) }),
+            200: Type.Object({
+              entries: Type.Array(AuditEntrySchema),
+              next: Type.Union([Type.String(), Type.Null()]),
+            }),
             ...problemResponses,
           },
         },
@@ -277,7 +322,10 @@ export function adminRoutes(tenantry: Tenantry) {
           before: query.before,
           limit: parseLimit(query.limit),
         });
-        return { entries: page.entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })), next: page.next };
+        return {
+          entries: page.entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })),
+          next: page.next,
+        };
       },
     );
   };

@@ -36,7 +36,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
   });
 
   // JSON only: a text/plain body would otherwise reach validation as a string.
@@ -59,13 +61,21 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     return sendProblem(request, reply, problem);
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(request, reply, problemFor('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
+    sendProblem(
+      request,
+      reply,
+      problemFor('not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+    ),
   );
 
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Tenantry', version: '0.1.0', description: 'Multi-tenant backend: admin and tenant routes' },
+      info: {
+        title: 'Tenantry',
+        version: '0.1.0',
+        description: 'Multi-tenant backend: admin and tenant routes',
+      },
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'The operator admin token' },

@@ -48,12 +48,24 @@ export async function startControlSocket(tenantry: Tenantry, dataDir: string): P
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<ControlRequest>;
         if (!isOperationName(body.operation)) throw new Error('unknown operation');
-        const result = await runOperation(tenantry, body.operation, body.params ?? {}, { actor: cliActor(body.actor) });
+        const result = await runOperation(tenantry, body.operation, body.params ?? {}, {
+          actor: cliActor(body.actor),
+        });
         reply = { ok: true, result };
       } catch (error) {
         reply = isTenantryError(error)
-          ? { ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } }
-          : { ok: false, error: { code: 'internal', message: error instanceof Error ? error.message : 'failed' } };
+          ? {
+              ok: false,
+              error: {
+                code: error.code,
+                message: error.message,
+                ...(error.field ? { field: error.field } : {}),
+              },
+            }
+          : {
+              ok: false,
+              error: { code: 'internal', message: error instanceof Error ? error.message : 'failed' },
+            };
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply));
     });

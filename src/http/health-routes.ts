@@ -6,7 +6,9 @@ const READY_TIMEOUT_MS = 2_000;
 
 export function healthRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
-    app.get('/healthz', { schema: { tags: ['operations'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
+    app.get('/healthz', { schema: { tags: ['operations'], summary: 'The process is alive' } }, async () => ({
+      status: 'ok',
+    }));
     app.get(
       '/readyz',
       { schema: { tags: ['operations'], summary: 'The process can serve: the database answers' } },

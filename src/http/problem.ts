@@ -38,37 +38,65 @@ function validationProblem(error: FastifyError): Problem {
   const field = [error.validationContext === 'body' ? '' : error.validationContext, base, extra]
     .filter((part) => typeof part === 'string' && part.length > 0)
     .join('/');
-  const name = field || (error.validationContext === 'body' ? '(body)' : (error.validationContext ?? 'request'));
+  const name =
+    field || (error.validationContext === 'body' ? '(body)' : (error.validationContext ?? 'request'));
   const detail =
-    first.keyword === 'additionalProperties' ? `unknown field "${name}"` : `${name} ${first.message ?? 'is invalid'}`;
+    first.keyword === 'additionalProperties'
+      ? `unknown field "${name}"`
+      : `${name} ${first.message ?? 'is invalid'}`;
   return problemFor('validation_failed', detail, name);
 }
 
 /** What a thrown error becomes on the wire: never a stack trace, SQL or internal name. */
 export function problemFromError(error: unknown): { problem: Problem; unexpected: boolean } {
-  if (isTenantryError(error)) return { problem: problemFor(error.code, error.message, error.field), unexpected: false };
+  if (isTenantryError(error))
+    return { problem: problemFor(error.code, error.message, error.field), unexpected: false };
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) return { problem: validationProblem(fastifyError), unexpected: false };
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { problem: problemFor('payload_too_large', 'the request body is larger than allowed'), unexpected: false };
+      return {
+        problem: problemFor('payload_too_large', 'the request body is larger than allowed'),
+        unexpected: false,
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { problem: problemFor('unsupported_media_type', 'send the body as application/json'), unexpected: false };
+      return {
+        problem: problemFor('unsupported_media_type', 'send the body as application/json'),
+        unexpected: false,
+      };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { problem: problemFor('validation_failed', 'the JSON body is empty', '(body)'), unexpected: false };
+      return {
+        problem: problemFor('validation_failed', 'the JSON body is empty', '(body)'),
+        unexpected: false,
+      };
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return { problem: problemFor('validation_failed', 'the body is not valid JSON', '(body)'), unexpected: false };
+      return {
+        problem: problemFor('validation_failed', 'the body is not valid JSON', '(body)'),
+        unexpected: false,
+      };
   }
   const status = fastifyError.statusCode;
   if (status === 400 && error instanceof SyntaxError) {
-    return { problem: problemFor('validation_failed', 'the body is not valid JSON', '(body)'), unexpected: false };
+    return {
+      problem: problemFor('validation_failed', 'the body is not valid JSON', '(body)'),
+      unexpected: false,
+    };
   }
-  if (status === 413) return { problem: problemFor('payload_too_large', 'the request is larger than allowed'), unexpected: false };
-  if (status === 415) return { problem: problemFor('unsupported_media_type', 'send the body as application/json'), unexpected: false };
+  if (status === 413)
+    return {
+      problem: problemFor('payload_too_large', 'the request is larger than allowed'),
+      unexpected: false,
+    };
+  if (status === 415)
+    return {
+      problem: problemFor('unsupported_media_type', 'send the body as application/json'),
+      unexpected: false,
+    };
   if (status !== undefined && status >= 400 && status < 500) {
     return { problem: problemFor('validation_failed', 'the request is malformed'), unexpected: false };
   }
-  if (status === 503) return { problem: problemFor('unavailable', 'the service is not available'), unexpected: false };
+  if (status === 503)
+    return { problem: problemFor('unavailable', 'the service is not available'), unexpected: false };
   return { problem: problemFor('internal', 'an internal error occurred'), unexpected: true };
 }
 

@@ -14,6 +14,9 @@ declare module 'fastify' {
   }
 }
 
-export function actionContext(request: FastifyRequest, fallback: Actor = { kind: 'anonymous', id: 'anonymous' }): ActionContext {
+export function actionContext(
+  request: FastifyRequest,
+  fallback: Actor = { kind: 'anonymous', id: 'anonymous' },
+): ActionContext {
   return { actor: request.actor ?? fallback, clientAddress: request.ip, requestId: request.id };
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { hostFromHeader } from '../tenants/host.js';
 import type { Tenantry } from '../tenantry.js';
+import { hostFromHeader } from '../tenants/host.js';
 import { actionContext } from './request-context.js';
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {
@@ -23,7 +23,9 @@ export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance)
       const resolution = await tenantry.resolver.resolve({ host, apiKey }, actionContext(request));
       request.tenant = resolution.tenant;
       request.tenantResolution = resolution;
-      request.actor = resolution.keyId ? { kind: 'api-key', id: resolution.keyId } : { kind: 'anonymous', id: 'host' };
+      request.actor = resolution.keyId
+        ? { kind: 'api-key', id: resolution.keyId }
+        : { kind: 'anonymous', id: 'host' };
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
     });
     routes(scope);

@@ -59,7 +59,8 @@ export class TenantResolver {
     }
     // A tenant host that names no live tenant is refused even with a valid key: the request was
     // meant for a tenant that is not there.
-    if (hostClaim === 'unknown') throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
+    if (hostClaim === 'unknown')
+      throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
     if (hostClaim && keyClaim && hostClaim.tenant.id !== keyClaim.tenant.id) {
       await this.#options.onCrossTenant({ host: hostClaim.tenant, key: keyClaim.tenant }, context);
       throw new TenantryError('cross_tenant', 'the request host and the API key belong to different tenants');
@@ -68,7 +69,8 @@ export class TenantResolver {
     if (!claim) throw new TenantryError('tenant_required', 'send an X-API-Key or call a tenant host');
     const tenant = claim.tenant;
     if (tenant.status === 'inactive') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
-    if (tenant.status !== 'active') throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
+    if (tenant.status !== 'active')
+      throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
     const via: ('host' | 'apiKey')[] = [];
     if (hostClaim) via.push('host');
     if (keyClaim) via.push('apiKey');
@@ -89,7 +91,7 @@ export class TenantResolver {
     if (!verified) return undefined;
     const tenant = await this.tenantById(verified.tenantId);
     // A key authenticates only for an active tenant: for any other, it is simply not valid.
-    if (!tenant || tenant.status !== 'active') return undefined;
+    if (tenant?.status !== 'active') return undefined;
     return { source: 'apiKey', tenant, keyId: verified.keyId };
   }
 

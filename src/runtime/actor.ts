@@ -12,7 +12,9 @@ export interface ActionContext {
   readonly requestId?: string | undefined;
 }
 
-export const SYSTEM_CONTEXT: ActionContext = Object.freeze({ actor: Object.freeze({ kind: 'system', id: 'tenantry' }) });
+export const SYSTEM_CONTEXT: ActionContext = Object.freeze({
+  actor: Object.freeze({ kind: 'system', id: 'tenantry' }),
+});
 
 export function actorLabel(actor: Actor): string {
   return `${actor.kind}:${actor.id}`;

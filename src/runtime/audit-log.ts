@@ -53,8 +53,14 @@ interface AuditRow {
   [column: string]: unknown;
 }
 
-export async function recordAudit(db: Queryable, context: ActionContext, entry: AuditEntryInput): Promise<void> {
-  const details = context.requestId ? { requestId: context.requestId, ...entry.details } : (entry.details ?? {});
+export async function recordAudit(
+  db: Queryable,
+  context: ActionContext,
+  entry: AuditEntryInput,
+): Promise<void> {
+  const details = context.requestId
+    ? { requestId: context.requestId, ...entry.details }
+    : (entry.details ?? {});
   await db.query(
     `INSERT INTO tenantry.audit_log (actor, action, tenant_id, target, outcome, client_address, details)
      VALUES ($1, $2, $3::uuid, $4, $5, $6, $7::jsonb)`,
@@ -75,10 +81,14 @@ const MAX_PAGE = 1000;
 export async function listAudit(db: Queryable, filter: AuditFilter = {}): Promise<AuditPage> {
   const limit = filter.limit ?? 100;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-    throw new TenantryError('validation_failed', `limit must be an integer from 1 to ${MAX_PAGE}`, { field: 'limit' });
+    throw new TenantryError('validation_failed', `limit must be an integer from 1 to ${MAX_PAGE}`, {
+      field: 'limit',
+    });
   }
   if (filter.before !== undefined && !/^\d{1,18}$/.test(filter.before)) {
-    throw new TenantryError('validation_failed', 'before must be a cursor returned as next', { field: 'before' });
+    throw new TenantryError('validation_failed', 'before must be a cursor returned as next', {
+      field: 'before',
+    });
   }
   const { rows } = await db.query<AuditRow>(
     `SELECT id, at, actor, action, tenant_id, target, outcome, client_address, details

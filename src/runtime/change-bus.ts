@@ -12,7 +12,8 @@ const CHANNEL = 'tenantry_changes';
 function parseChange(payload: string): Change | undefined {
   try {
     const value = JSON.parse(payload) as Partial<Change>;
-    if (value.kind === 'tenant' && typeof value.tenantId === 'string') return { kind: 'tenant', tenantId: value.tenantId };
+    if (value.kind === 'tenant' && typeof value.tenantId === 'string')
+      return { kind: 'tenant', tenantId: value.tenantId };
     if (value.kind === 'key' && typeof value.tenantId === 'string' && typeof value.keyId === 'string') {
       return { kind: 'key', tenantId: value.tenantId, keyId: value.keyId };
     }

@@ -1,15 +1,30 @@
 import { isIP } from 'node:net';
 import { domainToASCII, domainToUnicode } from 'node:url';
 
-export type HostCheck = { readonly ok: true; readonly host: string } | { readonly ok: false; readonly message: string };
+export type HostCheck =
+  | { readonly ok: true; readonly host: string }
+  | { readonly ok: false; readonly message: string };
 
 const MAX_HOST_LENGTH = 253;
 const LABEL_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const FORBIDDEN_CHARACTERS = /[\s/\\?#@:[\]%*,;"'<>|{}^`]|\p{Cf}|\p{Cc}/u;
 
 const SCRIPTS = [
-  'Latin', 'Cyrillic', 'Greek', 'Armenian', 'Georgian', 'Hebrew', 'Arabic', 'Devanagari', 'Bengali', 'Thai',
-  'Han', 'Hiragana', 'Katakana', 'Hangul', 'Bopomofo',
+  'Latin',
+  'Cyrillic',
+  'Greek',
+  'Armenian',
+  'Georgian',
+  'Hebrew',
+  'Arabic',
+  'Devanagari',
+  'Bengali',
+  'Thai',
+  'Han',
+  'Hiragana',
+  'Katakana',
+  'Hangul',
+  'Bopomofo',
 ] as const;
 type Script = (typeof SCRIPTS)[number] | 'Other';
 const SCRIPT_PATTERNS = SCRIPTS.map((name) => [name, new RegExp(`^\\p{Script=${name}}$`, 'u')] as const);
@@ -40,7 +55,10 @@ function confusableReason(unicodeLabel: string): string | undefined {
     return `label "${unicodeLabel}" mixes scripts (${[...scripts].join(', ')})`;
   }
   const letters = [...unicodeLabel].filter((char) => /\p{L}/u.test(char));
-  if ((scripts.has('Cyrillic') || scripts.has('Greek')) && letters.every((char) => LATIN_LOOKALIKES.has(char))) {
+  if (
+    (scripts.has('Cyrillic') || scripts.has('Greek')) &&
+    letters.every((char) => LATIN_LOOKALIKES.has(char))
+  ) {
     return `label "${unicodeLabel}" is made of letters that imitate Latin ones`;
   }
   return undefined;
@@ -52,10 +70,15 @@ function confusableReason(unicodeLabel: string): string | undefined {
  * IDNA would silently map (full-width letters, ligatures), and labels that spoof another script.
  */
 export function normalizeHost(input: unknown): HostCheck {
-  if (typeof input !== 'string' || input.length === 0) return { ok: false, message: 'host must be a non-empty string' };
-  if (input.length > MAX_HOST_LENGTH + 1) return { ok: false, message: `host must be at most ${MAX_HOST_LENGTH} characters` };
+  if (typeof input !== 'string' || input.length === 0)
+    return { ok: false, message: 'host must be a non-empty string' };
+  if (input.length > MAX_HOST_LENGTH + 1)
+    return { ok: false, message: `host must be at most ${MAX_HOST_LENGTH} characters` };
   if (FORBIDDEN_CHARACTERS.test(input)) {
-    return { ok: false, message: 'host must be a bare hostname: no scheme, port, path, spaces or invisible characters' };
+    return {
+      ok: false,
+      message: 'host must be a bare hostname: no scheme, port, path, spaces or invisible characters',
+    };
   }
   const trimmed = input.endsWith('.') ? input.slice(0, -1) : input;
   if (isIP(trimmed)) return { ok: false, message: 'host must be a name, not an IP address' };
@@ -68,18 +91,22 @@ export function normalizeHost(input: unknown): HostCheck {
   if (roundTrip !== lower && ascii !== lower) {
     return { ok: false, message: 'host contains characters that IDNA would change; send its canonical form' };
   }
-  if (ascii.length > MAX_HOST_LENGTH) return { ok: false, message: `host must be at most ${MAX_HOST_LENGTH} characters` };
+  if (ascii.length > MAX_HOST_LENGTH)
+    return { ok: false, message: `host must be at most ${MAX_HOST_LENGTH} characters` };
   const labels = ascii.split('.');
   for (const label of labels) {
-    if (!LABEL_PATTERN.test(label)) return { ok: false, message: `host label "${label}" is not a valid DNS label` };
+    if (!LABEL_PATTERN.test(label))
+      return { ok: false, message: `host label "${label}" is not a valid DNS label` };
     if (label.startsWith('xn--')) {
       const unicodeLabel = domainToUnicode(label);
-      if (unicodeLabel === label || unicodeLabel === '') return { ok: false, message: `host label "${label}" is not valid punycode` };
+      if (unicodeLabel === label || unicodeLabel === '')
+        return { ok: false, message: `host label "${label}" is not valid punycode` };
       const reason = confusableReason(unicodeLabel);
       if (reason) return { ok: false, message: `host ${reason}` };
     }
   }
-  if (/^\d+$/.test(labels.at(-1) ?? '')) return { ok: false, message: 'host must not end in a numeric label' };
+  if (/^\d+$/.test(labels.at(-1) ?? ''))
+    return { ok: false, message: 'host must not end in a numeric label' };
   return { ok: true, host: ascii };
 }
 

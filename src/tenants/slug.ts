@@ -1,16 +1,60 @@
 /** Slugs no tenant may take: they name the service's own hosts and paths. */
 export const BUILT_IN_RESERVED_SLUGS: ReadonlySet<string> = new Set([
-  'admin', 'administrator', 'api', 'app', 'apps', 'assets', 'auth', 'billing', 'blog', 'cdn', 'console',
-  'dashboard', 'dev', 'docs', 'email', 'ftp', 'health', 'healthz', 'help', 'imap', 'internal', 'localhost',
-  'login', 'logout', 'mail', 'metrics', 'mx', 'ns1', 'ns2', 'oauth', 'pop', 'pop3', 'readyz', 'root', 'signup',
-  'register', 'smtp', 'sso', 'staging', 'static', 'status', 'support', 'system', 'tenantry', 'test', 'webmail',
+  'admin',
+  'administrator',
+  'api',
+  'app',
+  'apps',
+  'assets',
+  'auth',
+  'billing',
+  'blog',
+  'cdn',
+  'console',
+  'dashboard',
+  'dev',
+  'docs',
+  'email',
+  'ftp',
+  'health',
+  'healthz',
+  'help',
+  'imap',
+  'internal',
+  'localhost',
+  'login',
+  'logout',
+  'mail',
+  'metrics',
+  'mx',
+  'ns1',
+  'ns2',
+  'oauth',
+  'pop',
+  'pop3',
+  'readyz',
+  'root',
+  'signup',
+  'register',
+  'smtp',
+  'sso',
+  'staging',
+  'static',
+  'status',
+  'support',
+  'system',
+  'tenantry',
+  'test',
+  'webmail',
   'www',
 ]);
 
 const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$/;
 const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export type SlugCheck = { readonly ok: true; readonly slug: string } | { readonly ok: false; readonly message: string };
+export type SlugCheck =
+  | { readonly ok: true; readonly slug: string }
+  | { readonly ok: false; readonly message: string };
 
 /**
  * A slug is a DNS label that stays one: lowercase `a-z0-9-`, 3–63 characters, no leading or
@@ -23,10 +67,12 @@ export function checkSlug(input: unknown, extraReserved: readonly string[] = [])
   if (!SLUG_PATTERN.test(input)) {
     return {
       ok: false,
-      message: 'slug may contain only lowercase letters a-z, digits and hyphens, and may not start or end with a hyphen',
+      message:
+        'slug may contain only lowercase letters a-z, digits and hyphens, and may not start or end with a hyphen',
     };
   }
-  if (input.slice(2, 4) === '--') return { ok: false, message: 'slug may not have "--" in 3rd and 4th position' };
+  if (input.slice(2, 4) === '--')
+    return { ok: false, message: 'slug may not have "--" in 3rd and 4th position' };
   if (UUID_SHAPE.test(input)) return { ok: false, message: 'slug may not look like a tenant id' };
   if (BUILT_IN_RESERVED_SLUGS.has(input) || extraReserved.includes(input)) {
     return { ok: false, message: `slug "${input}" is reserved` };

@@ -113,7 +113,10 @@ export class TenantRegistry {
   }
 
   async findById(id: string, db: Queryable = this.#db.runtime): Promise<Tenant | undefined> {
-    const { rows } = await db.query<TenantRow>(`SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.id = $1`, [id]);
+    const { rows } = await db.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.id = $1`,
+      [id],
+    );
     return rows[0] && tenantFromRow(rows[0]);
   }
 
@@ -137,10 +140,14 @@ export class TenantRegistry {
   async list(options: ListTenantsOptions = {}): Promise<TenantPage> {
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-      throw new TenantryError('validation_failed', `limit must be an integer from 1 to ${MAX_PAGE}`, { field: 'limit' });
+      throw new TenantryError('validation_failed', `limit must be an integer from 1 to ${MAX_PAGE}`, {
+        field: 'limit',
+      });
     }
     if (options.after !== undefined && !isUuid(options.after)) {
-      throw new TenantryError('validation_failed', 'after must be a cursor returned as next', { field: 'after' });
+      throw new TenantryError('validation_failed', 'after must be a cursor returned as next', {
+        field: 'after',
+      });
     }
     const statuses: TenantStatus[] = ['active'];
     if (options.includeInactive) statuses.push('inactive');
@@ -179,65 +186,89 @@ export class TenantRegistry {
    */
   async delete(idOrSlug: string, context: ActionContext): Promise<Tenant> {
     const current = await this.get(idOrSlug);
-    return this.#mutate(context, { action: 'tenant.delete', target: current.slug, tenantId: current.id }, async (tx) => {
-      const revoked = await revokeTenantKeys(tx, current.id);
-      await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
-      const { rowCount } = await tx.query(
-        `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+    return this.#mutate(
+      context,
+      { action: 'tenant.delete', target: current.slug, tenantId: current.id },
+      async (tx) => {
+        const revoked = await revokeTenantKeys(tx, current.id);
+        await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
+        const { rowCount } = await tx.query(
+          `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
           WHERE id = $1 AND status <> 'deleted'`,
-        [current.id],
-      );
-      if (rowCount === 0) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
-      const tenant = await this.#load(tx, current.id);
-      const changes: Change[] = [
-        { kind: 'tenant', tenantId: current.id },
-        ...revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId })),
-      ];
-      return { result: tenant, changes };
-    });
+          [current.id],
+        );
+        if (rowCount === 0) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+        const tenant = await this.#load(tx, current.id);
+        const changes: Change[] = [
+          { kind: 'tenant', tenantId: current.id },
+          ...revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId })),
+        ];
+        return { result: tenant, changes };
+      },
+    );
   }
 
   async addHost(idOrSlug: string, input: unknown, context: ActionContext): Promise<Tenant> {
     const { host: raw } = validate(HostInputSchema, input);
     const host = this.#checkHosts([raw])[0] as string;
     const current = await this.get(idOrSlug);
-    return this.#mutate(context, { action: 'tenant.host.add', target: host, tenantId: current.id }, async (tx) => {
-      await lockNamespace(tx);
-      const locked = await this.#lockLive(tx, current.id, idOrSlug);
-      if (locked.hosts.includes(host)) return { result: locked, changes: [] };
-      await this.#assertHostsFree(tx, [host], current.id, locked.slug);
-      await insertHosts(tx, current.id, [host]);
-      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
-    });
+    return this.#mutate(
+      context,
+      { action: 'tenant.host.add', target: host, tenantId: current.id },
+      async (tx) => {
+        await lockNamespace(tx);
+        const locked = await this.#lockLive(tx, current.id, idOrSlug);
+        if (locked.hosts.includes(host)) return { result: locked, changes: [] };
+        await this.#assertHostsFree(tx, [host], current.id, locked.slug);
+        await insertHosts(tx, current.id, [host]);
+        return {
+          result: await this.#load(tx, current.id),
+          changes: [{ kind: 'tenant', tenantId: current.id }],
+        };
+      },
+    );
   }
 
   async removeHost(idOrSlug: string, rawHost: string, context: ActionContext): Promise<Tenant> {
     const checked = normalizeHost(rawHost);
     const current = await this.get(idOrSlug);
     const host = checked.ok ? checked.host : String(rawHost);
-    return this.#mutate(context, { action: 'tenant.host.remove', target: clip(host), tenantId: current.id }, async (tx) => {
-      const { rowCount } = await tx.query('DELETE FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id = $2', [
-        host,
-        current.id,
-      ]);
-      if (rowCount === 0) {
-        throw new TenantryError('not_found', `tenant "${current.slug}" has no host "${clip(host)}"`, { field: 'host' });
-      }
-      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
-    });
+    return this.#mutate(
+      context,
+      { action: 'tenant.host.remove', target: clip(host), tenantId: current.id },
+      async (tx) => {
+        const { rowCount } = await tx.query(
+          'DELETE FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id = $2',
+          [host, current.id],
+        );
+        if (rowCount === 0) {
+          throw new TenantryError('not_found', `tenant "${current.slug}" has no host "${clip(host)}"`, {
+            field: 'host',
+          });
+        }
+        return {
+          result: await this.#load(tx, current.id),
+          changes: [{ kind: 'tenant', tenantId: current.id }],
+        };
+      },
+    );
   }
 
   /** Revokes the tenant's keys and issues a new one, shown once. */
   async regenerateApiKey(idOrSlug: string, context: ActionContext): Promise<IssuedApiKey> {
     const current = await this.get(idOrSlug);
     const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
-    return this.#mutate(context, { action: 'tenant.key.regenerate', target: current.slug, tenantId: current.id }, async (tx) => {
-      await this.#lockLive(tx, current.id, idOrSlug);
-      const revoked = await revokeTenantKeys(tx, current.id);
-      const issued = await insertApiKey(tx, current.id, prepared);
-      const changes = revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId }));
-      return { result: issued, changes };
-    });
+    return this.#mutate(
+      context,
+      { action: 'tenant.key.regenerate', target: current.slug, tenantId: current.id },
+      async (tx) => {
+        await this.#lockLive(tx, current.id, idOrSlug);
+        const revoked = await revokeTenantKeys(tx, current.id);
+        const issued = await insertApiKey(tx, current.id, prepared);
+        const changes = revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId }));
+        return { result: issued, changes };
+      },
+    );
   }
 
   async #applyUpdate(
@@ -248,9 +279,13 @@ export class TenantRegistry {
   ): Promise<Tenant> {
     const current = await this.get(idOrSlug);
     if (data.isolation !== undefined && data.isolation !== current.isolation) {
-      throw new TenantryError('conflict', 'isolation cannot be changed by an update; move the tenant instead', {
-        field: 'isolation',
-      });
+      throw new TenantryError(
+        'conflict',
+        'isolation cannot be changed by an update; move the tenant instead',
+        {
+          field: 'isolation',
+        },
+      );
     }
     const name = data.name === undefined ? undefined : checkName(data.name);
     const slug = data.slug === undefined ? undefined : this.#checkSlug(data.slug);
@@ -273,7 +308,10 @@ export class TenantRegistry {
           WHERE id = $1`,
         [current.id, name ?? null, newSlug, data.config === undefined ? null : JSON.stringify(data.config)],
       );
-      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+      return {
+        result: await this.#load(tx, current.id),
+        changes: [{ kind: 'tenant', tenantId: current.id }],
+      };
     });
   }
 
@@ -286,8 +324,14 @@ export class TenantRegistry {
         throw new TenantryError('conflict', 'the tenant is still being provisioned', { field: 'status' });
       }
       if (locked.status === status) return { result: locked, changes: [] };
-      await tx.query('UPDATE tenantry.tenants SET status = $2, updated_at = now() WHERE id = $1', [current.id, status]);
-      return { result: await this.#load(tx, current.id), changes: [{ kind: 'tenant', tenantId: current.id }] };
+      await tx.query('UPDATE tenantry.tenants SET status = $2, updated_at = now() WHERE id = $1', [
+        current.id,
+        status,
+      ]);
+      return {
+        result: await this.#load(tx, current.id),
+        changes: [{ kind: 'tenant', tenantId: current.id }],
+      };
     });
   }
 
@@ -343,7 +387,8 @@ export class TenantRegistry {
     const hosts: string[] = [];
     raw.forEach((value, index) => {
       const checked = normalizeHost(value);
-      if (!checked.ok) throw new TenantryError('validation_failed', checked.message, { field: `hosts/${index}` });
+      if (!checked.ok)
+        throw new TenantryError('validation_failed', checked.message, { field: `hosts/${index}` });
       const base = this.#config.server.baseDomain;
       if (checked.host === base) {
         throw new TenantryError('validation_failed', `host ${checked.host} is the base domain itself`, {
@@ -357,7 +402,9 @@ export class TenantRegistry {
 
   #checkIsolation(value: string): IsolationLevel {
     if (!ISOLATION_LEVELS.includes(value as IsolationLevel)) {
-      throw new TenantryError('validation_failed', 'isolation must be row, schema or database', { field: 'isolation' });
+      throw new TenantryError('validation_failed', 'isolation must be row, schema or database', {
+        field: 'isolation',
+      });
     }
     if (value === 'database' && this.#db.driver === 'pglite') {
       throw new TenantryError('validation_failed', 'database isolation needs PostgreSQL (DATABASE_URL)', {
@@ -374,19 +421,30 @@ export class TenantRegistry {
        SELECT 1 FROM tenantry.tenant_hosts WHERE host = $3 AND tenant_id <> $2`,
       [slug, selfId, `${slug}.${this.#config.server.baseDomain}`],
     );
-    if (rows.length > 0) throw new TenantryError('conflict', `slug "${slug}" is already taken`, { field: 'slug' });
+    if (rows.length > 0)
+      throw new TenantryError('conflict', `slug "${slug}" is already taken`, { field: 'slug' });
   }
 
   /**
    * Hosts are unique across tenants, and a host under the base domain must not name another
    * tenant's slug (`beta.<baseDomain>` belongs to the tenant whose slug is `beta`).
    */
-  async #assertHostsFree(tx: Queryable, hosts: readonly string[], selfId: string, selfSlug: string): Promise<void> {
+  async #assertHostsFree(
+    tx: Queryable,
+    hosts: readonly string[],
+    selfId: string,
+    selfSlug: string,
+  ): Promise<void> {
     const suffix = `.${this.#config.server.baseDomain}`;
     for (const [index, host] of hosts.entries()) {
-      const { rows } = await tx.query('SELECT 1 FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id <> $2', [host, selfId]);
+      const { rows } = await tx.query(
+        'SELECT 1 FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id <> $2',
+        [host, selfId],
+      );
       if (rows.length > 0) {
-        throw new TenantryError('conflict', `host ${host} belongs to another tenant`, { field: `hosts/${index}` });
+        throw new TenantryError('conflict', `host ${host} belongs to another tenant`, {
+          field: `hosts/${index}`,
+        });
       }
       if (host.endsWith(suffix)) {
         const label = host.slice(0, -suffix.length);
@@ -396,7 +454,9 @@ export class TenantRegistry {
             [label, selfId],
           );
           if (owner.rows.length > 0) {
-            throw new TenantryError('conflict', `host ${host} names another tenant's slug`, { field: `hosts/${index}` });
+            throw new TenantryError('conflict', `host ${host} names another tenant's slug`, {
+              field: `hosts/${index}`,
+            });
           }
         }
       }
@@ -410,18 +470,21 @@ async function lockNamespace(tx: Queryable): Promise<void> {
 
 async function insertHosts(tx: Queryable, tenantId: string, hosts: readonly string[]): Promise<void> {
   if (hosts.length === 0) return;
-  await tx.query(
-    'INSERT INTO tenantry.tenant_hosts (host, tenant_id) SELECT unnest($1::text[]), $2::uuid',
-    [hosts, tenantId],
-  );
+  await tx.query('INSERT INTO tenantry.tenant_hosts (host, tenant_id) SELECT unnest($1::text[]), $2::uuid', [
+    hosts,
+    tenantId,
+  ]);
 }
 
 function checkName(raw: string): string {
   const name = raw.trim();
-  if (name.length === 0) throw new TenantryError('validation_failed', 'name must not be blank', { field: 'name' });
+  if (name.length === 0)
+    throw new TenantryError('validation_failed', 'name must not be blank', { field: 'name' });
   // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   if (/[\u0000-\u001f\u007f]/.test(name)) {
-    throw new TenantryError('validation_failed', 'name must not contain control characters', { field: 'name' });
+    throw new TenantryError('validation_failed', 'name must not contain control characters', {
+      field: 'name',
+    });
   }
   return name;
 }
@@ -435,8 +498,10 @@ function clip(value: string): string {
 function translateConstraintError(error: unknown): unknown {
   if (!isSqlState(error, 'UNIQUE_VIOLATION')) return error;
   const constraint = constraintOf(error);
-  if (constraint === 'tenants_slug_key') return new TenantryError('conflict', 'slug is already taken', { field: 'slug' });
-  if (constraint === 'tenant_hosts_pkey') return new TenantryError('conflict', 'host belongs to another tenant', { field: 'hosts' });
+  if (constraint === 'tenants_slug_key')
+    return new TenantryError('conflict', 'slug is already taken', { field: 'slug' });
+  if (constraint === 'tenant_hosts_pkey')
+    return new TenantryError('conflict', 'host belongs to another tenant', { field: 'hosts' });
   return new TenantryError('conflict', 'the change conflicts with existing data', { cause: error });
 }
 

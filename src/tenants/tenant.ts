@@ -9,9 +9,13 @@ export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['row', 'schema', 'da
 export const TenantConfigSchema = Type.Object(
   {
     /** Feature flags the tenant has. Public. */
-    features: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 200, uniqueItems: true })),
+    features: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 200, uniqueItems: true }),
+    ),
     /** Limits (requests per second, rows, ...). Private to operators. */
-    limits: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9]{0,63}$' }), Type.Number({ minimum: 0 }))),
+    limits: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9]{0,63}$' }), Type.Number({ minimum: 0 })),
+    ),
     /** How the tenant's UI looks. Public. */
     branding: Type.Optional(
       Type.Object(

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { openPostgres } from '../../src/db/postgres-driver.js';
 import { migrateControlPlane } from '../../src/db/migrator.js';
+import { openPostgres } from '../../src/db/postgres-driver.js';
 import { databaseUrl, postgresAvailable, TEMPLATE_DATABASE, withServer } from './postgres.js';
 
 /** Builds the migrated template database once per run; every PostgreSQL test file clones it. */
@@ -21,6 +21,7 @@ export async function setup(): Promise<void> {
     const { rows } = await client.query<{ datname: string }>(
       "SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\\_t\\_%'",
     );
-    for (const row of rows) await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(row.datname)} WITH (FORCE)`);
+    for (const row of rows)
+      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(row.datname)} WITH (FORCE)`);
   });
 }

@@ -10,7 +10,9 @@ import { createDatabase, postgresAvailable } from './postgres.js';
 export type TestDriver = 'pglite' | 'postgres';
 
 /** Every suite that touches a database runs on both; PostgreSQL is mandatory under CI=true. */
-export const DRIVERS: readonly TestDriver[] = (await postgresAvailable()) ? ['pglite', 'postgres'] : ['pglite'];
+export const DRIVERS: readonly TestDriver[] = (await postgresAvailable())
+  ? ['pglite', 'postgres']
+  : ['pglite'];
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdefghij';
 
@@ -25,7 +27,10 @@ export interface TestEnv {
   readonly databaseUrl: string | undefined;
   inject(options: InjectOptions): Promise<LightMyRequestResponse>;
   admin(method: InjectOptions['method'], url: string, body?: unknown): Promise<LightMyRequestResponse>;
-  createTenant(slug: string, extra?: Record<string, unknown>): Promise<{ id: string; slug: string; key: string }>;
+  createTenant(
+    slug: string,
+    extra?: Record<string, unknown>,
+  ): Promise<{ id: string; slug: string; key: string }>;
   close(): Promise<void>;
 }
 
@@ -59,7 +64,8 @@ export async function startTestEnv(driver: TestDriver, overrides: ConfigOverride
     admin,
     async createTenant(slug, extra = {}) {
       const response = await admin('POST', '/admin/tenants', { name: `Tenant ${slug}`, slug, ...extra });
-      if (response.statusCode !== 201) throw new Error(`create ${slug}: ${response.statusCode} ${response.body}`);
+      if (response.statusCode !== 201)
+        throw new Error(`create ${slug}: ${response.statusCode} ${response.body}`);
       const body = response.json() as { tenant: { id: string; slug: string }; apiKey: { key: string } };
       return { id: body.tenant.id, slug: body.tenant.slug, key: body.apiKey.key };
     },

@@ -11,7 +11,9 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
   });
 
   async function tenantCount(): Promise<number> {
-    const { rows } = await env.tenantry.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM tenantry.tenants');
+    const { rows } = await env.tenantry.db.owner.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM tenantry.tenants',
+    );
     return rows[0]!.n;
   }
 
@@ -20,7 +22,11 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
       name: 'Acme Corp',
       slug: 'acme',
       hosts: ['Acme.Example.com.'],
-      config: { features: ['reports'], limits: { requestsPerSecond: 10 }, branding: { primaryColor: '#112233' } },
+      config: {
+        features: ['reports'],
+        limits: { requestsPerSecond: 10 },
+        branding: { primaryColor: '#112233' },
+      },
     });
     expect(response.statusCode).toBe(201);
     const body = response.json();
@@ -50,7 +56,9 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     expect(shown.body).not.toContain(secret);
     const keys = await env.admin('GET', '/admin/tenants/acme/keys');
     expect(keys.statusCode).toBe(200);
-    expect(keys.json().keys).toEqual([expect.objectContaining({ keyId: body.apiKey.keyId, lastUsedAt: null })]);
+    expect(keys.json().keys).toEqual([
+      expect.objectContaining({ keyId: body.apiKey.keyId, lastUsedAt: null }),
+    ]);
     expect(keys.body).not.toContain(secret);
   });
 
@@ -60,7 +68,9 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     expect((await env.admin('GET', `/admin/tenants/${beta.id}`)).json().slug).toBe('beta');
 
     expect((await env.admin('POST', '/admin/tenants/beta/deactivate')).json().status).toBe('inactive');
-    const active = (await env.admin('GET', '/admin/tenants')).json().tenants.map((t: { slug: string }) => t.slug);
+    const active = (await env.admin('GET', '/admin/tenants'))
+      .json()
+      .tenants.map((t: { slug: string }) => t.slug);
     expect(active).toContain('acme');
     expect(active).not.toContain('beta');
     const all = (await env.admin('GET', '/admin/tenants?includeInactive=true')).json().tenants;
@@ -97,7 +107,11 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
       config: { features: ['x'] },
     });
     expect(replaced.statusCode).toBe(200);
-    expect(replaced.json()).toMatchObject({ slug: 'gamma-two', hosts: ['g2.example.com'], config: { features: ['x'] } });
+    expect(replaced.json()).toMatchObject({
+      slug: 'gamma-two',
+      hosts: ['g2.example.com'],
+      config: { features: ['x'] },
+    });
     expect((await env.admin('GET', '/admin/tenants/gamma')).statusCode).toBe(404);
 
     const isolation = await env.admin('PATCH', '/admin/tenants/gamma-two', { isolation: 'schema' });
@@ -141,22 +155,36 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     expect(deleted.json()).toMatchObject({ status: 'deleted', hosts: [] });
     expect((await env.admin('GET', '/admin/tenants/eta')).statusCode).toBe(404);
     expect((await env.admin('GET', `/admin/tenants/${eta.id}`)).json().status).toBe('deleted');
-    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': eta.key } })).statusCode).toBe(401);
-    expect((await env.inject({ url: '/tenant-info', headers: { host: 'eta.example.net' } })).statusCode).toBe(401);
-    const reused = await env.admin('POST', '/admin/tenants', { name: 'Eta again', slug: 'eta', hosts: ['eta.example.net'] });
+    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': eta.key } })).statusCode).toBe(
+      401,
+    );
+    expect((await env.inject({ url: '/tenant-info', headers: { host: 'eta.example.net' } })).statusCode).toBe(
+      401,
+    );
+    const reused = await env.admin('POST', '/admin/tenants', {
+      name: 'Eta again',
+      slug: 'eta',
+      hosts: ['eta.example.net'],
+    });
     expect(reused.statusCode).toBe(201);
     expect((await env.admin('DELETE', `/admin/tenants/${eta.id}`)).statusCode).toBe(404);
   });
 
   it('regenerates the key: the new one works, the old one is revoked at once', async () => {
     const theta = await env.createTenant('theta');
-    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': theta.key } })).statusCode).toBe(200);
+    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': theta.key } })).statusCode).toBe(
+      200,
+    );
     const regenerated = await env.admin('POST', '/admin/tenants/theta/regenerate-api-key');
     expect(regenerated.statusCode).toBe(200);
     const fresh = regenerated.json();
     expect(fresh.warning).toMatch(/shown only once/);
-    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': theta.key } })).statusCode).toBe(401);
-    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': fresh.key } })).statusCode).toBe(200);
+    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': theta.key } })).statusCode).toBe(
+      401,
+    );
+    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': fresh.key } })).statusCode).toBe(
+      200,
+    );
     const keys = (await env.admin('GET', '/admin/tenants/theta/keys?includeRevoked=true')).json().keys;
     expect(keys).toHaveLength(2);
     expect(keys.filter((k: { revokedAt: string | null }) => k.revokedAt !== null)).toHaveLength(1);
@@ -297,7 +325,10 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
       const tenant = await env.createTenant('iota');
       const response = await env.inject({ url: '/admin/tenants', headers: { 'x-api-key': tenant.key } });
       expect(response.statusCode).toBe(401);
-      const asBearer = await env.inject({ url: '/admin/tenants', headers: { authorization: `Bearer ${tenant.key}` } });
+      const asBearer = await env.inject({
+        url: '/admin/tenants',
+        headers: { authorization: `Bearer ${tenant.key}` },
+      });
       expect(asBearer.statusCode).toBe(401);
     });
   });
@@ -314,9 +345,11 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
       clientAddress: '127.0.0.1',
     });
     const hostAdds = (await env.admin('GET', '/admin/audit?action=tenant.host')).json().entries;
-    expect(hostAdds.some((e: { action: string; outcome: string }) => e.action === 'tenant.host.add' && e.outcome === 'failure')).toBe(
-      true,
-    );
+    expect(
+      hostAdds.some(
+        (e: { action: string; outcome: string }) => e.action === 'tenant.host.add' && e.outcome === 'failure',
+      ),
+    ).toBe(true);
     const firstPage = (await env.admin('GET', '/admin/audit?limit=2')).json();
     expect(firstPage.entries).toHaveLength(2);
     const secondPage = (await env.admin('GET', `/admin/audit?limit=2&before=${firstPage.next}`)).json();

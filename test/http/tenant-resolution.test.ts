@@ -27,7 +27,12 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
   const info = (headers: Record<string, string>) => env.inject({ url: '/tenant-info', headers });
 
   it('resolves by API key, registered host and <slug>.<baseDomain>, and shows only the public config', async () => {
-    for (const headers of [{ 'x-api-key': acme.key }, { host: 'acme.example.com' }, { host: 'acme.localhost:3000' }]) {
+    const variants: Record<string, string>[] = [
+      { 'x-api-key': acme.key },
+      { host: 'acme.example.com' },
+      { host: 'acme.localhost:3000' },
+    ];
+    for (const headers of variants) {
       const response = await info(headers);
       expect(response.statusCode).toBe(200);
       expect(response.json()).toEqual({
@@ -138,7 +143,11 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
         }
         return times.sort((a, b) => a - b)[3]!;
       };
-      const [wrong, unknown, garbage] = [await median(wrongSecret()), await median(unknownId()), await median('x')];
+      const [wrong, unknown, garbage] = [
+        await median(wrongSecret()),
+        await median(unknownId()),
+        await median('x'),
+      ];
       const fastest = Math.min(wrong, unknown, garbage);
       const slowest = Math.max(wrong, unknown, garbage);
       // Each pays ~one PBKDF2 of >= 100,000 iterations: never a sub-millisecond early exit.

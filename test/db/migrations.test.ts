@@ -1,0 +1,97 @@
+import { spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { controlPlaneMigrations } from '../../src/db/control-plane-migrations.js';
+import { controlPlaneVersion, DatabaseTooNewError, migrateControlPlane } from '../../src/db/migrator.js';
+import { openPglite } from '../../src/db/pglite-driver.js';
+import { openPostgres } from '../../src/db/postgres-driver.js';
+import { DRIVERS } from '../helpers/harness.js';
+import { createDatabase } from '../helpers/postgres.js';
+
+const BIN = new URL('../../bin/tenantry.js', import.meta.url).pathname;
+
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('control-plane migrations on pglite', () => {
+  it('apply once, are idempotent and refuse a database newer than the code', async () => {
+    const db = await openPglite();
+    try {
+      const first = await migrateControlPlane(db.owner);
+      expect(first.from).toBe(0);
+      expect(first.applied.map((m) => m.version)).toEqual(controlPlaneMigrations.map((m) => m.version));
+      const second = await migrateControlPlane(db.owner);
+      expect(second.applied).toEqual([]);
+      expect(await controlPlaneVersion(db.owner)).toBe(first.to);
+
+      await db.owner.query(
+        "INSERT INTO tenantry.schema_migrations (version, name) VALUES (9999, 'from the future')",
+      );
+      await expect(migrateControlPlane(db.owner)).rejects.toBeInstanceOf(DatabaseTooNewError);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('a failing step rolls back entirely and is retried next time', async () => {
+    const db = await openPglite();
+    try {
+      const broken = [
+        ...controlPlaneMigrations,
+        {
+          version: 1000,
+          name: 'broken',
+          sql: 'CREATE TABLE tenantry.half (id int);\nSELECT no_such_function();',
+        },
+      ];
+      await expect(migrateControlPlane(db.owner, broken)).rejects.toThrow();
+      const half = await db.owner.query("SELECT to_regclass('tenantry.half') AS t");
+      expect(half.rows[0]!.t).toBeNull();
+      expect(await controlPlaneVersion(db.owner)).toBe(controlPlaneMigrations.at(-1)!.version);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe.runIf(DRIVERS.includes('postgres'))('control-plane migrations on postgres', () => {
+  const databases: { drop: () => Promise<void> }[] = [];
+  afterAll(async () => {
+    for (const database of databases) await database.drop();
+  });
+
+  it('two processes running init-db at once apply every step exactly once', async () => {
+    const database = await createDatabase({ template: null });
+    databases.push(database);
+    const env = { DATABASE_URL: database.url, TENANTRY_CONFIG: '' };
+    const results = await Promise.all([
+      runCli(['init-db'], env),
+      runCli(['init-db'], env),
+      runCli(['init-db'], env),
+    ]);
+    for (const result of results) expect(result.code, result.stderr).toBe(0);
+    const applied = results.map((r) => r.stdout).join('\n');
+    expect(applied.match(/applied 1:/g)).toHaveLength(1);
+
+    const db = await openPostgres({ url: database.url, maxConnections: 1 });
+    try {
+      const { rows } = await db.owner.query<{ version: number; n: number }>(
+        'SELECT version, count(*)::int AS n FROM tenantry.schema_migrations GROUP BY version',
+      );
+      expect(rows.every((row) => row.n === 1)).toBe(true);
+      expect(rows).toHaveLength(controlPlaneMigrations.length);
+    } finally {
+      await db.close();
+    }
+  });
+});

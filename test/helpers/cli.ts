@@ -1,0 +1,44 @@
+import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { main } from '../../src/cli/main.js';
+
+export const BIN = new URL('../../bin/tenantry.js', import.meta.url).pathname;
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function sink(): { stream: Writable; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  return { stream, text: () => chunks.join('') };
+}
+
+/** Runs the CLI in this process (fast, same code path as the binary). */
+export async function runCli(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
+  const out = sink();
+  const err = sink();
+  const code = await main(args, { stdout: out.stream, stderr: err.stream, env });
+  return { code, stdout: out.text(), stderr: err.text() };
+}
+
+/** Runs the built binary in a child process (for what is about processes: locks, sockets, signals). */
+export function spawnCli(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, TENANTRY_CONFIG: '', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}

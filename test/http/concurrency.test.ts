@@ -1,0 +1,52 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
+
+describe.each(DRIVERS)('concurrent writes on %s', (driver) => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await startTestEnv(driver, { database: { maxConnections: 8 } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('eight concurrent creates with one slug yield exactly one tenant', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        env.admin('POST', '/admin/tenants', { name: `Racer ${i}`, slug: 'racer' }),
+      ),
+    );
+    const statuses = responses.map((r) => r.statusCode).sort();
+    expect(statuses).toEqual([201, 409, 409, 409, 409, 409, 409, 409]);
+    for (const conflict of responses.filter((r) => r.statusCode === 409)) {
+      expect(conflict.json()).toMatchObject({ code: 'conflict', field: 'slug' });
+    }
+    const { rows } = await env.tenantry.db.owner.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM tenantry.tenants WHERE slug = 'racer'",
+    );
+    expect(rows[0]!.n).toBe(1);
+    const keys = await env.tenantry.db.owner.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM tenantry.api_keys',
+    );
+    expect(keys.rows[0]!.n).toBe(1);
+  });
+
+  it('concurrent host claims by two tenants: exactly one wins', async () => {
+    await env.createTenant('left');
+    await env.createTenant('right');
+    const [a, b] = await Promise.all([
+      env.admin('POST', '/admin/tenants/left/hosts', { host: 'contested.example.com' }),
+      env.admin('POST', '/admin/tenants/right/hosts', { host: 'contested.example.com' }),
+    ]);
+    expect([a!.statusCode, b!.statusCode].sort()).toEqual([200, 409]);
+  });
+
+  it('a slug and a <slug>.<baseDomain> host claimed at once: never both', async () => {
+    await env.createTenant('holder');
+    const [host, created] = await Promise.all([
+      env.admin('POST', '/admin/tenants/holder/hosts', { host: 'newcomer.localhost' }),
+      env.admin('POST', '/admin/tenants', { name: 'Newcomer', slug: 'newcomer' }),
+    ]);
+    expect(host!.statusCode === 200 && created!.statusCode === 201).toBe(false);
+  });
+});
