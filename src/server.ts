@@ -49,7 +49,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           'Use it as "Authorization: Bearer <token>" on /admin routes, or set TENANTRY_ADMIN_TOKEN.',
       );
     }
-    const app = await buildApp({ tenantry, adminGuard: guard, logger });
+    const lifecycle = { closing: false };
+    const app = await buildApp({ tenantry, adminGuard: guard, logger, lifecycle });
     if (tenantry.db.driver === 'pglite') control = await startControlSocket(tenantry, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
     let closing: Promise<void> | undefined;
@@ -59,6 +60,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       url: address,
       close() {
         closing ??= (async () => {
+          lifecycle.closing = true;
           const grace = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs);
           try {
             await app.close();

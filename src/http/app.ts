@@ -15,6 +15,8 @@ export interface BuildAppOptions {
   readonly tenantry: Tenantry;
   readonly adminGuard: AdminTokenGuard;
   readonly logger?: FastifyServerOptions['logger'];
+  /** Shared with the server: once `closing` is set, responses ask clients to drop the connection. */
+  readonly lifecycle?: { closing: boolean };
 }
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{8,128}$/;
@@ -53,6 +55,15 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     reply.header('x-content-type-options', 'nosniff');
     reply.header('cache-control', 'no-store');
   });
+
+  // A keep-alive connection that finishes its request during shutdown would otherwise hold the
+  // server open until its idle timeout.
+  const lifecycle = options.lifecycle;
+  if (lifecycle) {
+    app.addHook('onSend', async (_request, reply) => {
+      if (lifecycle.closing) reply.header('connection', 'close');
+    });
+  }
 
   app.setErrorHandler((error, request, reply) => {
     const { problem, unexpected } = problemFromError(error);
