@@ -29,7 +29,10 @@ export interface ResolverOptions {
   readonly baseDomain: string;
   readonly isReservedSlug: (label: string) => boolean;
   /** Called for every refused disagreement between credentials, before the error is thrown. */
-  readonly onCrossTenant: (details: { host: Tenant; key: Tenant }, context: ActionContext) => Promise<void>;
+  readonly onCrossTenant: (
+    details: { host: Tenant; key: Tenant; keyId: string },
+    context: ActionContext,
+  ) => Promise<void>;
 }
 
 /**
@@ -62,7 +65,10 @@ export class TenantResolver {
     if (hostClaim === 'unknown')
       throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
     if (hostClaim && keyClaim && hostClaim.tenant.id !== keyClaim.tenant.id) {
-      await this.#options.onCrossTenant({ host: hostClaim.tenant, key: keyClaim.tenant }, context);
+      await this.#options.onCrossTenant(
+        { host: hostClaim.tenant, key: keyClaim.tenant, keyId: keyClaim.keyId },
+        { ...context, actor: { kind: 'api-key', id: keyClaim.keyId } },
+      );
       throw new TenantryError('cross_tenant', 'the request host and the API key belong to different tenants');
     }
     const claim = keyClaim ?? hostClaim;

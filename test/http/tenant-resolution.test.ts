@@ -66,6 +66,7 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
     const audit = (await env.admin('GET', '/admin/audit?action=resolve.cross_tenant')).json().entries;
     expect(audit.length).toBeGreaterThanOrEqual(2);
     expect(audit[0]).toMatchObject({
+      actor: expect.stringMatching(/^api-key:[0-9a-f]{16}$/),
       outcome: 'denied',
       tenantId: beta.id,
       target: acme.id,
