@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import type { Entity } from '../entities/entity.js';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 
@@ -21,6 +22,10 @@ export const DatabaseConfigSchema = Type.Object(
     url: Type.Optional(Type.String({ minLength: 1 })),
     adminUrl: Type.Optional(Type.String({ minLength: 1 })),
     maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** The role tenant transactions run as: owns nothing, no BYPASSRLS. */
+    runtimeRole: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_]{0,62}$' })),
+    /** Connections open across all tenant databases at most. */
+    maxTenantConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
   },
   { additionalProperties: false },
 );
@@ -45,6 +50,8 @@ export const TenancyConfigSchema = Type.Object(
     defaultIsolation: Type.Optional(
       Type.Union([Type.Literal('row'), Type.Literal('schema'), Type.Literal('database')]),
     ),
+    /** statement_timeout of tenant transactions unless the tenant's limits say otherwise. */
+    statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
   },
   { additionalProperties: false },
 );
@@ -56,6 +63,8 @@ export const ConfigFileSchema = Type.Object(
     dataDir: Type.Optional(Type.String({ minLength: 1 })),
     apiKeys: Type.Optional(ApiKeysConfigSchema),
     tenancy: Type.Optional(TenancyConfigSchema),
+    /** Application tables; validated in depth by `normaliseEntities`. */
+    entities: Type.Optional(Type.Unknown()),
   },
   { additionalProperties: false },
 );
@@ -80,6 +89,8 @@ export interface TenantryConfig {
     readonly url: string | undefined;
     readonly adminUrl: string | undefined;
     readonly maxConnections: number;
+    readonly runtimeRole: string;
+    readonly maxTenantConnections: number;
   };
   readonly dataDir: string;
   readonly adminToken: string | undefined;
@@ -91,7 +102,9 @@ export interface TenantryConfig {
   readonly tenancy: {
     readonly reservedSlugs: readonly string[];
     readonly defaultIsolation: IsolationLevel;
+    readonly statementTimeoutMs: number;
   };
+  readonly entities: readonly Entity[];
   readonly logLevel: string;
   readonly logRetentionDays: number;
   readonly redisUrl: string | undefined;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import YAML from 'yaml';
 import { ConfigError } from '../errors.js';
+import { normaliseEntities } from '../entities/entity-config.js';
 import { normalizeHost } from '../tenants/host.js';
 import { firstSchemaProblem } from '../validation.js';
 import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
@@ -122,6 +123,8 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       url,
       adminUrl,
       maxConnections: file.database?.maxConnections ?? 10,
+      runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
+      maxTenantConnections: file.database?.maxTenantConnections ?? 50,
     },
     dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
     adminToken,
@@ -133,7 +136,9 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     tenancy: {
       reservedSlugs,
       defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
+      statementTimeoutMs: file.tenancy?.statementTimeoutMs ?? 5_000,
     },
+    entities: normaliseEntities(file.entities),
     logLevel,
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
     redisUrl: env.REDIS_URL || undefined,

@@ -16,9 +16,34 @@ export interface Session extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
+/**
+ * What a tenant transaction sets, all transaction-local (`set_config(..., true)`): nothing
+ * survives the transaction, so a pooled connection never carries a tenant into the next one.
+ */
+export interface TenantSettings {
+  /** The role statements run as: owns nothing, no BYPASSRLS. */
+  readonly role: string;
+  readonly tenantId: string;
+  /** A ready search_path value (quoted identifiers, comma-separated). */
+  readonly searchPath: string;
+  readonly statementTimeoutMs: number;
+}
+
 export interface ConnectionPool extends Session {
   /** Runs `fn` on one dedicated session, for session-scoped work such as advisory locks. */
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
+  /** One statement in its own tenant transaction: the settings and the statement in one round trip. */
+  scopedQuery<R extends Row = Row>(settings: TenantSettings, sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Several statements in one tenant transaction. */
+  scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
+/** The statement that applies TenantSettings; role first, so the rest already runs as that role. */
+export const APPLY_TENANT_SETTINGS = `SELECT set_config('role', $1, true), set_config('tenantry.tenant_id', $2, true),
+  set_config('search_path', $3, true), set_config('statement_timeout', $4, true)`;
+
+export function tenantSettingsParams(settings: TenantSettings): string[] {
+  return [settings.role, settings.tenantId, settings.searchPath, `${Math.trunc(settings.statementTimeoutMs)}ms`];
 }
 
 export type DriverName = 'pglite' | 'postgres';

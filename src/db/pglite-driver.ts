@@ -1,13 +1,16 @@
 import { PGlite, type Transaction } from '@electric-sql/pglite';
-import type {
-  ConnectionPool,
-  Database,
-  Listener,
-  ListenOptions,
-  Queryable,
-  QueryResult,
-  Row,
-  Session,
+import {
+  APPLY_TENANT_SETTINGS,
+  type ConnectionPool,
+  type Database,
+  type Listener,
+  type ListenOptions,
+  type Queryable,
+  type QueryResult,
+  type Row,
+  type Session,
+  type TenantSettings,
+  tenantSettingsParams,
 } from './database.js';
 
 function adapt(target: Pick<PGlite, 'query'> | Transaction): Queryable {
@@ -42,6 +45,22 @@ class PgliteSession implements ConnectionPool {
 
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
     return fn(this);
+  }
+
+  // In-process: a transaction costs no network round trip, so the settings go in their own statement.
+  scopedQuery<R extends Row = Row>(
+    settings: TenantSettings,
+    sql: string,
+    params: readonly unknown[] = [],
+  ): Promise<QueryResult<R>> {
+    return this.scopedTransaction(settings, (tx) => tx.query<R>(sql, params));
+  }
+
+  scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.transaction(async (tx) => {
+      await tx.query(APPLY_TENANT_SETTINGS, tenantSettingsParams(settings));
+      return fn(tx);
+    });
   }
 }
 

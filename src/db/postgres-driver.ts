@@ -1,14 +1,18 @@
 import pg from 'pg';
-import type {
-  ConnectionPool,
-  Database,
-  Listener,
-  ListenOptions,
-  Queryable,
-  QueryResult,
-  Row,
-  Session,
+import {
+  APPLY_TENANT_SETTINGS,
+  type ConnectionPool,
+  type Database,
+  type Listener,
+  type ListenOptions,
+  type Queryable,
+  type QueryResult,
+  type Row,
+  type Session,
+  type TenantSettings,
+  tenantSettingsParams,
 } from './database.js';
+import { pipelinedQuery } from './pipelined-query.js';
 
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
@@ -70,6 +74,29 @@ class PostgresPool implements ConnectionPool {
 
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
     return this.withClient((client) => fn(new ClientSession(client)));
+  }
+
+  async scopedQuery<R extends Row = Row>(
+    settings: TenantSettings,
+    sql: string,
+    params: readonly unknown[] = [],
+  ): Promise<QueryResult<R>> {
+    const result = await this.withClient((client) =>
+      pipelinedQuery<R>(client, [{ text: APPLY_TENANT_SETTINGS, values: tenantSettingsParams(settings) }], {
+        text: sql,
+        values: params,
+      }),
+    );
+    return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+  }
+
+  scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withClient((client) =>
+      inTransaction(client, async (tx) => {
+        await tx.query(APPLY_TENANT_SETTINGS, tenantSettingsParams(settings));
+        return fn(tx);
+      }),
+    );
   }
 
   async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -1,0 +1,43 @@
+import type { Tenant } from '../tenants/tenant.js';
+
+/** Schema of row-level tenant tables (shared tables, tenant_id + RLS). */
+export const ROW_SCHEMA = 'app';
+/** Schema of shared entities: tenants read, only global admins write. */
+export const SHARED_SCHEMA = 'shared';
+
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function compactId(tenantId: string): string {
+  if (!TENANT_ID.test(tenantId)) throw new Error('not a tenant id');
+  return tenantId.replaceAll('-', '');
+}
+
+/** The schema of a `schema` tenant: derived from its id, never from user text. */
+export function tenantSchemaName(tenantId: string): string {
+  return `t_${compactId(tenantId)}`;
+}
+
+/** The database of a `database` tenant: derived from its id, never from user text. */
+export function tenantDatabaseName(tenantId: string): string {
+  return `tenantry_${compactId(tenantId)}`;
+}
+
+/** Where a tenant's entity tables live. */
+export interface TenantPlacement {
+  readonly tenantId: string;
+  /** Schema holding its tables (in its own database for `database` tenants). */
+  readonly schema: string;
+  /** Its own database, for `database` tenants. */
+  readonly database: string | undefined;
+}
+
+export function placementOf(tenant: Pick<Tenant, 'id' | 'isolation'>): TenantPlacement {
+  switch (tenant.isolation) {
+    case 'row':
+      return { tenantId: tenant.id, schema: ROW_SCHEMA, database: undefined };
+    case 'schema':
+      return { tenantId: tenant.id, schema: tenantSchemaName(tenant.id), database: undefined };
+    case 'database':
+      return { tenantId: tenant.id, schema: ROW_SCHEMA, database: tenantDatabaseName(tenant.id) };
+  }
+}
