@@ -37,6 +37,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let tenantryRef: Tenantry | undefined;
   const tenantry = await Tenantry.open({
     config,
+    verifyEntities: true,
     onBackgroundError: (error) => tenantryRef && notice(`background error: ${String(error)}`),
   });
   tenantryRef = tenantry;

@@ -4,6 +4,13 @@ import type { TenantryConfig } from './config/config-schema.js';
 import type { Database } from './db/database.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
+import { ensureRuntimeRole, grantControlPlaneAccess } from './db/roles.js';
+import { ensureEntitySchemas, SchemaDriftError } from './entities/entity-schema.js';
+import { TenantryError } from './errors.js';
+import { TenantDatabases } from './isolation/tenant-databases.js';
+import { TenantDataAccess, type TenantDb } from './isolation/tenant-db.js';
+import { ROW_SCHEMA, tenantSchemaName } from './isolation/tenant-placement.js';
+import { TenantProvisioner } from './isolation/tenant-provisioner.js';
 import { TenantCache } from './resolve/tenant-cache.js';
 import { TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
@@ -16,8 +23,13 @@ export interface OpenTenantryOptions {
   readonly config: TenantryConfig;
   /** An already open database; otherwise one is opened from the config and closed with the engine. */
   readonly database?: Database;
-  /** Apply control-plane migrations first (default true). */
+  /** Apply control-plane migrations and create missing base tables first (default true). */
   readonly migrate?: boolean;
+  /**
+   * Refuse to open when the declared entities do not match the tables (SchemaDriftError).
+   * `serve` sets it: it must never serve a mismatched schema. Operator commands do not.
+   */
+  readonly verifyEntities?: boolean;
   readonly onBackgroundError?: (error: unknown) => void;
 }
 
@@ -37,6 +49,9 @@ export class Tenantry {
   readonly apiKeys: ApiKeyVerifier;
   readonly resolver: TenantResolver;
   readonly migration: MigrationReport | undefined;
+  readonly provisioner: TenantProvisioner;
+  readonly data: TenantDataAccess;
+  readonly #databases: TenantDatabases | undefined;
   readonly #ownsDatabase: boolean;
 
   private constructor(options: {
@@ -52,7 +67,18 @@ export class Tenantry {
     this.bus = options.bus;
     this.migration = options.migration;
     this.#ownsDatabase = options.ownsDatabase;
-    this.tenants = new TenantRegistry(this.db, this.bus, this.config);
+    const { url, adminUrl } = this.config.database;
+    this.#databases =
+      this.db.driver === 'postgres' && url
+        ? new TenantDatabases({
+            runtimeUrl: url,
+            adminUrl: adminUrl ?? url,
+            maxConnections: this.config.database.maxTenantConnections,
+          })
+        : undefined;
+    this.provisioner = new TenantProvisioner(this.db, this.config, this.#databases);
+    this.data = new TenantDataAccess(this.db, this.config, this.#databases);
+    this.tenants = new TenantRegistry(this.db, this.bus, this.config, this.provisioner);
     this.apiKeys = new ApiKeyVerifier({
       db: this.db.runtime,
       bus: this.bus,
@@ -82,6 +108,8 @@ export class Tenantry {
     const onBackgroundError = options.onBackgroundError ?? (() => undefined);
     try {
       const migration = options.migrate === false ? undefined : await migrateControlPlane(db.owner);
+      if (options.migrate !== false)
+        await prepareEntityStorage(db, options.config, options.verifyEntities ?? false);
       const bus = new ChangeBus();
       await bus.start(db);
       return new Tenantry({
@@ -114,9 +142,45 @@ export class Tenantry {
     await recordAudit(this.db.owner, context, entry);
   }
 
+  /**
+   * Runs `fn` with a database handle bound to the tenant, for jobs and scripts outside HTTP.
+   * The tenant must exist and be active.
+   *
+   * @example
+   * await tenantry.withTenant(tenantId, (db) => db.query('UPDATE tasks SET done = true WHERE due < now()'));
+   */
+  async withTenant<T>(tenantId: string, fn: (db: TenantDb) => Promise<T>): Promise<T> {
+    const tenant = await this.resolver.tenantById(tenantId);
+    if (!tenant || tenant.status === 'deleted' || tenant.status === 'provisioning') {
+      throw new TenantryError('tenant_not_found', 'no such tenant');
+    }
+    if (tenant.status !== 'active') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
+    return fn(await this.data.forTenant(tenant));
+  }
+
   async close(): Promise<void> {
+    await this.#databases?.close();
     await this.bus.close();
     if (this.#ownsDatabase) await this.db.close();
+  }
+}
+
+async function prepareEntityStorage(db: Database, config: TenantryConfig, verify: boolean): Promise<void> {
+  const role = config.database.runtimeRole;
+  await ensureRuntimeRole(db.owner, role);
+  await grantControlPlaneAccess(db.owner, role);
+  const { rows } = await db.owner.query<{ id: string }>(
+    "SELECT id FROM tenantry.tenants WHERE isolation = 'schema' AND status IN ('active', 'inactive')",
+  );
+  try {
+    await ensureEntitySchemas(db.owner, {
+      entities: config.entities,
+      runtimeRole: role,
+      rowSchema: ROW_SCHEMA,
+      tenantSchemas: verify ? rows.map((row) => tenantSchemaName(row.id)) : [],
+    });
+  } catch (error) {
+    if (verify || !(error instanceof SchemaDriftError)) throw error;
   }
 }
 

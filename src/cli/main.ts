@@ -3,6 +3,7 @@ import type { TenantryConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
 import { DataDirInUseError, openDatabase } from '../db/open-database.js';
+import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { startServer } from '../server.js';
 import { withOperations } from './engine-client.js';
@@ -284,6 +285,10 @@ function reportError(error: unknown, out: Output): number {
   if (isTenantryError(error)) {
     out.error(`error (${error.code}): ${error.message}`);
     return ExitCode.FAILURE;
+  }
+  if (error instanceof SchemaDriftError) {
+    out.error(`schema error: ${error.message}`);
+    return ExitCode.USAGE;
   }
   if (error instanceof DatabaseTooNewError) {
     out.error(`error: ${error.message}`);

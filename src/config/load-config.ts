@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import YAML from 'yaml';
-import { ConfigError } from '../errors.js';
 import { normaliseEntities } from '../entities/entity-config.js';
+import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
 import { firstSchemaProblem } from '../validation.js';
 import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';

@@ -33,7 +33,11 @@ export interface ConnectionPool extends Session {
   /** Runs `fn` on one dedicated session, for session-scoped work such as advisory locks. */
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
   /** One statement in its own tenant transaction: the settings and the statement in one round trip. */
-  scopedQuery<R extends Row = Row>(settings: TenantSettings, sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  scopedQuery<R extends Row = Row>(
+    settings: TenantSettings,
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<R>>;
   /** Several statements in one tenant transaction. */
   scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
@@ -43,7 +47,12 @@ export const APPLY_TENANT_SETTINGS = `SELECT set_config('role', $1, true), set_c
   set_config('search_path', $3, true), set_config('statement_timeout', $4, true)`;
 
 export function tenantSettingsParams(settings: TenantSettings): string[] {
-  return [settings.role, settings.tenantId, settings.searchPath, `${Math.trunc(settings.statementTimeoutMs)}ms`];
+  return [
+    settings.role,
+    settings.tenantId,
+    settings.searchPath,
+    `${Math.trunc(settings.statementTimeoutMs)}ms`,
+  ];
 }
 
 export type DriverName = 'pglite' | 'postgres';

@@ -3,7 +3,8 @@
  * from validated config, schema names from tenant ids), and then travel as SQL fragments.
  */
 export function quoteIdent(name: string): string {
-  if (name.length === 0 || name.length > 63 || name.includes('\u0000')) throw new Error('invalid SQL identifier');
+  if (name.length === 0 || name.length > 63 || name.includes('\u0000'))
+    throw new Error('invalid SQL identifier');
   return `"${name.replaceAll('"', '""')}"`;
 }
 

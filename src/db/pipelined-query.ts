@@ -9,7 +9,12 @@ interface QueryInternals {
 
 interface WireConnection {
   parse(options: { text: string; name?: string; types?: number[] }): void;
-  bind(options: { portal?: string; statement?: string; values: unknown[]; valueMapper: (value: unknown) => unknown }): void;
+  bind(options: {
+    portal?: string;
+    statement?: string;
+    values: unknown[];
+    valueMapper: (value: unknown) => unknown;
+  }): void;
   describe(options: { type: 'P' | 'S'; name: string }): void;
   execute(options: { portal: string; rows?: number }): void;
   sync(): void;

@@ -16,9 +16,13 @@ export const FieldDeclarationSchema = Type.Object(
     maxLength: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_485_760 })),
     min: Type.Optional(Type.Number()),
     max: Type.Optional(Type.Number()),
-    values: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 1000 })),
+    values: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 1000 }),
+    ),
     to: Type.Optional(Type.String()),
-    onDelete: Type.Optional(Type.Union([Type.Literal('cascade'), Type.Literal('restrict'), Type.Literal('set-null')])),
+    onDelete: Type.Optional(
+      Type.Union([Type.Literal('cascade'), Type.Literal('restrict'), Type.Literal('set-null')]),
+    ),
   },
   { additionalProperties: false },
 );
@@ -40,27 +44,129 @@ const IDENTIFIER = /^[a-z][a-z0-9_]{0,47}$/;
 
 /** PostgreSQL's reserved key words (`pg_get_keywords()`, categories R and T). */
 const SQL_RESERVED = new Set([
-  'all', 'analyse', 'analyze', 'and', 'any', 'array', 'as', 'asc', 'asymmetric', 'authorization', 'binary', 'both',
-  'case', 'cast', 'check', 'collate', 'collation', 'column', 'concurrently', 'constraint', 'create', 'cross',
-  'current_catalog', 'current_date', 'current_role', 'current_schema', 'current_time', 'current_timestamp',
-  'current_user', 'default', 'deferrable', 'desc', 'distinct', 'do', 'else', 'end', 'except', 'false', 'fetch', 'for',
-  'foreign', 'freeze', 'from', 'full', 'grant', 'group', 'having', 'ilike', 'in', 'initially', 'inner', 'intersect',
-  'into', 'is', 'isnull', 'join', 'lateral', 'leading', 'left', 'like', 'limit', 'localtime', 'localtimestamp',
-  'natural', 'not', 'notnull', 'null', 'offset', 'on', 'only', 'or', 'order', 'outer', 'overlaps', 'placing',
-  'primary', 'references', 'returning', 'right', 'select', 'session_user', 'similar', 'some', 'symmetric', 'table',
-  'tablesample', 'then', 'to', 'trailing', 'true', 'union', 'unique', 'user', 'using', 'variadic', 'verbose', 'when',
-  'where', 'window', 'with',
+  'all',
+  'analyse',
+  'analyze',
+  'and',
+  'any',
+  'array',
+  'as',
+  'asc',
+  'asymmetric',
+  'authorization',
+  'binary',
+  'both',
+  'case',
+  'cast',
+  'check',
+  'collate',
+  'collation',
+  'column',
+  'concurrently',
+  'constraint',
+  'create',
+  'cross',
+  'current_catalog',
+  'current_date',
+  'current_role',
+  'current_schema',
+  'current_time',
+  'current_timestamp',
+  'current_user',
+  'default',
+  'deferrable',
+  'desc',
+  'distinct',
+  'do',
+  'else',
+  'end',
+  'except',
+  'false',
+  'fetch',
+  'for',
+  'foreign',
+  'freeze',
+  'from',
+  'full',
+  'grant',
+  'group',
+  'having',
+  'ilike',
+  'in',
+  'initially',
+  'inner',
+  'intersect',
+  'into',
+  'is',
+  'isnull',
+  'join',
+  'lateral',
+  'leading',
+  'left',
+  'like',
+  'limit',
+  'localtime',
+  'localtimestamp',
+  'natural',
+  'not',
+  'notnull',
+  'null',
+  'offset',
+  'on',
+  'only',
+  'or',
+  'order',
+  'outer',
+  'overlaps',
+  'placing',
+  'primary',
+  'references',
+  'returning',
+  'right',
+  'select',
+  'session_user',
+  'similar',
+  'some',
+  'symmetric',
+  'table',
+  'tablesample',
+  'then',
+  'to',
+  'trailing',
+  'true',
+  'union',
+  'unique',
+  'user',
+  'using',
+  'variadic',
+  'verbose',
+  'when',
+  'where',
+  'window',
+  'with',
 ]);
 
 /** Resources Tenantry serves itself under /api/v1: an entity may not take their names. */
 export const BUILT_IN_RESOURCES = new Set(['users', 'roles', 'groups', 'keys', 'clients', 'auth']);
 
 /** Columns every table has, and list-query parameters a field name would collide with. */
-const RESERVED_FIELD_NAMES = new Set(['id', 'tenant_id', 'created_at', 'updated_at', 'sort', 'limit', 'next', 'q']);
+const RESERVED_FIELD_NAMES = new Set([
+  'id',
+  'tenant_id',
+  'created_at',
+  'updated_at',
+  'sort',
+  'limit',
+  'next',
+  'q',
+]);
 
 function checkName(name: string, key: string, what: string): void {
   if (!IDENTIFIER.test(name)) {
-    throw new ConfigError(key, `${what} name must be lowercase a-z, 0-9 and _, starting with a letter, at most 48 characters`);
+    throw new ConfigError(
+      key,
+      `${what} name must be lowercase a-z, 0-9 and _, starting with a letter, at most 48 characters`,
+    );
   }
   if (SQL_RESERVED.has(name)) throw new ConfigError(key, `${what} name "${name}" is an SQL reserved word`);
   if (name.startsWith('pg_') || name.startsWith('tenantry')) {
@@ -94,7 +200,10 @@ function checkDefault(field: FieldDeclaration, key: string): void {
       if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(value)) fail('a YYYY-MM-DD date');
       break;
     case 'uuid':
-      if (typeof value !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) {
+      if (
+        typeof value !== 'string' ||
+        !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+      ) {
         fail('a UUID');
       }
       break;
@@ -125,7 +234,8 @@ function normaliseField(
   only('to', ['ref']);
   only('onDelete', ['ref']);
   only('search', ['text']);
-  if (type === 'enum' && declaration.values === undefined) throw new ConfigError(`${key}.values`, 'an enum needs values');
+  if (type === 'enum' && declaration.values === undefined)
+    throw new ConfigError(`${key}.values`, 'an enum needs values');
   if (declaration.values && new Set(declaration.values).size !== declaration.values.length) {
     throw new ConfigError(`${key}.values`, 'values must be distinct');
   }
@@ -133,7 +243,10 @@ function normaliseField(
     throw new ConfigError(`${key}.min`, 'must not be greater than max');
   }
   if (type === 'json' && (declaration.unique || declaration.index)) {
-    throw new ConfigError(`${key}.${declaration.unique ? 'unique' : 'index'}`, 'json fields cannot be unique or indexed');
+    throw new ConfigError(
+      `${key}.${declaration.unique ? 'unique' : 'index'}`,
+      'json fields cannot be unique or indexed',
+    );
   }
   let ref: Field['ref'];
   if (type === 'ref') {
@@ -193,7 +306,12 @@ export function normaliseEntities(raw: unknown): readonly Entity[] {
     const fields = Object.entries(declaration.fields).map(([fieldName, field]) =>
       normaliseField(name, fieldName, field, declarations),
     );
-    return Object.freeze({ name, scope: declaration.scope, feature: declaration.feature, fields: Object.freeze(fields) });
+    return Object.freeze({
+      name,
+      scope: declaration.scope,
+      feature: declaration.feature,
+      fields: Object.freeze(fields),
+    });
   });
   return Object.freeze(entities);
 }

@@ -36,10 +36,14 @@ function checks(entity: Entity, field: Field): string[] {
   if (field.maxLength !== undefined) {
     result.push(`CONSTRAINT ${name('length')} CHECK (char_length(${column}) <= ${field.maxLength})`);
   }
-  if (field.min !== undefined) result.push(`CONSTRAINT ${name('min')} CHECK (${column} >= ${literal(field.min)})`);
-  if (field.max !== undefined) result.push(`CONSTRAINT ${name('max')} CHECK (${column} <= ${literal(field.max)})`);
+  if (field.min !== undefined)
+    result.push(`CONSTRAINT ${name('min')} CHECK (${column} >= ${literal(field.min)})`);
+  if (field.max !== undefined)
+    result.push(`CONSTRAINT ${name('max')} CHECK (${column} <= ${literal(field.max)})`);
   if (field.values !== undefined) {
-    result.push(`CONSTRAINT ${name('values')} CHECK (${column} IN (${field.values.map(literal).join(', ')}))`);
+    result.push(
+      `CONSTRAINT ${name('values')} CHECK (${column} IN (${field.values.map(literal).join(', ')}))`,
+    );
   }
   return result;
 }
@@ -151,16 +155,23 @@ export function sharedTablesDdl(entities: readonly Entity[], options: EntityDdlO
       ...entity.fields.flatMap((field) => checks(entity, field)),
       ...entity.fields
         .filter((field) => field.unique)
-        .map((field) => `CONSTRAINT ${quoteIdent(uniqueConstraintName(entity, field))} UNIQUE (${quoteIdent(field.name)})`),
+        .map(
+          (field) =>
+            `CONSTRAINT ${quoteIdent(uniqueConstraintName(entity, field))} UNIQUE (${quoteIdent(field.name)})`,
+        ),
     ];
     const search = searchColumnSql(entity);
     if (search) columns.splice(entity.fields.length + 3, 0, search);
     statements.push(`CREATE TABLE ${table} (\n  ${columns.join(',\n  ')}\n)`);
     for (const field of entity.fields.filter((f) => f.index && !f.unique)) {
-      statements.push(`CREATE INDEX ${quoteIdent(`${entity.name}_${field.name}_idx`.slice(0, 63))} ON ${table} (${quoteIdent(field.name)})`);
+      statements.push(
+        `CREATE INDEX ${quoteIdent(`${entity.name}_${field.name}_idx`.slice(0, 63))} ON ${table} (${quoteIdent(field.name)})`,
+      );
     }
     if (search) {
-      statements.push(`CREATE INDEX ${quoteIdent(`${entity.name}_search_idx`.slice(0, 63))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`);
+      statements.push(
+        `CREATE INDEX ${quoteIdent(`${entity.name}_search_idx`.slice(0, 63))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
+      );
     }
     statements.push(`REVOKE ALL ON ${table} FROM ${role}`);
     statements.push(`GRANT SELECT ON ${table} TO ${role}`);

@@ -6,6 +6,7 @@ import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
 import type { Database, Queryable } from '../db/database.js';
 import { constraintOf, isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
+import type { TenantProvisioner } from '../isolation/tenant-provisioner.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { Change, ChangeBus } from '../runtime/change-bus.js';
@@ -65,10 +66,13 @@ export class TenantRegistry {
   readonly #bus: ChangeBus;
   readonly #config: TenantryConfig;
 
-  constructor(db: Database, bus: ChangeBus, config: TenantryConfig) {
+  readonly #provisioner: TenantProvisioner;
+
+  constructor(db: Database, bus: ChangeBus, config: TenantryConfig, provisioner: TenantProvisioner) {
     this.#db = db;
     this.#bus = bus;
     this.#config = config;
+    this.#provisioner = provisioner;
   }
 
   async create(input: unknown, context: ActionContext): Promise<CreatedTenant> {
@@ -80,20 +84,76 @@ export class TenantRegistry {
     const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
     const id = uuidv7();
 
-    return this.#mutate(context, { action: 'tenant.create', target: slug, tenantId: id }, async (tx) => {
+    const audit = { action: 'tenant.create', target: slug, tenantId: id };
+    const insert = async (tx: Queryable, status: TenantStatus) => {
       await lockNamespace(tx);
       await this.#assertSlugFree(tx, slug, id);
       await this.#assertHostsFree(tx, hosts, id, slug);
       await tx.query(
         `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config)
-         VALUES ($1, $2, $3, 'active', $4, $5::jsonb)`,
-        [id, slug, name, isolation, JSON.stringify(data.config ?? {})],
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
+        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {})],
       );
       await insertHosts(tx, id, hosts);
+    };
+    const finish = async (tx: Queryable): Promise<Mutation<CreatedTenant>> => {
       const apiKey = await insertApiKey(tx, id, prepared);
       const tenant = await this.#load(tx, id);
       return { result: { tenant, apiKey }, changes: [{ kind: 'tenant', tenantId: id }] };
+    };
+    // Row tenants share existing tables: the whole creation is one transaction.
+    if (isolation === 'row') {
+      return this.#mutate(context, audit, async (tx) => {
+        await insert(tx, 'active');
+        return finish(tx);
+      });
+    }
+    // Schema and database tenants: reserve the slug and hosts as `provisioning` (unroutable),
+    // build the schema or database, then activate. A failure in between is cleaned up; a crash
+    // leaves a `provisioning` tenant that never resolves and that a retry can finish.
+    await this.#db.owner
+      .transaction((tx) => insert(tx, 'provisioning'))
+      .catch((error: unknown) => {
+        throw translateConstraintError(error);
+      });
+    try {
+      await this.#provisioner.provision({ id, isolation });
+    } catch (error) {
+      await this.#abandon(id, isolation, context, audit, error);
+      throw new TenantryError('unavailable', 'the tenant could not be provisioned; nothing was kept', {
+        cause: error,
+      });
+    }
+    return this.#mutate(context, audit, async (tx) => {
+      const { rowCount } = await tx.query(
+        "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'provisioning'",
+        [id],
+      );
+      if (rowCount === 0) throw new TenantryError('conflict', 'the tenant changed while it was provisioned');
+      return finish(tx);
     });
+  }
+
+  async #abandon(
+    id: string,
+    isolation: IsolationLevel,
+    context: ActionContext,
+    audit: { action: string; target: string; tenantId: string },
+    cause: unknown,
+  ): Promise<void> {
+    try {
+      await this.#provisioner.deprovision({ id, isolation });
+      await this.#db.owner.query("DELETE FROM tenantry.tenants WHERE id = $1 AND status = 'provisioning'", [
+        id,
+      ]);
+    } catch {
+      // The tenant stays `provisioning`: it never resolves, and a retry or repair finishes it.
+    }
+    await recordAudit(this.#db.owner, context, {
+      ...audit,
+      outcome: 'failure',
+      details: { code: 'provisioning_failed', reason: cause instanceof Error ? cause.name : 'unknown' },
+    }).catch(() => undefined);
   }
 
   /** Looks a tenant up by id or slug; deleted tenants only by id and only when asked for. */

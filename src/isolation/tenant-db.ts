@@ -1,0 +1,86 @@
+import type { TenantryConfig } from '../config/config-schema.js';
+import type {
+  ConnectionPool,
+  Database,
+  Queryable,
+  QueryResult,
+  Row,
+  TenantSettings,
+} from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
+import type { Tenant } from '../tenants/tenant.js';
+import type { TenantDatabases } from './tenant-databases.js';
+import { placementOf, SHARED_SCHEMA, type TenantPlacement } from './tenant-placement.js';
+
+/**
+ * A database handle bound to one tenant. Every statement runs inside a tenant transaction:
+ * the runtime role, `tenantry.tenant_id`, the tenant's search_path and statement_timeout, all
+ * transaction-local. There is no way to run an unscoped statement through it.
+ *
+ * @example
+ * const { rows } = await request.db.query('SELECT id, name FROM projects WHERE status = $1', ['active']);
+ */
+export interface TenantDb {
+  readonly tenantId: string;
+  readonly placement: TenantPlacement;
+  /** One statement in its own tenant transaction (one round trip on PostgreSQL). */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Several statements in one tenant transaction. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Reads shared entities (schema `shared`, read-only for tenants). */
+  queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+class ScopedTenantDb implements TenantDb {
+  constructor(
+    readonly tenantId: string,
+    readonly placement: TenantPlacement,
+    private readonly pool: ConnectionPool,
+    private readonly settings: TenantSettings,
+    private readonly sharedPool: ConnectionPool,
+    private readonly sharedSettings: TenantSettings,
+  ) {}
+
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.pool.scopedQuery<R>(this.settings, sql, params);
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.pool.scopedTransaction(this.settings, fn);
+  }
+
+  queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.sharedPool.scopedQuery<R>(this.sharedSettings, sql, params);
+  }
+}
+
+/** Hands out tenant-bound database handles, on the right pool for the tenant's isolation level. */
+export class TenantDataAccess {
+  readonly #db: Database;
+  readonly #config: TenantryConfig;
+  readonly #databases: TenantDatabases | undefined;
+
+  constructor(db: Database, config: TenantryConfig, databases: TenantDatabases | undefined) {
+    this.#db = db;
+    this.#config = config;
+    this.#databases = databases;
+  }
+
+  async forTenant(tenant: Tenant): Promise<TenantDb> {
+    const placement = placementOf(tenant);
+    const statementTimeoutMs =
+      tenant.config.limits?.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
+    const role = this.#config.database.runtimeRole;
+    const searchPath = placement.database
+      ? quoteIdent(placement.schema)
+      : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}`;
+    const settings: TenantSettings = { role, tenantId: tenant.id, searchPath, statementTimeoutMs };
+    const sharedSettings: TenantSettings = { ...settings, searchPath: quoteIdent(SHARED_SCHEMA) };
+    let pool = this.#db.runtime;
+    if (placement.database) {
+      if (!this.#databases) throw new Error('database tenants need PostgreSQL');
+      pool = await this.#databases.runtime(placement.database);
+    }
+    return new ScopedTenantDb(tenant.id, placement, pool, settings, this.#db.runtime, sharedSettings);
+  }
+}
