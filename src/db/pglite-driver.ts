@@ -70,7 +70,17 @@ export interface PgliteOptions {
 }
 
 export async function openPglite(options: PgliteOptions = {}): Promise<Database> {
-  const db = await PGlite.create(options.dataDir === undefined ? {} : { dataDir: options.dataDir });
+  // Same value shapes as the pg driver: dates as 'YYYY-MM-DD', bigints as numbers when safe.
+  const parsers = {
+    1082: (value: string) => value,
+    20: (value: string) => {
+      const number = Number(value);
+      return Number.isSafeInteger(number) ? number : value;
+    },
+  };
+  const db = await PGlite.create(
+    options.dataDir === undefined ? { parsers } : { dataDir: options.dataDir, parsers },
+  );
   const session = new PgliteSession(db);
   return {
     driver: 'pglite',

@@ -123,8 +123,29 @@ export interface PostgresOptions {
   readonly onPoolError?: (error: Error) => void;
 }
 
+const DATE_OID = 1082;
+const INT8_OID = 20;
+
+/**
+ * Dates stay 'YYYY-MM-DD' strings (a Date object would shift with the process time zone), and
+ * bigints become numbers when they are safe integers (entity integers are validated to be).
+ */
+const typeParsers = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === DATE_OID) return (value: string) => value;
+    if (oid === INT8_OID) {
+      return (value: string) => {
+        const number = Number(value);
+        return Number.isSafeInteger(number) ? number : value;
+      };
+    }
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
 function createPool(url: string, options: PostgresOptions, max: number): pg.Pool {
   const pool = new pg.Pool({
+    types: typeParsers,
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
+import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
+import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
 import { ProblemSchema } from './schemas.js';
@@ -48,6 +50,14 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   app.decorateRequest('tenant', null);
   app.decorateRequest('tenantResolution', null);
   app.decorateRequest('actor', null);
+  app.decorateRequest('tenantDb', null);
+  app.decorateRequest('db', {
+    getter(this: FastifyRequest) {
+      if (!this.tenantDb)
+        throw new TenantryError('tenant_required', 'this route has no tenant: no tenant database');
+      return this.tenantDb;
+    },
+  });
   app.addSchema(ProblemSchema);
 
   app.addHook('onRequest', async (request, reply) => {
@@ -98,7 +108,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   await app.register(async (scope) => healthRoutes(tenantry)(scope));
   await app.register(adminScope(options.adminGuard, adminRoutes(tenantry)));
-  await app.register(tenantScope(tenantry, tenantRoutes));
+  await app.register(
+    tenantScope(tenantry, (scope) => {
+      tenantRoutes(scope);
+      entityRoutes(tenantry.config.entities)(scope);
+    }),
+  );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.ready();

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { TenantDb } from '../isolation/tenant-db.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { ActionContext, Actor } from '../runtime/actor.js';
 import type { Tenant } from '../tenants/tenant.js';
@@ -11,6 +12,13 @@ declare module 'fastify' {
     tenantResolution: Resolution | null;
     /** Who is calling; null until an authentication hook ran. */
     actor: Actor | null;
+    /**
+     * The database bound to the request's tenant. Reading it outside a tenant route throws
+     * (tenant_required): a query can never run without a tenant.
+     */
+    readonly db: TenantDb;
+    /** @internal set by the tenant hook; read `db`. */
+    tenantDb: TenantDb | null;
   }
 }
 

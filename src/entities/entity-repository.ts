@@ -1,0 +1,476 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Queryable, Row } from '../db/database.js';
+import { qualified, quoteIdent } from '../db/identifiers.js';
+import { constraintOf, SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { TenantryError } from '../errors.js';
+import type { TenantDb } from '../isolation/tenant-db.js';
+import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
+import { validate } from '../validation.js';
+import { type Entity, type Field, fieldByName } from './entity.js';
+import { SEARCH_COLUMN, uniqueConstraintName } from './entity-ddl.js';
+import { createInputSchema, patchInputSchema } from './entity-input.js';
+
+export const MAX_PAGE = 1000;
+export const DEFAULT_PAGE = 50;
+export const MAX_BATCH = 1000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SORTABLE_SYSTEM = ['id', 'created_at', 'updated_at'];
+const OPERATORS = ['eq', 'gte', 'lte', 'in', 'like'] as const;
+type Operator = (typeof OPERATORS)[number];
+
+export interface ListQuery {
+  readonly [parameter: string]: string | undefined;
+}
+
+export interface Page {
+  readonly items: Record<string, unknown>[];
+  readonly next: string | null;
+}
+
+interface SortKey {
+  readonly column: string;
+  readonly descending: boolean;
+  readonly field: Field | undefined;
+}
+
+/** Collects parameters as `$n` placeholders. */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown, cast?: string): string {
+    this.values.push(value);
+    return cast ? `$${this.values.length}::${cast}` : `$${this.values.length}`;
+  }
+}
+
+const CASTS: Record<Field['type'], string> = {
+  text: 'text',
+  integer: 'bigint',
+  number: 'float8',
+  boolean: 'boolean',
+  date: 'date',
+  timestamp: 'timestamptz',
+  uuid: 'uuid',
+  json: 'jsonb',
+  enum: 'text',
+  ref: 'uuid',
+};
+
+function invalid(field: string, message: string): TenantryError {
+  return new TenantryError('validation_failed', `${field} ${message}`, { field });
+}
+
+/** Parses one query-string value into the field's type, or refuses it naming the parameter. */
+function parseValue(field: Field | undefined, column: string, raw: string): unknown {
+  const type = field?.type ?? (column === 'id' ? 'uuid' : 'timestamp');
+  switch (type) {
+    case 'integer':
+      if (!/^-?\d{1,16}$/.test(raw)) throw invalid(column, 'must be an integer');
+      return Number(raw);
+    case 'number': {
+      const value = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(value)) throw invalid(column, 'must be a number');
+      return value;
+    }
+    case 'boolean':
+      if (raw !== 'true' && raw !== 'false') throw invalid(column, 'must be true or false');
+      return raw === 'true';
+    case 'date':
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(raw) || Number.isNaN(Date.parse(raw)))
+        throw invalid(column, 'must be YYYY-MM-DD');
+      return raw;
+    case 'timestamp':
+      if (Number.isNaN(Date.parse(raw))) throw invalid(column, 'must be an ISO 8601 date-time');
+      return new Date(raw).toISOString();
+    case 'uuid':
+    case 'ref':
+      if (!UUID.test(raw)) throw invalid(column, 'must be a UUID');
+      return raw.toLowerCase();
+    case 'enum':
+      if (!field?.values?.includes(raw)) throw invalid(column, `must be one of ${field?.values?.join(', ')}`);
+      return raw;
+    case 'json':
+      throw invalid(column, 'cannot be filtered');
+    default:
+      if (raw.length > 10_000) throw invalid(column, 'is too long');
+      return raw;
+  }
+}
+
+function likePattern(raw: string): string {
+  // `*` is the wildcard; SQL's own wildcards match literally.
+  return raw.replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_').replaceAll('*', '%');
+}
+
+function columnOf(
+  entity: Entity,
+  name: string,
+  parameter: string,
+): { column: string; field: Field | undefined } {
+  const field = fieldByName(entity, name);
+  if (field) return { column: name, field };
+  if (SORTABLE_SYSTEM.includes(name)) return { column: name, field: undefined };
+  throw invalid(parameter, `names no field of ${entity.name}`);
+}
+
+function parseSort(entity: Entity, raw: string | undefined): SortKey[] {
+  const keys: SortKey[] = [];
+  for (const part of (raw ?? '').split(',').filter((p) => p.length > 0)) {
+    const descending = part.startsWith('-');
+    const name = descending ? part.slice(1) : part;
+    const { column, field } = columnOf(entity, name, 'sort');
+    if (field?.type === 'json') throw invalid('sort', `cannot sort by ${name}`);
+    if (column === 'id') continue;
+    if (keys.some((key) => key.column === column)) throw invalid('sort', `names ${name} twice`);
+    keys.push({ column, descending, field });
+  }
+  if (keys.length > 4) throw invalid('sort', 'takes at most 4 fields');
+  return keys;
+}
+
+interface Cursor {
+  readonly values: unknown[];
+  readonly id: string;
+}
+
+function encodeCursor(sort: readonly SortKey[], row: Row): string {
+  const values = sort.map((key) => {
+    const value = row[key.column];
+    return value instanceof Date ? value.toISOString() : (value ?? null);
+  });
+  return Buffer.from(JSON.stringify({ v: values, id: row.id })).toString('base64url');
+}
+
+function decodeCursor(raw: string, sort: readonly SortKey[]): Cursor {
+  try {
+    const decoded = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as {
+      v?: unknown;
+      id?: unknown;
+    };
+    if (
+      !Array.isArray(decoded.v) ||
+      decoded.v.length !== sort.length ||
+      typeof decoded.id !== 'string' ||
+      !UUID.test(decoded.id)
+    ) {
+      throw new Error('shape');
+    }
+    const values = decoded.v.map((value, index) =>
+      value === null ? null : parseValue(sort[index]!.field, sort[index]!.column, String(value)),
+    );
+    return { values, id: decoded.id };
+  } catch {
+    throw invalid('next', 'is not a cursor returned by this list (with the same sort)');
+  }
+}
+
+/**
+ * The keyset condition "after the cursor row" for the sort keys, NULLs ordered as PostgreSQL
+ * does (last ascending, first descending), with the id as the final tie-breaker.
+ */
+function afterCursor(sort: readonly SortKey[], cursor: Cursor, params: Params): string {
+  const disjuncts: string[] = [];
+  const equalities: string[] = [];
+  sort.forEach((key, index) => {
+    const column = quoteIdent(key.column);
+    const value = cursor.values[index];
+    const cast = key.field ? CASTS[key.field.type] : key.column === 'id' ? 'uuid' : 'timestamptz';
+    let greater: string;
+    let equal: string;
+    if (value === null) {
+      greater = key.descending ? `${column} IS NOT NULL` : 'false';
+      equal = `${column} IS NULL`;
+    } else {
+      const placeholder = params.add(value, cast);
+      greater = key.descending
+        ? `${column} < ${placeholder}`
+        : `(${column} > ${placeholder} OR ${column} IS NULL)`;
+      equal = `${column} = ${placeholder}`;
+    }
+    disjuncts.push([...equalities, greater].join(' AND '));
+    equalities.push(equal);
+  });
+  disjuncts.push([...equalities, `id > ${params.add(cursor.id, 'uuid')}`].join(' AND '));
+  return `(${disjuncts.map((d) => `(${d})`).join(' OR ')})`;
+}
+
+function filterCondition(entity: Entity, key: string, raw: string, params: Params): string {
+  const match = /^([a-z][a-z0-9_]*)(?:\[([a-z]+)\])?$/.exec(key);
+  if (!match) throw invalid(key, 'is not a known parameter');
+  const operator = (match[2] ?? 'eq') as Operator;
+  if (!OPERATORS.includes(operator)) throw invalid(key, `uses an unknown operator (${OPERATORS.join(', ')})`);
+  const { column, field } = columnOf(entity, match[1]!, key);
+  const cast = field ? CASTS[field.type] : column === 'id' ? 'uuid' : 'timestamptz';
+  const quoted = quoteIdent(column);
+  switch (operator) {
+    case 'eq':
+      return `${quoted} = ${params.add(parseValue(field, key, raw), cast)}`;
+    case 'gte':
+      return `${quoted} >= ${params.add(parseValue(field, key, raw), cast)}`;
+    case 'lte':
+      return `${quoted} <= ${params.add(parseValue(field, key, raw), cast)}`;
+    case 'in': {
+      const values = raw.split(',').map((part) => parseValue(field, key, part));
+      if (values.length > 100) throw invalid(key, 'takes at most 100 values');
+      return `${quoted} = ANY(${params.add(values, `${cast}[]`)})`;
+    }
+    case 'like':
+      if (field?.type !== 'text') throw invalid(key, 'applies to text fields only');
+      return `${quoted} ILIKE ${params.add(likePattern(raw), 'text')}`;
+  }
+}
+
+/** A row as the API shows it: no tenant_id, no search column; timestamps as ISO strings. */
+export function presentRow(entity: Entity, row: Row): Record<string, unknown> {
+  const result: Record<string, unknown> = { id: row.id };
+  for (const field of entity.fields) {
+    const value = row[field.name];
+    result[field.name] = value === undefined ? null : value instanceof Date ? value.toISOString() : value;
+  }
+  result.created_at = row.created_at instanceof Date ? row.created_at.toISOString() : row.created_at;
+  result.updated_at = row.updated_at instanceof Date ? row.updated_at.toISOString() : row.updated_at;
+  return result;
+}
+
+function selectList(entity: Entity): string {
+  return ['id', ...entity.fields.map((field) => field.name), 'created_at', 'updated_at']
+    .map(quoteIdent)
+    .join(', ');
+}
+
+function writeValue(field: Field, value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  // jsonb parameters travel as JSON text, or pg would turn arrays into PostgreSQL arrays.
+  if (field.type === 'json') return JSON.stringify(value);
+  if (field.type === 'uuid' || field.type === 'ref') return String(value).toLowerCase();
+  return value;
+}
+
+/** Turns a database refusal into the answer a caller may see: the field, never the SQL or a value. */
+export function translateWriteError(entity: Entity, error: unknown): unknown {
+  const state = sqlStateOf(error);
+  const constraint = constraintOf(error) ?? '';
+  const fieldOfConstraint = entity.fields.find(
+    (field) =>
+      constraint === uniqueConstraintName(entity, field) ||
+      constraint.startsWith(`${entity.name}_${field.name}_`),
+  );
+  const name = fieldOfConstraint?.name;
+  if (state === SqlState.UNIQUE_VIOLATION) {
+    return new TenantryError(
+      'conflict',
+      `${name ?? 'a unique field'} must be unique`,
+      name ? { field: name } : {},
+    );
+  }
+  if (state === SqlState.FOREIGN_KEY_VIOLATION) {
+    if (constraint.startsWith(`${entity.name}_`) && name) {
+      return new TenantryError(
+        'validation_failed',
+        `${name} does not name an existing ${fieldOfConstraint?.ref?.entity}`,
+        {
+          field: name,
+        },
+      );
+    }
+    return new TenantryError('conflict', `this ${entity.name} is still referenced by other rows`);
+  }
+  if (state === SqlState.CHECK_VIOLATION || state === SqlState.NOT_NULL_VIOLATION) {
+    return new TenantryError(
+      'validation_failed',
+      `${name ?? 'a field'} is not valid`,
+      name ? { field: name } : {},
+    );
+  }
+  if (
+    state === SqlState.INVALID_TEXT_REPRESENTATION ||
+    state === '22007' ||
+    state === '22008' ||
+    state === '22003'
+  ) {
+    return new TenantryError('validation_failed', 'a value is out of range or malformed');
+  }
+  if (state === SqlState.QUERY_CANCELED) {
+    return new TenantryError('unavailable', 'the query took longer than the tenant statement timeout');
+  }
+  return error;
+}
+
+/**
+ * Reads and writes one entity for one tenant, through its tenant-bound handle. Every statement
+ * also filters on tenant_id (defence in depth, and the index is used); the database's policies
+ * would refuse anything else anyway.
+ */
+export class EntityRepository {
+  readonly #entity: Entity;
+  readonly #table: (db: TenantDb) => string;
+  readonly #createSchema;
+  readonly #patchSchema;
+
+  constructor(entity: Entity) {
+    this.#entity = entity;
+    this.#table = (db) =>
+      entity.scope === 'shared'
+        ? qualified(SHARED_SCHEMA, entity.name)
+        : qualified(db.placement.schema, entity.name);
+    this.#createSchema = createInputSchema(entity);
+    this.#patchSchema = patchInputSchema(entity);
+  }
+
+  get entity(): Entity {
+    return this.#entity;
+  }
+
+  async list(db: TenantDb, query: ListQuery): Promise<Page> {
+    const entity = this.#entity;
+    const params = new Params();
+    const tenantScoped = entity.scope === 'tenant';
+    const conditions: string[] = tenantScoped ? [`tenant_id = ${params.add(db.tenantId, 'uuid')}`] : [];
+    let limit = DEFAULT_PAGE;
+    const sort = parseSort(entity, query.sort);
+    for (const [key, raw] of Object.entries(query)) {
+      if (raw === undefined || key === 'sort') continue;
+      if (key === 'limit') {
+        if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_PAGE) {
+          throw invalid('limit', `must be an integer from 1 to ${MAX_PAGE}`);
+        }
+        limit = Number(raw);
+      } else if (key === 'q') {
+        if (!entity.fields.some((field) => field.search))
+          throw invalid('q', `${entity.name} has no search fields`);
+        if (raw.length > 500) throw invalid('q', 'is too long');
+        conditions.push(
+          `${quoteIdent(SEARCH_COLUMN)} @@ websearch_to_tsquery('simple', ${params.add(raw, 'text')})`,
+        );
+      } else if (key !== 'next') {
+        conditions.push(filterCondition(entity, key, raw, params));
+      }
+    }
+    if (query.next !== undefined) conditions.push(afterCursor(sort, decodeCursor(query.next, sort), params));
+    const order = [
+      ...sort.map(
+        (key) => `${quoteIdent(key.column)} ${key.descending ? 'DESC NULLS FIRST' : 'ASC NULLS LAST'}`,
+      ),
+      'id ASC',
+    ].join(', ');
+    const sql = `SELECT ${selectList(entity)} FROM ${this.#table(db)}
+      ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
+      ORDER BY ${order} LIMIT ${limit + 1}`;
+    const { rows } = tenantScoped
+      ? await db.query(sql, params.values)
+      : await db.queryShared(sql, params.values);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      items: page.map((row) => presentRow(entity, row)),
+      next: rows.length > limit && last ? encodeCursor(sort, last) : null,
+    };
+  }
+
+  async get(db: TenantDb, id: string): Promise<Record<string, unknown>> {
+    // Another tenant's id and an id that does not exist get the same answer.
+    if (!UUID.test(id)) throw this.#notFound();
+    const params = new Params();
+    const tenantScoped = this.#entity.scope === 'tenant';
+    const where = tenantScoped
+      ? `tenant_id = ${params.add(db.tenantId, 'uuid')} AND id = ${params.add(id.toLowerCase(), 'uuid')}`
+      : `id = ${params.add(id.toLowerCase(), 'uuid')}`;
+    const sql = `SELECT ${selectList(this.#entity)} FROM ${this.#table(db)} WHERE ${where}`;
+    const { rows } = tenantScoped
+      ? await db.query(sql, params.values)
+      : await db.queryShared(sql, params.values);
+    if (!rows[0]) throw this.#notFound();
+    return presentRow(this.#entity, rows[0]);
+  }
+
+  async create(db: TenantDb, body: unknown): Promise<Record<string, unknown>> {
+    const [row] = await this.#insert(db, [body]);
+    return row!;
+  }
+
+  async createMany(db: TenantDb, bodies: unknown): Promise<Record<string, unknown>[]> {
+    if (!Array.isArray(bodies) || bodies.length === 0 || bodies.length > MAX_BATCH) {
+      throw invalid('rows', `must be an array of 1 to ${MAX_BATCH} rows`);
+    }
+    return this.#insert(db, bodies);
+  }
+
+  async update(db: TenantDb, id: string, body: unknown): Promise<Record<string, unknown>> {
+    this.#refuseSystemFields(body);
+    const data = validate(this.#patchSchema, body) as Record<string, unknown>;
+    if (!UUID.test(id)) throw this.#notFound();
+    const params = new Params();
+    const assignments = Object.entries(data).map(([name, value]) => {
+      const field = fieldByName(this.#entity, name)!;
+      return `${quoteIdent(name)} = ${params.add(writeValue(field, value), CASTS[field.type])}`;
+    });
+    const sql = `UPDATE ${this.#table(db)} SET ${assignments.join(', ')}, updated_at = now()
+      WHERE tenant_id = ${params.add(db.tenantId, 'uuid')} AND id = ${params.add(id.toLowerCase(), 'uuid')}
+      RETURNING ${selectList(this.#entity)}`;
+    const { rows } = await db.query(sql, params.values).catch((error: unknown) => {
+      throw translateWriteError(this.#entity, error);
+    });
+    if (!rows[0]) throw this.#notFound();
+    return presentRow(this.#entity, rows[0]);
+  }
+
+  async delete(db: TenantDb, id: string): Promise<void> {
+    if (!UUID.test(id)) throw this.#notFound();
+    const { rowCount } = await db
+      .query(`DELETE FROM ${this.#table(db)} WHERE tenant_id = $1::uuid AND id = $2::uuid`, [
+        db.tenantId,
+        id.toLowerCase(),
+      ])
+      .catch((error: unknown) => {
+        throw translateWriteError(this.#entity, error);
+      });
+    if (rowCount === 0) throw this.#notFound();
+  }
+
+  /** One INSERT for all rows: one statement, one transaction, one round trip. */
+  async #insert(db: TenantDb, bodies: readonly unknown[]): Promise<Record<string, unknown>[]> {
+    const rows = bodies.map((body, index) => {
+      try {
+        this.#refuseSystemFields(body);
+        return validate(this.#createSchema, body) as Record<string, unknown>;
+      } catch (error) {
+        if (bodies.length > 1 && error instanceof TenantryError) {
+          throw new TenantryError(error.code, `rows/${index}: ${error.message}`, {
+            field: `rows/${index}/${error.field ?? ''}`,
+          });
+        }
+        throw error;
+      }
+    });
+    const fields = this.#entity.fields;
+    const params = new Params();
+    const tuples = rows.map((data) => {
+      const values = [params.add(db.tenantId, 'uuid'), params.add(uuidv7(), 'uuid')];
+      for (const field of fields) {
+        values.push(
+          field.name in data ? params.add(writeValue(field, data[field.name]), CASTS[field.type]) : 'DEFAULT',
+        );
+      }
+      return `(${values.join(', ')})`;
+    });
+    const columns = ['tenant_id', 'id', ...fields.map((field) => field.name)].map(quoteIdent).join(', ');
+    const sql = `INSERT INTO ${this.#table(db)} (${columns}) VALUES ${tuples.join(', ')} RETURNING ${selectList(this.#entity)}`;
+    try {
+      const result = await db.query(sql, params.values);
+      return result.rows.map((row) => presentRow(this.#entity, row));
+    } catch (error) {
+      throw translateWriteError(this.#entity, error);
+    }
+  }
+
+  #refuseSystemFields(body: unknown): void {
+    if (typeof body !== 'object' || body === null) return;
+    for (const name of ['tenant_id', 'id', 'created_at', 'updated_at']) {
+      if (Object.hasOwn(body, name)) throw invalid(name, 'is set by the server');
+    }
+  }
+
+  #notFound(): TenantryError {
+    return new TenantryError('not_found', `no such ${this.#entity.name}`);
+  }
+}

@@ -1,0 +1,141 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type from 'typebox';
+import type { Entity } from '../entities/entity.js';
+import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
+import { EntityRepository, type ListQuery, MAX_BATCH } from '../entities/entity-repository.js';
+import { TenantryError } from '../errors.js';
+import { problemResponses } from './schemas.js';
+
+const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) }, { additionalProperties: false });
+
+function listQuery(request: FastifyRequest): ListQuery {
+  const query: Record<string, string> = {};
+  for (const [key, value] of Object.entries(request.query as Record<string, unknown>)) {
+    if (typeof value !== 'string') {
+      throw new TenantryError('validation_failed', `${key} may be given once`, { field: key });
+    }
+    query[key] = value;
+  }
+  return query;
+}
+
+/**
+ * The REST API of the declared entities, under /api/v1. Registered inside the tenant scope:
+ * every handler works through `request.db`, which is bound to the resolved tenant.
+ */
+export function entityRoutes(entities: readonly Entity[]) {
+  return (app: FastifyInstance): void => {
+    for (const entity of entities) {
+      const repository = new EntityRepository(entity);
+      const base = `/api/v1/${entity.name}`;
+      const tags = [entity.name];
+      const row = outputSchema(entity);
+      const readOnly = entity.scope === 'shared';
+
+      app.get(
+        base,
+        {
+          schema: {
+            tags,
+            summary: `List ${entity.name}: filters ?field=, ?field[gte|lte|in|like]=, sort, limit, next${entity.fields.some((f) => f.search) ? ', q' : ''}`,
+            response: {
+              200: Type.Object({ items: Type.Array(row), next: Type.Union([Type.String(), Type.Null()]) }),
+              ...problemResponses,
+            },
+          },
+        },
+        async (request) => repository.list(request.db, listQuery(request)),
+      );
+
+      app.get(
+        `${base}/:id`,
+        {
+          schema: {
+            tags,
+            summary: `Get one ${entity.name}`,
+            params: IdParams,
+            response: { 200: row, ...problemResponses },
+          },
+        },
+        async (request) => repository.get(request.db, (request.params as { id: string }).id),
+      );
+
+      if (readOnly) {
+        const refuse = async () => {
+          throw new TenantryError('forbidden', `${entity.name} is shared data: tenants may only read it`);
+        };
+        app.post(base, { schema: { hide: true } }, refuse);
+        app.patch(`${base}/:id`, { schema: { hide: true } }, refuse);
+        app.delete(`${base}/:id`, { schema: { hide: true } }, refuse);
+        continue;
+      }
+
+      app.post(
+        base,
+        {
+          schema: {
+            tags,
+            summary: `Create a ${entity.name}`,
+            body: createInputSchema(entity),
+            response: { 201: row, ...problemResponses },
+          },
+        },
+        async (request, reply) => {
+          const created = await repository.create(request.db, request.body);
+          reply.code(201).header('location', `${base}/${created.id}`);
+          return created;
+        },
+      );
+
+      app.post(
+        `${base}/batch`,
+        {
+          schema: {
+            tags,
+            summary: `Create up to ${MAX_BATCH} ${entity.name} in one transaction`,
+            body: Type.Object(
+              { rows: Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_BATCH }) },
+              { additionalProperties: false },
+            ),
+            response: { 201: Type.Object({ items: Type.Array(row) }), ...problemResponses },
+          },
+        },
+        async (request, reply) => {
+          const items = await repository.createMany(request.db, (request.body as { rows: unknown[] }).rows);
+          reply.code(201);
+          return { items };
+        },
+      );
+
+      app.patch(
+        `${base}/:id`,
+        {
+          schema: {
+            tags,
+            summary: `Change a ${entity.name}`,
+            params: IdParams,
+            body: patchInputSchema(entity),
+            response: { 200: row, ...problemResponses },
+          },
+        },
+        async (request) => repository.update(request.db, (request.params as { id: string }).id, request.body),
+      );
+
+      app.delete(
+        `${base}/:id`,
+        {
+          schema: {
+            tags,
+            summary: `Delete a ${entity.name}`,
+            params: IdParams,
+            response: { 204: Type.Null(), ...problemResponses },
+          },
+        },
+        async (request, reply) => {
+          await repository.delete(request.db, (request.params as { id: string }).id);
+          reply.code(204).send();
+        },
+      );
+    }
+  };
+}

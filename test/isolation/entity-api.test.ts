@@ -1,0 +1,206 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IsolationLevel } from '../../src/tenants/tenant.js';
+import { EXAMPLE_ENTITIES } from '../helpers/entities.js';
+import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
+
+const LEVELS: Record<string, IsolationLevel[]> = {
+  pglite: ['row', 'schema'],
+  postgres: ['row', 'schema', 'database'],
+};
+
+describe.each(DRIVERS.flatMap((driver) => LEVELS[driver]!.map((level) => [driver, level] as const)))(
+  'entity REST API on %s, %s isolation',
+  (driver, isolation) => {
+    let env: TestEnv;
+    let a: { id: string; key: string };
+    let b: { id: string; key: string };
+    const as = (tenant: { key: string }) => ({ 'x-api-key': tenant.key });
+
+    beforeAll(async () => {
+      env = await startTestEnv(driver, { entities: EXAMPLE_ENTITIES });
+      a = await env.createTenant('tenant-a', { isolation });
+      b = await env.createTenant('tenant-b', { isolation });
+    });
+    afterAll(async () => {
+      await env?.close();
+    });
+
+    it('creates, reads, lists, updates and deletes rows of the tenant', async () => {
+      const created = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(a),
+        payload: { name: 'Apollo' },
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      const project = created.json();
+      expect(project).toMatchObject({ name: 'Apollo', status: 'active' });
+      expect(project).not.toHaveProperty('tenant_id');
+
+      const task = await env.inject({
+        method: 'POST',
+        url: '/api/v1/tasks',
+        headers: as(a),
+        payload: {
+          project: project.id,
+          title: 'Launch the rocket',
+          due: '2026-12-01',
+          estimate: 2.5,
+          meta: { tags: ['x'] },
+        },
+      });
+      expect(task.statusCode, task.body).toBe(201);
+      expect(task.json()).toMatchObject({
+        done: false,
+        due: '2026-12-01',
+        estimate: 2.5,
+        meta: { tags: ['x'] },
+      });
+
+      const got = await env.inject({ url: `/api/v1/projects/${project.id}`, headers: as(a) });
+      expect(got.json()).toEqual(project);
+
+      const list = await env.inject({ url: '/api/v1/tasks?q=rocket', headers: as(a) });
+      expect(list.json().items).toHaveLength(1);
+
+      const patched = await env.inject({
+        method: 'PATCH',
+        url: `/api/v1/tasks/${task.json().id}`,
+        headers: as(a),
+        payload: { done: true },
+      });
+      expect(patched.json().done).toBe(true);
+
+      const deleted = await env.inject({
+        method: 'DELETE',
+        url: `/api/v1/projects/${project.id}`,
+        headers: as(a),
+      });
+      expect(deleted.statusCode).toBe(204);
+      // onDelete: cascade
+      expect((await env.inject({ url: '/api/v1/tasks', headers: as(a) })).json().items).toHaveLength(0);
+    });
+
+    it('never shows, changes or deletes another tenant’s rows', async () => {
+      const mine = (
+        await env.inject({
+          method: 'POST',
+          url: '/api/v1/projects',
+          headers: as(a),
+          payload: { name: 'Secret' },
+        })
+      ).json();
+      const theirs = await env.inject({ url: `/api/v1/projects/${mine.id}`, headers: as(b) });
+      expect(theirs.statusCode).toBe(404);
+      const missing = await env.inject({
+        url: '/api/v1/projects/0190f5c2-6f3d-7a2b-8c4d-0123456789ab',
+        headers: as(b),
+      });
+      expect(theirs.json().detail).toBe(missing.json().detail);
+      expect((await env.inject({ url: '/api/v1/projects', headers: as(b) })).json().items).toEqual([]);
+      expect(
+        (await env.inject({ url: '/api/v1/projects?name=Secret', headers: as(b) })).json().items,
+      ).toEqual([]);
+      const patch = await env.inject({
+        method: 'PATCH',
+        url: `/api/v1/projects/${mine.id}`,
+        headers: as(b),
+        payload: { name: 'x' },
+      });
+      expect(patch.statusCode).toBe(404);
+      const del = await env.inject({ method: 'DELETE', url: `/api/v1/projects/${mine.id}`, headers: as(b) });
+      expect(del.statusCode).toBe(404);
+      // A reference into another tenant is refused like a reference to nothing.
+      const ref = await env.inject({
+        method: 'POST',
+        url: '/api/v1/tasks',
+        headers: as(b),
+        payload: { project: mine.id, title: 'Steal' },
+      });
+      expect(ref.statusCode).toBe(400);
+      expect(ref.json().field).toBe('project');
+      expect((await env.inject({ url: `/api/v1/projects/${mine.id}`, headers: as(a) })).json().name).toBe(
+        'Secret',
+      );
+    });
+
+    it('refuses a tenant_id in the body, and answers a duplicate with 409 naming the field', async () => {
+      const forged = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(a),
+        payload: { name: 'Forged', tenant_id: b.id },
+      });
+      expect(forged.statusCode).toBe(400);
+      await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(a),
+        payload: { name: 'Twin' },
+      });
+      const twin = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(a),
+        payload: { name: 'Twin' },
+      });
+      expect(twin.statusCode).toBe(409);
+      expect(twin.json()).toMatchObject({ code: 'conflict', field: 'name' });
+      expect(twin.body).not.toContain('Twin');
+      // Unique per tenant: the other tenant may use the same name.
+      const other = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(b),
+        payload: { name: 'Twin' },
+      });
+      expect(other.statusCode).toBe(201);
+    });
+
+    it('pages with a cursor, sorts and filters', async () => {
+      const batch = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects/batch',
+        headers: as(b),
+        payload: {
+          rows: Array.from({ length: 25 }, (_, i) => ({
+            name: `p-${String(i).padStart(2, '0')}`,
+            status: i % 2 ? 'archived' : 'active',
+          })),
+        },
+      });
+      expect(batch.statusCode, batch.body).toBe(201);
+      const seen: string[] = [];
+      let next: string | null = null;
+      do {
+        const page = (
+          await env.inject({
+            url: `/api/v1/projects?sort=-name&limit=7&name[like]=p-*${next ? `&next=${next}` : ''}`,
+            headers: as(b),
+          })
+        ).json() as { items: { name: string }[]; next: string | null };
+        seen.push(...page.items.map((item) => item.name));
+        next = page.next;
+      } while (next);
+      expect(seen).toHaveLength(25);
+      expect(seen).toEqual([...seen].sort().reverse());
+      const archived = (
+        await env.inject({ url: '/api/v1/projects?status=archived&limit=100', headers: as(b) })
+      ).json();
+      expect(archived.items).toHaveLength(12);
+      const bad = await env.inject({ url: '/api/v1/projects?colour=red', headers: as(b) });
+      expect(bad.statusCode).toBe(400);
+    });
+
+    it('lets tenants read shared entities but not write them', async () => {
+      expect((await env.inject({ url: '/api/v1/countries', headers: as(a) })).statusCode).toBe(200);
+      const write = await env.inject({
+        method: 'POST',
+        url: '/api/v1/countries',
+        headers: as(a),
+        payload: { code: 'XX' },
+      });
+      expect(write.statusCode).toBe(403);
+    });
+  },
+);
