@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Queryable, Row } from '../db/database.js';
+import type { Row } from '../db/database.js';
 import { qualified, quoteIdent } from '../db/identifiers.js';
 import { constraintOf, SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
