@@ -154,7 +154,11 @@ export function defineConfig(overrides: DeepPartial<TenantryConfig> = {}): Tenan
 }
 
 type DeepPartial<T> = {
-  -readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K];
+  -readonly [K in keyof T]?: T[K] extends readonly unknown[]
+    ? T[K]
+    : T[K] extends object
+      ? DeepPartial<T[K]>
+      : T[K];
 };
 
 function merge(target: Record<string, unknown>, source: object): Record<string, unknown> {

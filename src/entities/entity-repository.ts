@@ -372,10 +372,7 @@ export class EntityRepository {
     if (!UUID.test(id)) throw this.#notFound();
     const params = new Params();
     const tenantScoped = this.#entity.scope === 'tenant';
-    const where = tenantScoped
-      ? `tenant_id = ${params.add(db.tenantId, 'uuid')} AND id = ${params.add(id.toLowerCase(), 'uuid')}`
-      : `id = ${params.add(id.toLowerCase(), 'uuid')}`;
-    const sql = `SELECT ${selectList(this.#entity)} FROM ${this.#table(db)} WHERE ${where}`;
+    const sql = `SELECT ${selectList(this.#entity)} FROM ${this.#table(db)} WHERE ${this.#rowCondition(db, id, params)}`;
     const { rows } = tenantScoped
       ? await db.query(sql, params.values)
       : await db.queryShared(sql, params.values);
@@ -405,8 +402,7 @@ export class EntityRepository {
       return `${quoteIdent(name)} = ${params.add(writeValue(field, value), CASTS[field.type])}`;
     });
     const sql = `UPDATE ${this.#table(db)} SET ${assignments.join(', ')}, updated_at = now()
-      WHERE tenant_id = ${params.add(db.tenantId, 'uuid')} AND id = ${params.add(id.toLowerCase(), 'uuid')}
-      RETURNING ${selectList(this.#entity)}`;
+      WHERE ${this.#rowCondition(db, id, params)} RETURNING ${selectList(this.#entity)}`;
     const { rows } = await db.query(sql, params.values).catch((error: unknown) => {
       throw translateWriteError(this.#entity, error);
     });
@@ -416,11 +412,9 @@ export class EntityRepository {
 
   async delete(db: TenantDb, id: string): Promise<void> {
     if (!UUID.test(id)) throw this.#notFound();
+    const params = new Params();
     const { rowCount } = await db
-      .query(`DELETE FROM ${this.#table(db)} WHERE tenant_id = $1::uuid AND id = $2::uuid`, [
-        db.tenantId,
-        id.toLowerCase(),
-      ])
+      .query(`DELETE FROM ${this.#table(db)} WHERE ${this.#rowCondition(db, id, params)}`, params.values)
       .catch((error: unknown) => {
         throw translateWriteError(this.#entity, error);
       });
@@ -444,8 +438,10 @@ export class EntityRepository {
     });
     const fields = this.#entity.fields;
     const params = new Params();
+    const tenantScoped = this.#entity.scope === 'tenant';
     const tuples = rows.map((data) => {
-      const values = [params.add(db.tenantId, 'uuid'), params.add(uuidv7(), 'uuid')];
+      const values = tenantScoped ? [params.add(db.tenantId, 'uuid')] : [];
+      values.push(params.add(uuidv7(), 'uuid'));
       for (const field of fields) {
         values.push(
           field.name in data ? params.add(writeValue(field, data[field.name]), CASTS[field.type]) : 'DEFAULT',
@@ -453,7 +449,9 @@ export class EntityRepository {
       }
       return `(${values.join(', ')})`;
     });
-    const columns = ['tenant_id', 'id', ...fields.map((field) => field.name)].map(quoteIdent).join(', ');
+    const columns = [...(tenantScoped ? ['tenant_id'] : []), 'id', ...fields.map((field) => field.name)]
+      .map(quoteIdent)
+      .join(', ');
     const sql = `INSERT INTO ${this.#table(db)} (${columns}) VALUES ${tuples.join(', ')} RETURNING ${selectList(this.#entity)}`;
     try {
       const result = await db.query(sql, params.values);
@@ -461,6 +459,14 @@ export class EntityRepository {
     } catch (error) {
       throw translateWriteError(this.#entity, error);
     }
+  }
+
+  /** The row `id` of this tenant (for shared entities: of the shared table). */
+  #rowCondition(db: TenantDb, id: string, params: Params): string {
+    const row = `id = ${params.add(id.toLowerCase(), 'uuid')}`;
+    return this.#entity.scope === 'tenant'
+      ? `tenant_id = ${params.add(db.tenantId, 'uuid')} AND ${row}`
+      : row;
   }
 
   #refuseSystemFields(body: unknown): void {

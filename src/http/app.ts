@@ -6,6 +6,7 @@ import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
+import { adminSharedRoutes } from './admin-shared-routes.js';
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
@@ -107,7 +108,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
 
   await app.register(async (scope) => healthRoutes(tenantry)(scope));
-  await app.register(adminScope(options.adminGuard, adminRoutes(tenantry)));
+  await app.register(
+    adminScope(options.adminGuard, (scope) => {
+      adminRoutes(tenantry)(scope);
+      adminSharedRoutes(tenantry)(scope);
+    }),
+  );
   await app.register(
     tenantScope(tenantry, (scope) => {
       tenantRoutes(scope);

@@ -66,6 +66,21 @@ export class TenantDataAccess {
     this.#databases = databases;
   }
 
+  /**
+   * Global admins' handle on shared entities: the owner pool, no tenant. Only admin routes get
+   * it; tenant handles read shared tables as the runtime role, which may only SELECT them.
+   */
+  forSharedAdmin(): TenantDb {
+    const owner = this.#db.owner;
+    return {
+      tenantId: '',
+      placement: { tenantId: '', schema: SHARED_SCHEMA, database: undefined },
+      query: (sql, params) => owner.query(sql, params),
+      transaction: (fn) => owner.transaction(fn),
+      queryShared: (sql, params) => owner.query(sql, params),
+    };
+  }
+
   async forTenant(tenant: Tenant): Promise<TenantDb> {
     const placement = placementOf(tenant);
     const statementTimeoutMs =
