@@ -9,10 +9,9 @@ import { adminRoutes } from './admin-routes.js';
 import { adminSharedRoutes } from './admin-shared-routes.js';
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
-import { problemFor, problemFromError, sendProblem } from './problem.js';
-import { ProblemSchema } from './schemas.js';
 import { tenantScope } from './tenant-plugin.js';
 import { tenantRoutes } from './tenant-routes.js';
+import { tenantryPlugin } from './tenantry-plugin.js';
 
 export interface BuildAppOptions {
   readonly tenantry: Tenantry;
@@ -48,18 +47,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
-  app.decorateRequest('tenant', null);
-  app.decorateRequest('tenantResolution', null);
-  app.decorateRequest('actor', null);
-  app.decorateRequest('tenantDb', null);
-  app.decorateRequest('db', {
-    getter(this: FastifyRequest) {
-      if (!this.tenantDb)
-        throw new TenantryError('tenant_required', 'this route has no tenant: no tenant database');
-      return this.tenantDb;
-    },
-  });
-  app.addSchema(ProblemSchema);
+  await app.register(tenantryPlugin, { tenantry });
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -75,20 +63,6 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       if (lifecycle.closing) reply.header('connection', 'close');
     });
   }
-
-  app.setErrorHandler((error, request, reply) => {
-    const { problem, unexpected } = problemFromError(error);
-    if (unexpected) request.log.error({ err: error }, 'request failed');
-    else request.log.info({ code: problem.code, status: problem.status }, problem.detail);
-    return sendProblem(request, reply, problem);
-  });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      request,
-      reply,
-      problemFor('not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
 
   await app.register(swagger, {
     openapi: {

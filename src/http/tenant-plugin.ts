@@ -14,7 +14,7 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
  * and checked. It is an encapsulated plugin on purpose: its hook cannot leak onto admin routes,
  * and a tenant route cannot be registered outside it by accident.
  */
-export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance) => void) {
+export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance) => void | Promise<void>) {
   return async function tenantScopePlugin(scope: FastifyInstance): Promise<void> {
     scope.addHook('onRequest', async (request) => {
       // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
@@ -29,6 +29,6 @@ export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance)
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
       request.tenantDb = await tenantry.data.forTenant(resolution.tenant);
     });
-    routes(scope);
+    await routes(scope);
   };
 }

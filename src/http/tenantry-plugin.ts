@@ -1,0 +1,76 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { TenantryError } from '../errors.js';
+import type { Tenantry } from '../tenantry.js';
+import { problemFor, problemFromError, sendProblem } from './problem.js';
+import { ProblemSchema } from './schemas.js';
+import { tenantScope } from './tenant-plugin.js';
+
+export interface TenantryPluginOptions {
+  readonly tenantry: Tenantry;
+  /** Answer errors (and unknown routes) as problem+json with Tenantry's codes (default true). */
+  readonly problemErrors?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The engine this app serves. */
+    tenantry: Tenantry;
+    /**
+     * Wraps routes in a tenant scope: each request is resolved (host, X-API-Key; all must agree)
+     * before its handler runs, and `request.tenant` and `request.db` are bound to that tenant.
+     */
+    tenantScope(
+      routes: (scope: FastifyInstance) => void | Promise<void>,
+    ): (scope: FastifyInstance) => Promise<void>;
+  }
+}
+
+/**
+ * Tenantry inside a team's own Fastify application: request decorators, tenant scopes and
+ * problem+json errors. Shared infrastructure, so it is not encapsulated (fastify-plugin).
+ *
+ * @example
+ * const app = Fastify();
+ * await app.register(tenantryPlugin, { tenantry });
+ * await app.register(app.tenantScope((scope) => {
+ *   scope.get('/open-tasks', async (request) =>
+ *     (await request.db.query('SELECT id, title FROM tasks WHERE NOT done')).rows);
+ * }));
+ */
+export const tenantryPlugin = fp<TenantryPluginOptions>(
+  async (app, options) => {
+    app.decorate('tenantry', options.tenantry);
+    app.decorate('tenantScope', (routes: (scope: FastifyInstance) => void | Promise<void>) =>
+      tenantScope(options.tenantry, routes),
+    );
+    app.decorateRequest('tenant', null);
+    app.decorateRequest('tenantResolution', null);
+    app.decorateRequest('actor', null);
+    app.decorateRequest('tenantDb', null);
+    app.decorateRequest('db', {
+      getter(this: FastifyRequest) {
+        // Outside a tenant scope there is no tenant, so there is no database to give.
+        if (!this.tenantDb) throw new TenantryError('tenant_required', 'this route has no tenant');
+        return this.tenantDb;
+      },
+    });
+    app.addSchema(ProblemSchema);
+    if (options.problemErrors !== false) {
+      app.setErrorHandler((error, request, reply) => {
+        const { problem, unexpected } = problemFromError(error);
+        if (unexpected) request.log.error({ err: error }, 'request failed');
+        else request.log.info({ code: problem.code, status: problem.status }, problem.detail);
+        return sendProblem(request, reply, problem);
+      });
+      app.setNotFoundHandler((request, reply) =>
+        sendProblem(
+          request,
+          reply,
+          problemFor('not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+        ),
+      );
+    }
+  },
+  { name: 'tenantry', fastify: '5.x' },
+);
