@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
 import { TenantryError } from '../errors.js';
@@ -95,6 +96,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     }),
   );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The interactive docs page serves its own bundled assets: no CDN, works offline.
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.ready();
   return app;

@@ -362,6 +362,9 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     const openapi = (await env.inject({ url: '/openapi.json' })).json();
     expect(openapi.openapi).toBe('3.1.0');
     expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/admin/tenants', '/tenant-info']));
+    const docs = await env.inject({ url: '/docs/' });
+    expect(docs.statusCode).toBe(200);
+    expect(docs.headers['content-type']).toMatch(/text\/html/);
   });
 
   it('answers unknown routes with a problem document', async () => {

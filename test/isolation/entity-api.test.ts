@@ -192,8 +192,29 @@ describe.each(DRIVERS.flatMap((driver) => LEVELS[driver]!.map((level) => [driver
       expect(bad.statusCode).toBe(400);
     });
 
-    it('lets tenants read shared entities but not write them', async () => {
-      expect((await env.inject({ url: '/api/v1/countries', headers: as(a) })).statusCode).toBe(200);
+    it('documents every entity route in the OpenAPI document', async () => {
+      const openapi = (await env.inject({ url: '/openapi.json' })).json();
+      expect(Object.keys(openapi.paths)).toEqual(
+        expect.arrayContaining([
+          '/api/v1/projects',
+          '/api/v1/projects/{id}',
+          '/api/v1/tasks/batch',
+          '/admin/shared/countries',
+        ]),
+      );
+      const create = openapi.paths['/api/v1/tasks'].post.requestBody.content['application/json'].schema;
+      expect(create.required).toEqual(expect.arrayContaining(['project', 'title']));
+      expect(JSON.stringify(openapi)).not.toContain('tenant_id');
+    });
+
+    it('lets global admins write shared entities and tenants only read them', async () => {
+      const created = await env.admin('POST', '/admin/shared/countries', { code: 'FR', name: 'France' });
+      expect(created.statusCode, created.body).toBe(201);
+      const id = created.json().id;
+      for (const tenant of [a, b]) {
+        const list = await env.inject({ url: '/api/v1/countries?code=FR', headers: as(tenant) });
+        expect(list.json().items).toEqual([expect.objectContaining({ id, code: 'FR', name: 'France' })]);
+      }
       const write = await env.inject({
         method: 'POST',
         url: '/api/v1/countries',
@@ -201,6 +222,56 @@ describe.each(DRIVERS.flatMap((driver) => LEVELS[driver]!.map((level) => [driver
         payload: { code: 'XX' },
       });
       expect(write.statusCode).toBe(403);
+      const patch = await env.inject({
+        method: 'PATCH',
+        url: `/api/v1/countries/${id}`,
+        headers: as(a),
+        payload: { name: 'x' },
+      });
+      expect(patch.statusCode).toBe(403);
+      const viaAdminWithKey = await env.inject({
+        method: 'POST',
+        url: '/admin/shared/countries',
+        headers: as(a),
+        payload: { code: 'YY' },
+      });
+      expect(viaAdminWithKey.statusCode).toBe(401);
+      const renamed = await env.admin('PATCH', `/admin/shared/countries/${id}`, {
+        name: 'République française',
+      });
+      expect(renamed.statusCode).toBe(200);
+      expect((await env.admin('DELETE', `/admin/shared/countries/${id}`)).statusCode).toBe(204);
+      expect((await env.inject({ url: `/api/v1/countries/${id}`, headers: as(a) })).statusCode).toBe(404);
+      const audit = (await env.admin('GET', '/admin/audit?action=shared')).json().entries;
+      expect(audit.map((e: { action: string }) => e.action)).toEqual(
+        expect.arrayContaining([
+          'shared.countries.create',
+          'shared.countries.update',
+          'shared.countries.delete',
+        ]),
+      );
+    });
+
+    it('applies the tenant statement timeout (enforced on PostgreSQL; PGlite cannot interrupt a statement)', async () => {
+      await env.admin('PATCH', '/admin/tenants/tenant-a', {
+        config: { limits: { statementTimeoutMs: 150 } },
+      });
+      const setting = await env.tenantry.withTenant(a.id, (db) =>
+        db.query<{ timeout: string }>("SELECT current_setting('statement_timeout') AS timeout"),
+      );
+      expect(setting.rows[0]!.timeout).toBe('150ms');
+      const other = await env.tenantry.withTenant(b.id, (db) =>
+        db.query<{ timeout: string }>("SELECT current_setting('statement_timeout') AS timeout"),
+      );
+      expect(other.rows[0]!.timeout).toBe('5s');
+      if (driver === 'postgres') {
+        await expect(
+          env.tenantry.withTenant(a.id, (db) => db.query('SELECT pg_sleep(2)')),
+        ).rejects.toMatchObject({
+          code: '57014',
+        });
+      }
+      await env.admin('PATCH', '/admin/tenants/tenant-a', { config: {} });
     });
   },
 );
