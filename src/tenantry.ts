@@ -155,7 +155,7 @@ export class Tenantry {
       throw new TenantryError('tenant_not_found', 'no such tenant');
     }
     if (tenant.status !== 'active') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
-    return fn(await this.data.forTenant(tenant));
+    return fn(this.data.forTenant(tenant));
   }
 
   async close(): Promise<void> {

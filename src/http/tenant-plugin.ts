@@ -27,7 +27,7 @@ export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance)
         ? { kind: 'api-key', id: resolution.keyId }
         : { kind: 'anonymous', id: 'host' };
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
-      request.tenantDb = await tenantry.data.forTenant(resolution.tenant);
+      request.tenantDb = tenantry.data.forTenant(resolution.tenant);
     });
     await routes(scope);
   };

@@ -31,22 +31,29 @@ export interface TenantDb {
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
 
+type PoolSource = ConnectionPool | (() => Promise<ConnectionPool>);
+
 class ScopedTenantDb implements TenantDb {
   constructor(
     readonly tenantId: string,
     readonly placement: TenantPlacement,
-    private readonly pool: ConnectionPool,
+    private readonly pool: PoolSource,
     private readonly settings: TenantSettings,
     private readonly sharedPool: ConnectionPool,
     private readonly sharedSettings: TenantSettings,
   ) {}
 
-  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.pool.scopedQuery<R>(this.settings, sql, params);
+  async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return (await this.#pool()).scopedQuery<R>(this.settings, sql, params);
   }
 
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.pool.scopedTransaction(this.settings, fn);
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return (await this.#pool()).scopedTransaction(this.settings, fn);
+  }
+
+  // A database tenant's pool opens on its first statement, not when a request merely resolves.
+  #pool(): ConnectionPool | Promise<ConnectionPool> {
+    return typeof this.pool === 'function' ? this.pool() : this.pool;
   }
 
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -81,7 +88,7 @@ export class TenantDataAccess {
     };
   }
 
-  async forTenant(tenant: Tenant): Promise<TenantDb> {
+  forTenant(tenant: Tenant): TenantDb {
     const placement = placementOf(tenant);
     const statementTimeoutMs =
       tenant.config.limits?.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
@@ -91,10 +98,12 @@ export class TenantDataAccess {
       : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}`;
     const settings: TenantSettings = { role, tenantId: tenant.id, searchPath, statementTimeoutMs };
     const sharedSettings: TenantSettings = { ...settings, searchPath: quoteIdent(SHARED_SCHEMA) };
-    let pool = this.#db.runtime;
+    let pool: PoolSource = this.#db.runtime;
     if (placement.database) {
-      if (!this.#databases) throw new Error('database tenants need PostgreSQL');
-      pool = await this.#databases.runtime(placement.database);
+      const databases = this.#databases;
+      const database = placement.database;
+      if (!databases) throw new Error('database tenants need PostgreSQL');
+      pool = () => databases.runtime(database);
     }
     return new ScopedTenantDb(tenant.id, placement, pool, settings, this.#db.runtime, sharedSettings);
   }
