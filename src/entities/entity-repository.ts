@@ -437,6 +437,13 @@ export class EntityRepository {
       }
     });
     const fields = this.#entity.fields;
+    // PostgreSQL takes at most 65,535 parameters in one statement.
+    if (rows.length * (fields.length + 2) > 65_535) {
+      throw invalid(
+        'rows',
+        `holds too many values for one statement; send at most ${Math.floor(65_535 / (fields.length + 2))} rows`,
+      );
+    }
     const params = new Params();
     const tenantScoped = this.#entity.scope === 'tenant';
     const tuples = rows.map((data) => {
