@@ -112,7 +112,7 @@ export class Tenantry {
         await prepareEntityStorage(db, options.config, options.verifyEntities ?? false);
       const bus = new ChangeBus();
       await bus.start(db);
-      return new Tenantry({
+      const tenantry = new Tenantry({
         config: options.config,
         db,
         ownsDatabase: options.database === undefined,
@@ -120,10 +120,35 @@ export class Tenantry {
         migration,
         onBackgroundError,
       });
+      if (options.verifyEntities) {
+        try {
+          await tenantry.#verifyDatabaseTenants();
+        } catch (error) {
+          await tenantry.close().catch(() => undefined);
+          throw error;
+        }
+      }
+      return tenantry;
     } catch (error) {
       if (options.database === undefined) await db.close().catch(() => undefined);
       throw error;
     }
+  }
+
+  /** Database tenants' tables against the declared entities, a few databases at a time. */
+  async #verifyDatabaseTenants(): Promise<void> {
+    const { rows } = await this.db.owner.query<{ id: string }>(
+      "SELECT id FROM tenantry.tenants WHERE isolation = 'database' AND status IN ('active', 'inactive') ORDER BY id",
+    );
+    const differences: string[] = [];
+    const queue = rows.map((row) => row.id);
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+        differences.push(...(await this.provisioner.checkDatabaseTenant(id)));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker));
+    if (differences.length > 0) throw new SchemaDriftError(differences.sort());
   }
 
   async listKeys(idOrSlug: string, options: { includeRevoked?: boolean } = {}): Promise<ApiKeyInfo[]> {

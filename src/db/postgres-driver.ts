@@ -119,6 +119,8 @@ export interface PostgresOptions {
   /** Owner-role connection string; defaults to `url`. */
   readonly adminUrl?: string;
   readonly maxConnections?: number;
+  /** Size of the owner pool when `adminUrl` differs from `url` (default a quarter of maxConnections). */
+  readonly ownerConnections?: number;
   readonly applicationName?: string;
   readonly onPoolError?: (error: Error) => void;
 }
@@ -217,7 +219,7 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
   const runtimePool = createPool(options.url, options, max);
   const ownerPool =
     options.adminUrl && options.adminUrl !== options.url
-      ? createPool(options.adminUrl, options, Math.max(2, Math.ceil(max / 4)))
+      ? createPool(options.adminUrl, options, options.ownerConnections ?? Math.max(2, Math.ceil(max / 4)))
       : runtimePool;
   const runtime = new PostgresPool(runtimePool);
   const owner = ownerPool === runtimePool ? runtime : new PostgresPool(ownerPool);

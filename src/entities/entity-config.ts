@@ -2,6 +2,7 @@ import Type, { type Static } from 'typebox';
 import { ConfigError } from '../errors.js';
 import { firstSchemaProblem } from '../validation.js';
 import { type Entity, FIELD_TYPES, type Field, type FieldType, type OnDelete } from './entity.js';
+import { generatedNames } from './entity-ddl.js';
 
 const Scalar = Type.Union([Type.String({ maxLength: 1000 }), Type.Number(), Type.Boolean(), Type.Null()]);
 
@@ -212,6 +213,19 @@ function checkDefault(field: FieldDeclaration, key: string): void {
   }
 }
 
+function checkDefaultWithinLimits(field: FieldDeclaration, key: string): void {
+  const value = field.default;
+  if (typeof value === 'string' && field.maxLength !== undefined && [...value].length > field.maxLength) {
+    throw new ConfigError(`${key}.default`, `is longer than maxLength (${field.maxLength})`);
+  }
+  if (typeof value === 'number') {
+    if (field.min !== undefined && value < field.min)
+      throw new ConfigError(`${key}.default`, `is below min (${field.min})`);
+    if (field.max !== undefined && value > field.max)
+      throw new ConfigError(`${key}.default`, `is above max (${field.max})`);
+  }
+}
+
 function normaliseField(
   entityName: string,
   name: string,
@@ -264,6 +278,7 @@ function normaliseField(
     ref = { entity: target, onDelete };
   }
   checkDefault(declaration, key);
+  checkDefaultWithinLimits(declaration, key);
   return Object.freeze({
     name,
     type,
@@ -313,5 +328,33 @@ export function normaliseEntities(raw: unknown): readonly Entity[] {
       fields: Object.freeze(fields),
     });
   });
+  checkGeneratedNames(entities);
   return Object.freeze(entities);
+}
+
+/** Tables, indexes and constraints of one schema share a namespace: generated names must not clash. */
+function checkGeneratedNames(entities: readonly Entity[]): void {
+  for (const scope of ['tenant', 'shared'] as const) {
+    const seen = new Map<string, string>();
+    for (const entity of entities.filter((e) => e.scope === scope)) {
+      for (const { name, field } of generatedNames(entity)) {
+        const key =
+          field === undefined ? `entities.${entity.name}` : `entities.${entity.name}.fields.${field}`;
+        if (name.length > 63) {
+          throw new ConfigError(
+            key,
+            `the database name "${name}" derived from it is longer than 63 characters; shorten the names`,
+          );
+        }
+        const owner = seen.get(name);
+        if (owner !== undefined) {
+          throw new ConfigError(
+            key,
+            `the database name "${name}" derived from it is also derived from ${owner}; rename one`,
+          );
+        }
+        seen.set(name, key);
+      }
+    }
+  }
 }

@@ -55,6 +55,33 @@ function searchColumnSql(entity: Entity): string | undefined {
   return `${quoteIdent(SEARCH_COLUMN)} tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, ${document})) STORED`;
 }
 
+/** Name of the full-text index; `__` keeps it apart from every field index name. */
+export function searchIndexName(entity: Entity): string {
+  return `${entity.name}__search`;
+}
+
+/**
+ * Every name the DDL of an entity creates in its schema (table, indexes, constraints). Config
+ * validation checks they are distinct and fit PostgreSQL's 63 characters, so DDL never collides.
+ */
+export function generatedNames(entity: Entity): { name: string; field?: string }[] {
+  const names: { name: string; field?: string }[] = [{ name: entity.name }, { name: `${entity.name}_pkey` }];
+  for (const field of entity.fields) {
+    if (field.unique) names.push({ name: uniqueConstraintName(entity, field), field: field.name });
+    if ((field.index || field.ref) && !field.unique)
+      names.push({ name: `${entity.name}_${field.name}_idx`, field: field.name });
+    if (field.ref) names.push({ name: `${entity.name}_${field.name}_fkey`, field: field.name });
+    if (field.maxLength !== undefined)
+      names.push({ name: `${entity.name}_${field.name}_length`, field: field.name });
+    if (field.min !== undefined) names.push({ name: `${entity.name}_${field.name}_min`, field: field.name });
+    if (field.max !== undefined) names.push({ name: `${entity.name}_${field.name}_max`, field: field.name });
+    if (field.values !== undefined)
+      names.push({ name: `${entity.name}_${field.name}_values`, field: field.name });
+  }
+  if (entity.fields.some((field) => field.search)) names.push({ name: searchIndexName(entity) });
+  return names;
+}
+
 /** Constraint name of a unique field, used to name the field in a 409. */
 export function uniqueConstraintName(entity: Entity, field: Field): string {
   return `${entity.name}_${field.name}_key`.slice(0, 63);
@@ -105,8 +132,9 @@ export function tenantTablesDdl(entities: readonly Entity[], options: EntityDdlO
       statements.push(`CREATE INDEX ${index} ON ${table} (tenant_id, ${quoteIdent(field.name)})`);
     }
     if (search) {
-      const index = quoteIdent(`${entity.name}_search_idx`.slice(0, 63));
-      statements.push(`CREATE INDEX ${index} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`);
+      statements.push(
+        `CREATE INDEX ${quoteIdent(searchIndexName(entity))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
+      );
     }
     statements.push(`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
     statements.push(`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
@@ -170,7 +198,7 @@ export function sharedTablesDdl(entities: readonly Entity[], options: EntityDdlO
     }
     if (search) {
       statements.push(
-        `CREATE INDEX ${quoteIdent(`${entity.name}_search_idx`.slice(0, 63))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
+        `CREATE INDEX ${quoteIdent(searchIndexName(entity))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
       );
     }
     statements.push(`REVOKE ALL ON ${table} FROM ${role}`);

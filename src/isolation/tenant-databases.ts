@@ -1,6 +1,6 @@
-import { LRUCache } from 'lru-cache';
 import type { ConnectionPool, Database } from '../db/database.js';
 import { openPostgres } from '../db/postgres-driver.js';
+import { TenantryError } from '../errors.js';
 
 export interface TenantDatabasesOptions {
   /** Owner connection string of the main server; tenant databases are reached by swapping the name. */
@@ -8,10 +8,12 @@ export interface TenantDatabasesOptions {
   readonly runtimeUrl: string;
   /** Connections open across all tenant databases at most. */
   readonly maxConnections: number;
-  /** Connections per tenant database at most. */
+  /** Connections per tenant database at most (runtime and owner pools together). */
   readonly perDatabase?: number;
   /** A pool unused this long is closed. */
   readonly idleMs?: number;
+  /** How long a statement waits for a pool slot before answering `unavailable`. */
+  readonly acquireTimeoutMs?: number;
 }
 
 export function databaseUrl(base: string, database: string): string {
@@ -20,75 +22,144 @@ export function databaseUrl(base: string, database: string): string {
   return url.toString();
 }
 
+interface Entry {
+  readonly database: string;
+  readonly opened: Promise<Database>;
+  leases: number;
+  lastUsed: number;
+}
+
+export type PoolKind = 'runtime' | 'owner';
+
 /**
- * Connection pools to `database` tenants, opened on first use and closed when idle. The number
- * of open pools is capped so that connections across all tenant databases stay under
- * `maxConnections`: opening one more closes the least recently used.
+ * Connection pools to `database` tenants, opened on first use and closed when idle. At most
+ * `maxConnections / perDatabase` pools are open at once, so connections across all tenant
+ * databases stay bounded. A pool is leased for the length of each statement or transaction and
+ * is never closed while leased: when every slot is busy, the next tenant waits for one.
  */
 export class TenantDatabases {
-  readonly #options: TenantDatabasesOptions;
-  readonly #pools: LRUCache<string, Database>;
-  readonly #closing = new Set<Promise<void>>();
+  readonly #options: Required<TenantDatabasesOptions>;
+  readonly #entries = new Map<string, Entry>();
+  readonly #waiters: (() => void)[] = [];
+  readonly #sweeper: NodeJS.Timeout;
+  #closed = false;
 
   constructor(options: TenantDatabasesOptions) {
-    this.#options = options;
-    const perDatabase = options.perDatabase ?? 2;
-    this.#pools = new LRUCache<string, Database>({
-      max: Math.max(1, Math.floor(options.maxConnections / perDatabase)),
-      ttl: options.idleMs ?? 60_000,
-      updateAgeOnGet: true,
-      ttlAutopurge: true,
-      dispose: (db) => {
-        const closing = db.close().catch(() => undefined);
-        this.#closing.add(closing);
-        void closing.finally(() => this.#closing.delete(closing));
-      },
-    });
+    this.#options = { perDatabase: 2, idleMs: 60_000, acquireTimeoutMs: 10_000, ...options };
+    this.#sweeper = setInterval(
+      () => this.#closeIdle(this.#options.idleMs),
+      Math.max(1_000, this.#options.idleMs / 2),
+    );
+    this.#sweeper.unref();
   }
 
-  /** The runtime pool of a tenant database (tenant requests). */
-  async runtime(database: string): Promise<ConnectionPool> {
-    return (await this.#open(database)).runtime;
-  }
-
-  /** The owner pool of a tenant database (provisioning, migrations). */
-  async owner(database: string): Promise<ConnectionPool> {
-    return (await this.#open(database)).owner;
+  get maxPools(): number {
+    return Math.max(1, Math.floor(this.#options.maxConnections / this.#options.perDatabase));
   }
 
   get openPools(): number {
-    return this.#pools.size;
+    return this.#entries.size;
   }
 
-  async #open(database: string): Promise<Database> {
-    const existing = this.#pools.get(database);
-    if (existing) return existing;
-    const perDatabase = this.#options.perDatabase ?? 2;
-    const db = await openPostgres({
+  /** Runs `fn` with a pool of the tenant database, leased for the duration. */
+  async use<T>(database: string, kind: PoolKind, fn: (pool: ConnectionPool) => Promise<T>): Promise<T> {
+    const entry = await this.#acquire(database);
+    try {
+      const db = await entry.opened;
+      return await fn(kind === 'owner' ? db.owner : db.runtime);
+    } finally {
+      entry.leases -= 1;
+      entry.lastUsed = Date.now();
+      this.#wakeOne();
+    }
+  }
+
+  async #acquire(database: string): Promise<Entry> {
+    const deadline = Date.now() + this.#options.acquireTimeoutMs;
+    for (;;) {
+      if (this.#closed) throw new TenantryError('unavailable', 'the server is shutting down');
+      const existing = this.#entries.get(database);
+      if (existing) {
+        existing.leases += 1;
+        return existing;
+      }
+      if (this.#entries.size >= this.maxPools) this.#evictOneIdle();
+      if (this.#entries.size < this.maxPools) {
+        const entry = this.#open(database);
+        entry.leases += 1;
+        return entry;
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0)
+        throw new TenantryError('unavailable', 'every tenant database connection is busy; retry shortly');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  #open(database: string): Entry {
+    const separateOwner = this.#options.adminUrl !== this.#options.runtimeUrl;
+    const opened = openPostgres({
       url: databaseUrl(this.#options.runtimeUrl, database),
       adminUrl: databaseUrl(this.#options.adminUrl, database),
-      maxConnections: perDatabase,
+      maxConnections: separateOwner ? Math.max(1, this.#options.perDatabase - 1) : this.#options.perDatabase,
+      ownerConnections: 1,
       applicationName: 'tenantry-tenant',
     });
-    const raced = this.#pools.get(database);
-    if (raced) {
-      await db.close();
-      return raced;
-    }
-    this.#pools.set(database, db);
-    return db;
+    const entry: Entry = { database, opened, leases: 0, lastUsed: Date.now() };
+    this.#entries.set(database, entry);
+    opened.catch(() => {
+      if (this.#entries.get(database) === entry) this.#entries.delete(database);
+      this.#wakeOne();
+    });
+    return entry;
   }
 
-  /** Closes the pool of one database (before it is dropped). */
+  #evictOneIdle(): void {
+    let oldest: Entry | undefined;
+    for (const entry of this.#entries.values()) {
+      if (entry.leases === 0 && (!oldest || entry.lastUsed < oldest.lastUsed)) oldest = entry;
+    }
+    if (oldest) this.#close(oldest);
+  }
+
+  #closeIdle(idleMs: number): void {
+    const now = Date.now();
+    for (const entry of [...this.#entries.values()]) {
+      if (entry.leases === 0 && now - entry.lastUsed >= idleMs) this.#close(entry);
+    }
+  }
+
+  #close(entry: Entry): Promise<void> {
+    this.#entries.delete(entry.database);
+    this.#wakeOne();
+    return entry.opened.then(
+      (db) => db.close(),
+      () => undefined,
+    );
+  }
+
+  #wakeOne(): void {
+    this.#waiters.shift()?.();
+  }
+
+  /** Closes the pool of one database (before it is dropped); waits for its leases to end. */
   async release(database: string): Promise<void> {
-    const db = this.#pools.get(database);
-    if (!db) return;
-    this.#pools.delete(database);
-    await Promise.all([...this.#closing]);
+    const entry = this.#entries.get(database);
+    if (!entry) return;
+    while (entry.leases > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    if (this.#entries.get(database) === entry) await this.#close(entry);
   }
 
   async close(): Promise<void> {
-    this.#pools.clear();
-    await Promise.all([...this.#closing]);
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    for (const wake of this.#waiters.splice(0)) wake();
+    await Promise.all([...this.#entries.values()].map((entry) => this.#close(entry)));
   }
 }

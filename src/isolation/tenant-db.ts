@@ -31,7 +31,8 @@ export interface TenantDb {
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
 
-type PoolSource = ConnectionPool | (() => Promise<ConnectionPool>);
+/** A pool, or a way to lease one for the length of a call (database tenants). */
+type PoolSource = ConnectionPool | (<T>(fn: (pool: ConnectionPool) => Promise<T>) => Promise<T>);
 
 class ScopedTenantDb implements TenantDb {
   constructor(
@@ -43,17 +44,17 @@ class ScopedTenantDb implements TenantDb {
     private readonly sharedSettings: TenantSettings,
   ) {}
 
-  async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return (await this.#pool()).scopedQuery<R>(this.settings, sql, params);
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#with((pool) => pool.scopedQuery<R>(this.settings, sql, params));
   }
 
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return (await this.#pool()).scopedTransaction(this.settings, fn);
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.#with((pool) => pool.scopedTransaction(this.settings, fn));
   }
 
   // A database tenant's pool opens on its first statement, not when a request merely resolves.
-  #pool(): ConnectionPool | Promise<ConnectionPool> {
-    return typeof this.pool === 'function' ? this.pool() : this.pool;
+  #with<T>(fn: (pool: ConnectionPool) => Promise<T>): Promise<T> {
+    return typeof this.pool === 'function' ? this.pool(fn) : fn(this.pool);
   }
 
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -103,7 +104,7 @@ export class TenantDataAccess {
       const databases = this.#databases;
       const database = placement.database;
       if (!databases) throw new Error('database tenants need PostgreSQL');
-      pool = () => databases.runtime(database);
+      pool = (fn) => databases.use(database, 'runtime', fn);
     }
     return new ScopedTenantDb(tenant.id, placement, pool, settings, this.#db.runtime, sharedSettings);
   }

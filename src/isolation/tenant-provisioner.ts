@@ -63,16 +63,29 @@ export class TenantProvisioner {
     } catch (error) {
       if (!isSqlState(error, 'DUPLICATE_DATABASE')) throw error;
     }
-    const owner = await this.#databases.owner(placement.database);
     const ddl = tenantTablesDdl(this.#config.entities, {
       schema: placement.schema,
       runtimeRole: this.#config.database.runtimeRole,
     });
-    await owner.transaction(async (tx) => {
-      const existing = await readTables(tx, [placement.schema]);
-      if (existing.get(placement.schema)!.size > 0)
-        return this.#assertMatches(existing.get(placement.schema)!, placement);
-      for (const statement of ddl) await tx.query(statement);
+    await this.#databases.use(placement.database, 'owner', (owner) =>
+      owner.transaction(async (tx) => {
+        const existing = await readTables(tx, [placement.schema]);
+        if (existing.get(placement.schema)!.size > 0) {
+          return this.#assertMatches(existing.get(placement.schema)!, placement);
+        }
+        for (const statement of ddl) await tx.query(statement);
+      }),
+    );
+  }
+
+  /** Compares a database tenant's tables with the declared entities (drift check at start). */
+  async checkDatabaseTenant(tenantId: string): Promise<string[]> {
+    const placement = placementOf({ id: tenantId, isolation: 'database' });
+    if (!this.#databases || !placement.database) return [];
+    const tenantEntities = this.#config.entities.filter((entity) => entity.scope === 'tenant');
+    return this.#databases.use(placement.database, 'owner', async (owner) => {
+      const tables = await readTables(owner, [placement.schema]);
+      return diffTables(tenantEntities, tables.get(placement.schema)!, `database ${placement.database}`);
     });
   }
 

@@ -5,7 +5,8 @@ import { defineConfig } from '../../src/config/load-config.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
 import { buildApp } from '../../src/http/app.js';
 import { Tenantry } from '../../src/tenantry.js';
-import { createDatabase, postgresAvailable } from './postgres.js';
+import { tenantDatabaseName } from '../../src/isolation/tenant-placement.js';
+import { createDatabase, postgresAvailable, withServer } from './postgres.js';
 
 export type TestDriver = 'pglite' | 'postgres';
 
@@ -71,8 +72,22 @@ export async function startTestEnv(driver: TestDriver, overrides: ConfigOverride
     },
     async close() {
       await app.close();
+      // Database tenants have databases of their own on the server: remove them with the test's.
+      const tenantDatabases =
+        driver === 'postgres'
+          ? (
+              await tenantry.db.owner.query<{ id: string }>(
+                "SELECT id FROM tenantry.tenants WHERE isolation = 'database'",
+              )
+            ).rows.map((row) => tenantDatabaseName(row.id))
+          : [];
       await tenantry.close();
       if (driver === 'pglite') await tenantry.db.close();
+      if (tenantDatabases.length > 0) {
+        await withServer(async (client) => {
+          for (const name of tenantDatabases) await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        });
+      }
       await database?.drop();
     },
   };

@@ -3,7 +3,14 @@ import pg from 'pg';
 
 export const POSTGRES_SERVER_URL =
   process.env.TENANTRY_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const TEMPLATE_DATABASE = 'tenantry_test_template';
+/**
+ * Each vitest run has its own template and database names (keyed by the run's process id), so
+ * two runs on one server never drop each other's databases; a run's leftovers are removed by a
+ * later run once its process is gone.
+ */
+export const RUN_ID = process.env.TENANTRY_TEST_RUN ?? String(process.pid);
+export const TEMPLATE_DATABASE = `tenantry_tpl_${RUN_ID}`;
+export const TEST_DATABASE_PREFIX = `tenantry_t_${RUN_ID}_`;
 
 export function databaseUrl(name: string): string {
   const url = new URL(POSTGRES_SERVER_URL);
@@ -47,7 +54,7 @@ export async function createDatabase(options: { template?: string | null } = {})
   url: string;
   drop: () => Promise<void>;
 }> {
-  const name = `tenantry_t_${randomBytes(6).toString('hex')}`;
+  const name = `${TEST_DATABASE_PREFIX}${randomBytes(6).toString('hex')}`;
   const template = options.template === undefined ? TEMPLATE_DATABASE : options.template;
   await withServer((client) =>
     client.query(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${pg.escapeIdentifier(template)}` : ''}`),
