@@ -3,6 +3,7 @@
 export type { Problem } from './http/problem.js';
 export { problemFor, problemFromError } from './http/problem.js';
 export {} from './http/request-context.js';
+export type { TenantScopeOptions } from './http/tenant-plugin.js';
 export { tenantScope } from './http/tenant-plugin.js';
 export type { TenantryPluginOptions } from './http/tenantry-plugin.js';
 export { tenantryPlugin } from './http/tenantry-plugin.js';

@@ -88,12 +88,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       adminSharedRoutes(tenantry)(scope);
     }),
   );
-  await app.register(
-    tenantScope(tenantry, (scope) => {
-      tenantRoutes(scope);
-      entityRoutes(tenantry.config.entities)(scope);
-    }),
-  );
+  // /tenant-info shows only what a tenant's own login page would: the host alone may ask.
+  await app.register(tenantScope(tenantry, tenantRoutes, { allowAnonymous: true }));
+  await app.register(tenantScope(tenantry, entityRoutes(tenantry.config.entities)));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // The interactive docs page serves its own bundled assets: no CDN, works offline.
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
 import { actionContext } from './request-context.js';
@@ -9,12 +10,26 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
   return Array.isArray(value) ? value.join(',') : value;
 }
 
+export interface TenantScopeOptions {
+  /**
+   * Serve requests whose tenant is known only from the host, without credentials (like
+   * `/tenant-info`, which shows only public information). Default false: a route inside the
+   * scope needs an authenticated actor, because a host name is not a secret.
+   */
+  readonly allowAnonymous?: boolean;
+}
+
 /**
  * Tenant scope: every route registered inside runs only after the request's tenant is resolved
- * and checked. It is an encapsulated plugin on purpose: its hook cannot leak onto admin routes,
- * and a tenant route cannot be registered outside it by accident.
+ * and checked, and (unless `allowAnonymous`) its caller authenticated. It is an encapsulated
+ * plugin on purpose: its hooks cannot leak onto admin routes, and a tenant route cannot be
+ * registered outside it by accident.
  */
-export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance) => void | Promise<void>) {
+export function tenantScope(
+  tenantry: Tenantry,
+  routes: (scope: FastifyInstance) => void | Promise<void>,
+  options: TenantScopeOptions = {},
+) {
   return async function tenantScopePlugin(scope: FastifyInstance): Promise<void> {
     scope.addHook('onRequest', async (request) => {
       // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
@@ -27,6 +42,9 @@ export function tenantScope(tenantry: Tenantry, routes: (scope: FastifyInstance)
         ? { kind: 'api-key', id: resolution.keyId }
         : { kind: 'anonymous', id: 'host' };
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
+      if (request.actor.kind === 'anonymous' && !options.allowAnonymous) {
+        throw new TenantryError('unauthenticated', 'this route needs credentials: send an X-API-Key');
+      }
       request.tenantDb = tenantry.data.forTenant(resolution.tenant);
     });
     await routes(scope);

@@ -4,7 +4,7 @@ import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
 import { ProblemSchema } from './schemas.js';
-import { tenantScope } from './tenant-plugin.js';
+import { type TenantScopeOptions, tenantScope } from './tenant-plugin.js';
 
 export interface TenantryPluginOptions {
   readonly tenantry: Tenantry;
@@ -41,8 +41,10 @@ declare module 'fastify' {
 export const tenantryPlugin = fp<TenantryPluginOptions>(
   async (app, options) => {
     app.decorate('tenantry', options.tenantry);
-    app.decorate('tenantScope', (routes: (scope: FastifyInstance) => void | Promise<void>) =>
-      tenantScope(options.tenantry, routes),
+    app.decorate(
+      'tenantScope',
+      (routes: (scope: FastifyInstance) => void | Promise<void>, scopeOptions?: TenantScopeOptions) =>
+        tenantScope(options.tenantry, routes, scopeOptions),
     );
     app.decorateRequest('tenant', null);
     app.decorateRequest('tenantResolution', null);

@@ -50,8 +50,17 @@ describe.each(DRIVERS)('the library in a team’s own Fastify app on %s', (drive
   it('binds request.db to the resolved tenant, at any isolation level', async () => {
     const fromA = await app.inject({ url: '/project-names', headers: { 'x-api-key': a.key } });
     expect(fromA.json()).toEqual({ tenant: 'lib-a', names: ['Alpha'] });
-    const fromB = await app.inject({ url: '/project-names', headers: { host: 'lib-b.localhost' } });
+    const fromB = await app.inject({
+      url: '/project-names',
+      headers: { host: 'lib-b.localhost', 'x-api-key': b.key },
+    });
     expect(fromB.json()).toEqual({ tenant: 'lib-b', names: ['Beta'] });
+  });
+
+  it('needs credentials: a host names a tenant but is no secret', async () => {
+    const hostOnly = await app.inject({ url: '/project-names', headers: { host: 'lib-b.localhost' } });
+    expect(hostOnly.statusCode).toBe(401);
+    expect(hostOnly.json().code).toBe('unauthenticated');
   });
 
   it('resolves and refuses like the server: no tenant, cross-tenant', async () => {

@@ -81,6 +81,25 @@ describe.each(DRIVERS.flatMap((driver) => LEVELS[driver]!.map((level) => [driver
       expect((await env.inject({ url: '/api/v1/tasks', headers: as(a) })).json().items).toHaveLength(0);
     });
 
+    it('needs credentials: the tenant host alone reads and writes nothing', async () => {
+      const read = await env.inject({ url: '/api/v1/projects', headers: { host: 'tenant-a.localhost' } });
+      expect(read.statusCode).toBe(401);
+      expect(read.json().code).toBe('unauthenticated');
+      const write = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: { host: 'tenant-a.localhost' },
+        payload: { name: 'Anonymous' },
+      });
+      expect(write.statusCode).toBe(401);
+      const list = await env.inject({ url: '/api/v1/projects?name=Anonymous', headers: as(a) });
+      expect(list.json().items).toEqual([]);
+      // Public tenant information stays reachable by host.
+      expect(
+        (await env.inject({ url: '/tenant-info', headers: { host: 'tenant-a.localhost' } })).statusCode,
+      ).toBe(200);
+    });
+
     it('never shows, changes or deletes another tenant’s rows', async () => {
       const mine = (
         await env.inject({
