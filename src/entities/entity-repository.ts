@@ -60,39 +60,47 @@ function invalid(field: string, message: string): TenantryError {
   return new TenantryError('validation_failed', `${field} ${message}`, { field });
 }
 
-/** Parses one query-string value into the field's type, or refuses it naming the parameter. */
-function parseValue(field: Field | undefined, column: string, raw: string): unknown {
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/;
+
+/**
+ * Parses one query-string value into the type of `column` (a field, or a system column), or
+ * refuses it naming `label`, the parameter as the client wrote it.
+ */
+function parseValue(field: Field | undefined, column: string, raw: string, label = column): unknown {
   const type = field?.type ?? (column === 'id' ? 'uuid' : 'timestamp');
+  const invalidValue = (message: string) => invalid(label, message);
   switch (type) {
     case 'integer':
-      if (!/^-?\d{1,16}$/.test(raw)) throw invalid(column, 'must be an integer');
+      if (!/^-?\d{1,16}$/.test(raw)) throw invalidValue('must be an integer');
       return Number(raw);
     case 'number': {
       const value = Number(raw);
-      if (raw.trim() === '' || !Number.isFinite(value)) throw invalid(column, 'must be a number');
+      if (raw.trim() === '' || !Number.isFinite(value)) throw invalidValue('must be a number');
       return value;
     }
     case 'boolean':
-      if (raw !== 'true' && raw !== 'false') throw invalid(column, 'must be true or false');
+      if (raw !== 'true' && raw !== 'false') throw invalidValue('must be true or false');
       return raw === 'true';
     case 'date':
       if (!/^\d{4}-\d{2}-\d{2}$/.test(raw) || Number.isNaN(Date.parse(raw)))
-        throw invalid(column, 'must be YYYY-MM-DD');
+        throw invalidValue('must be YYYY-MM-DD');
       return raw;
     case 'timestamp':
-      if (Number.isNaN(Date.parse(raw))) throw invalid(column, 'must be an ISO 8601 date-time');
-      return new Date(raw).toISOString();
+      // Passed on as written: PostgreSQL keeps microseconds, a JavaScript Date only milliseconds.
+      if (!ISO_TIMESTAMP.test(raw) || Number.isNaN(Date.parse(raw)))
+        throw invalidValue('must be an ISO 8601 date-time');
+      return raw;
     case 'uuid':
     case 'ref':
-      if (!UUID.test(raw)) throw invalid(column, 'must be a UUID');
+      if (!UUID.test(raw)) throw invalidValue('must be a UUID');
       return raw.toLowerCase();
     case 'enum':
-      if (!field?.values?.includes(raw)) throw invalid(column, `must be one of ${field?.values?.join(', ')}`);
+      if (!field?.values?.includes(raw)) throw invalidValue(`must be one of ${field?.values?.join(', ')}`);
       return raw;
     case 'json':
-      throw invalid(column, 'cannot be filtered');
+      throw invalidValue('cannot be filtered');
     default:
-      if (raw.length > 10_000) throw invalid(column, 'is too long');
+      if (raw.length > 10_000) throw invalidValue('is too long');
       return raw;
   }
 }
@@ -133,9 +141,16 @@ interface Cursor {
   readonly id: string;
 }
 
+/** Timestamps go into cursors as text with microseconds: a Date would lose them and repeat rows. */
+function cursorColumn(key: SortKey, index: number): string | undefined {
+  const type = key.field?.type ?? (key.column === 'id' ? 'uuid' : 'timestamp');
+  if (type !== 'timestamp') return undefined;
+  return `to_char(${quoteIdent(key.column)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ${quoteIdent(`__cursor_${index}`)}`;
+}
+
 function encodeCursor(sort: readonly SortKey[], row: Row): string {
-  const values = sort.map((key) => {
-    const value = row[key.column];
+  const values = sort.map((key, index) => {
+    const value = cursorColumn(key, index) ? row[`__cursor_${index}`] : row[key.column];
     return value instanceof Date ? value.toISOString() : (value ?? null);
   });
   return Buffer.from(JSON.stringify({ v: values, id: row.id })).toString('base64url');
@@ -204,13 +219,13 @@ function filterCondition(entity: Entity, key: string, raw: string, params: Param
   const quoted = quoteIdent(column);
   switch (operator) {
     case 'eq':
-      return `${quoted} = ${params.add(parseValue(field, key, raw), cast)}`;
+      return `${quoted} = ${params.add(parseValue(field, column, raw, key), cast)}`;
     case 'gte':
-      return `${quoted} >= ${params.add(parseValue(field, key, raw), cast)}`;
+      return `${quoted} >= ${params.add(parseValue(field, column, raw, key), cast)}`;
     case 'lte':
-      return `${quoted} <= ${params.add(parseValue(field, key, raw), cast)}`;
+      return `${quoted} <= ${params.add(parseValue(field, column, raw, key), cast)}`;
     case 'in': {
-      const values = raw.split(',').map((part) => parseValue(field, key, part));
+      const values = raw.split(',').map((part) => parseValue(field, column, part, key));
       if (values.length > 100) throw invalid(key, 'takes at most 100 values');
       return `${quoted} = ANY(${params.add(values, `${cast}[]`)})`;
     }
@@ -353,7 +368,8 @@ export class EntityRepository {
       ),
       'id ASC',
     ].join(', ');
-    const sql = `SELECT ${selectList(entity)} FROM ${this.#table(db)}
+    const cursorColumns = sort.flatMap((key, index) => cursorColumn(key, index) ?? []);
+    const sql = `SELECT ${[selectList(entity), ...cursorColumns].join(', ')} FROM ${this.#table(db)}
       ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
       ORDER BY ${order} LIMIT ${limit + 1}`;
     const { rows } = tenantScoped
