@@ -4,8 +4,8 @@ import type { TenantryConfig } from '../../src/config/config-schema.js';
 import { defineConfig } from '../../src/config/load-config.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
 import { buildApp } from '../../src/http/app.js';
-import { Tenantry } from '../../src/tenantry.js';
 import { tenantDatabaseName } from '../../src/isolation/tenant-placement.js';
+import { Tenantry } from '../../src/tenantry.js';
 import { createDatabase, postgresAvailable, withServer } from './postgres.js';
 
 export type TestDriver = 'pglite' | 'postgres';
@@ -85,7 +85,8 @@ export async function startTestEnv(driver: TestDriver, overrides: ConfigOverride
       if (driver === 'pglite') await tenantry.db.close();
       if (tenantDatabases.length > 0) {
         await withServer(async (client) => {
-          for (const name of tenantDatabases) await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+          for (const name of tenantDatabases)
+            await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
         });
       }
       await database?.drop();
