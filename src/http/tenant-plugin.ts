@@ -31,7 +31,7 @@ export function tenantScope(
   options: TenantScopeOptions = {},
 ) {
   return async function tenantScopePlugin(scope: FastifyInstance): Promise<void> {
-    scope.addHook('onRequest', async (request) => {
+    scope.addHook('onRequest', async (request, reply) => {
       // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
       const host = hostFromHeader(request.host);
       const apiKey = headerValue(request, 'x-api-key');
@@ -41,7 +41,9 @@ export function tenantScope(
       request.actor = resolution.keyId
         ? { kind: 'api-key', id: resolution.keyId }
         : { kind: 'anonymous', id: 'host' };
+      // Both loggers: Fastify writes the "request completed" line through the reply's.
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
+      reply.log = request.log;
       if (request.actor.kind === 'anonymous' && !options.allowAnonymous) {
         throw new TenantryError('unauthenticated', 'this route needs credentials: send an X-API-Key');
       }
