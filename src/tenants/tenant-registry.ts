@@ -81,7 +81,9 @@ export class TenantRegistry {
     const hosts = this.#checkHosts(data.hosts ?? []);
     const isolation = this.#checkIsolation(data.isolation ?? this.#config.tenancy.defaultIsolation);
     const name = checkName(data.name);
-    const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+    // The key's slow hash runs on the thread pool while schema or database tenants are built.
+    const preparing = prepareApiKey(this.#config.apiKeys.iterations);
+    preparing.catch(() => undefined);
     const id = uuidv7();
 
     const audit = { action: 'tenant.create', target: slug, tenantId: id };
@@ -97,12 +99,14 @@ export class TenantRegistry {
       await insertHosts(tx, id, hosts);
     };
     const finish = async (tx: Queryable): Promise<Mutation<CreatedTenant>> => {
-      const apiKey = await insertApiKey(tx, id, prepared);
+      const apiKey = await insertApiKey(tx, id, await preparing);
       const tenant = await this.#load(tx, id);
       return { result: { tenant, apiKey }, changes: [{ kind: 'tenant', tenantId: id }] };
     };
     // Row tenants share existing tables: the whole creation is one transaction.
     if (isolation === 'row') {
+      // Hashed before the transaction: it must not hold the namespace lock for tens of ms.
+      await preparing;
       return this.#mutate(context, audit, async (tx) => {
         await insert(tx, 'active');
         return finish(tx);
@@ -124,6 +128,7 @@ export class TenantRegistry {
         cause: error,
       });
     }
+    await preparing;
     return this.#mutate(context, audit, async (tx) => {
       const { rowCount } = await tx.query(
         "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'provisioning'",

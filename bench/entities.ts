@@ -1,0 +1,346 @@
+/**
+ * Entity API benchmark (isolation issue): requests per second of GET by id, list of 10 and POST
+ * through Tenantry for row, schema and database tenants, each against a bare Fastify + pg server
+ * running the same SQL without tenancy in the same run; row level at 10 and at 10,000 tenants;
+ * and the time to create row, schema and database tenants.
+ *
+ *   npm run bench -- entities            (PostgreSQL at 127.0.0.1:5432, or BENCH_PG_URL)
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import autocannon, { type RequestSpec, type Result } from 'autocannon';
+import pg from 'pg';
+import { loadConfig } from '../src/config/load-config.js';
+import { tenantDatabaseName, tenantSchemaName } from '../src/isolation/tenant-placement.js';
+import { Tenantry } from '../src/tenantry.js';
+import type { IsolationLevel } from '../src/tenants/tenant.js';
+import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
+import { createScratchDatabase } from './lib/scratch-database.js';
+import { fmt, median } from './lib/stats.js';
+
+declare module 'autocannon' {
+  interface RequestSpec {
+    readonly method?: string;
+    readonly path?: string;
+    readonly headers?: Readonly<Record<string, string>>;
+    readonly body?: string;
+    readonly setupRequest?: (request: RequestSpec) => RequestSpec;
+  }
+  interface Options {
+    readonly requests?: readonly RequestSpec[];
+  }
+}
+
+const ADMIN_TOKEN = `bench-admin-${randomBytes(16).toString('hex')}`;
+const ENTITIES_YAML = `
+entities:
+  projects:
+    scope: tenant
+    fields:
+      name: { type: text, required: true, unique: true }
+      status: { type: enum, values: [active, archived], default: active }
+`;
+
+export interface EntitiesOptions {
+  readonly connections: number;
+  readonly duration: number;
+  readonly rounds: number;
+  readonly log: (line: string) => void;
+}
+
+interface Workload {
+  readonly name: 'GET by id' | 'list of 10' | 'POST';
+  readonly requests: (ids: readonly string[], headers: Record<string, string>) => RequestSpec[];
+}
+
+let postCounter = 0;
+const WORKLOADS: readonly Workload[] = [
+  {
+    name: 'GET by id',
+    requests: (ids, headers) => [
+      {
+        method: 'GET',
+        headers,
+        setupRequest: (request) => ({
+          ...request,
+          path: `/api/v1/projects/${ids[Math.floor(Math.random() * ids.length)]}`,
+        }),
+      },
+    ],
+  },
+  {
+    name: 'list of 10',
+    requests: (_ids, headers) => [{ method: 'GET', path: '/api/v1/projects?limit=10', headers }],
+  },
+  {
+    name: 'POST',
+    requests: (_ids, headers) => [
+      {
+        method: 'POST',
+        path: '/api/v1/projects',
+        headers: { ...headers, 'content-type': 'application/json' },
+        setupRequest: (request) => ({
+          ...request,
+          body: JSON.stringify({ name: `bench-${process.pid}-${postCounter++}-${Math.random()}` }),
+        }),
+      },
+    ],
+  },
+];
+
+async function load(
+  url: string,
+  requests: RequestSpec[],
+  options: EntitiesOptions,
+  duration = options.duration,
+) {
+  const result: Result = await autocannon({
+    url,
+    connections: options.connections,
+    duration,
+    pipelining: 1,
+    requests,
+  });
+  const ok = (result['2xx'] ?? 0) / Math.max(1, result.requests.total);
+  if (ok < 0.99) throw new Error(`${url}: only ${fmt(ok * 100, 1)} % of responses were 2xx`);
+  return result;
+}
+
+interface Measured {
+  readonly level: string;
+  readonly workload: string;
+  readonly bare: number;
+  readonly tenantry: number;
+  readonly bareP99: number;
+  readonly tenantryP99: number;
+}
+
+async function compare(
+  level: string,
+  tenantryServer: ChildServer,
+  bare: ChildServer,
+  ids: readonly string[],
+  key: string,
+  options: EntitiesOptions,
+  workloads: readonly Workload[] = WORKLOADS,
+): Promise<Measured[]> {
+  const results: Measured[] = [];
+  for (const workload of workloads) {
+    const bareRuns: Result[] = [];
+    const tenantryRuns: Result[] = [];
+    await load(bare.url, workload.requests(ids, {}), options, 2);
+    await load(tenantryServer.url, workload.requests(ids, { 'x-api-key': key }), options, 2);
+    for (let round = 0; round < options.rounds; round++) {
+      bareRuns.push(await load(bare.url, workload.requests(ids, {}), options));
+      tenantryRuns.push(
+        await load(tenantryServer.url, workload.requests(ids, { 'x-api-key': key }), options),
+      );
+    }
+    const measured: Measured = {
+      level,
+      workload: workload.name,
+      bare: median(bareRuns.map((r) => r.requests.average)),
+      tenantry: median(tenantryRuns.map((r) => r.requests.average)),
+      bareP99: median(bareRuns.map((r) => r.latency.p99)),
+      tenantryP99: median(tenantryRuns.map((r) => r.latency.p99)),
+    };
+    options.log(
+      `  ${level} ${workload.name}: bare ${fmt(measured.bare)} req/s, tenantry ${fmt(measured.tenantry)} req/s, ratio ${fmt(measured.tenantry / measured.bare, 2)}`,
+    );
+    results.push(measured);
+  }
+  return results;
+}
+
+async function adminPost(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
+  const response = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+/** Adds `count` row tenants with `rowsEach` projects straight in SQL (the API would hash a key each). */
+async function addRowTenants(url: string, count: number, rowsEach: number): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(
+      `INSERT INTO tenantry.tenants (id, slug, name, status, isolation)
+       SELECT gen_random_uuid(), 'filler-' || n, 'Filler ' || n, 'active', 'row' FROM generate_series(1, $1) AS n`,
+      [count],
+    );
+    await client.query(
+      `INSERT INTO app.projects (tenant_id, id, name)
+       SELECT t.id, gen_random_uuid(), 'p-' || n FROM tenantry.tenants t, generate_series(1, $1) AS n
+        WHERE t.slug LIKE 'filler-%'`,
+      [rowsEach],
+    );
+    await client.query('ANALYZE app.projects');
+  } finally {
+    await client.end();
+  }
+}
+
+async function provisioningTimes(url: string, configFile: string, log: (line: string) => void) {
+  const config = loadConfig({
+    file: configFile,
+    env: { DATABASE_URL: url, TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN },
+  });
+  const tenantry = await Tenantry.open({ config });
+  const context = { actor: { kind: 'system', id: 'bench' } } as const;
+  const times: Record<IsolationLevel, number[]> = { row: [], schema: [], database: [] };
+  const counts: Record<IsolationLevel, number> = { row: 30, schema: 30, database: 10 };
+  try {
+    for (const level of ['row', 'schema', 'database'] as const) {
+      for (let i = 0; i < counts[level]; i++) {
+        const start = performance.now();
+        await tenantry.tenants.create(
+          { name: `P ${level} ${i}`, slug: `prov-${level}-${i}`, isolation: level },
+          context,
+        );
+        times[level].push(performance.now() - start);
+      }
+      log(`  create ${level}: median ${fmt(median(times[level]), 1)} ms over ${counts[level]}`);
+    }
+    // The API key's PBKDF2 hash is part of every creation; measured alone to separate it.
+    const hashes: number[] = [];
+    const { prepareApiKey } = await import('../src/auth/api-key-store.js');
+    for (let i = 0; i < 10; i++) {
+      const start = performance.now();
+      await prepareApiKey(config.apiKeys.iterations);
+      hashes.push(performance.now() - start);
+    }
+    return { times, hash: median(hashes) };
+  } finally {
+    await tenantry.close();
+  }
+}
+
+export async function runEntities(options: EntitiesOptions): Promise<string> {
+  const log = options.log;
+  const database = await createScratchDatabase('entities');
+  const dir = mkdtempSync(join(tmpdir(), 'tenantry-bench-'));
+  const configFile = join(dir, 'tenantry.config.yaml');
+  writeFileSync(configFile, ENTITIES_YAML);
+  const env = { DATABASE_URL: database.url, TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN, TENANTRY_CONFIG: configFile };
+  const servers: ChildServer[] = [];
+  const createdDatabases: string[] = [];
+  try {
+    const server = await startChildServer(serverScript('entity-server.ts'), env);
+    servers.push(server);
+    const measured: Measured[] = [];
+    const levelTenants: Record<string, { id: string; key: string; ids: string[] }> = {};
+    for (let i = 0; i < 7; i++)
+      await adminPost(server.url, '/admin/tenants', { name: `Row ${i}`, slug: `row-extra-${i}` });
+    for (const level of ['row', 'schema', 'database'] as const) {
+      const created = await adminPost(server.url, '/admin/tenants', {
+        name: level,
+        slug: `bench-${level}`,
+        isolation: level,
+      });
+      const tenant = created.tenant as { id: string };
+      const key = (created.apiKey as { key: string }).key;
+      if (level === 'database') createdDatabases.push(tenantDatabaseName(tenant.id));
+      const rows = Array.from({ length: 200 }, (_, n) => ({ name: `seed-${n}` }));
+      const response = await fetch(`${server.url}/api/v1/projects/batch`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ rows }),
+      });
+      const items = ((await response.json()) as { items: { id: string }[] }).items;
+      levelTenants[level] = { id: tenant.id, key, ids: items.map((item) => item.id) };
+    }
+    log('entity API at 10 tenants (7 row + 1 row, 1 schema, 1 database measured):');
+    for (const level of ['row', 'schema', 'database'] as const) {
+      const tenant = levelTenants[level]!;
+      const bareEnv = {
+        BENCH_DB_URL:
+          level === 'database' ? dbUrl(database.url, tenantDatabaseName(tenant.id)) : database.url,
+        BENCH_TABLE: level === 'schema' ? `"${tenantSchemaName(tenant.id)}".projects` : 'app.projects',
+        BENCH_TENANT: tenant.id,
+      };
+      const bare = await startChildServer(serverScript('entity-bare-server.ts'), bareEnv);
+      servers.push(bare);
+      measured.push(...(await compare(level, server, bare, tenant.ids, tenant.key, options)));
+      await bare.stop();
+    }
+
+    log('adding 9,990 row tenants with 10 projects each…');
+    await addRowTenants(database.url, 9_990, 10);
+    const row = levelTenants.row!;
+    const bare = await startChildServer(serverScript('entity-bare-server.ts'), {
+      BENCH_DB_URL: database.url,
+      BENCH_TABLE: 'app.projects',
+      BENCH_TENANT: row.id,
+    });
+    servers.push(bare);
+    const atScale = await compare('row @ 10,000 tenants', server, bare, row.ids, row.key, options, [
+      WORKLOADS[0]!,
+    ]);
+    await bare.stop();
+    await server.stop();
+
+    log('provisioning (in-process engine, sequential):');
+    const provisioning = await provisioningTimes(database.url, configFile, log);
+    return report(measured, atScale, provisioning, options);
+  } finally {
+    for (const server of servers) await server.stop().catch(() => undefined);
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect().catch(() => undefined);
+    const { rows } = await client
+      .query<{ id: string }>("SELECT id FROM tenantry.tenants WHERE isolation = 'database'")
+      .catch(() => ({ rows: [] as { id: string }[] }));
+    await client.end().catch(() => undefined);
+    await database.drop();
+    const admin = new pg.Client({ connectionString: dbUrl(database.url, 'postgres') });
+    await admin.connect();
+    for (const name of new Set([...createdDatabases, ...rows.map((r) => tenantDatabaseName(r.id))])) {
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+    await admin.end();
+  }
+}
+
+function dbUrl(base: string, name: string): string {
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+function report(
+  measured: readonly Measured[],
+  atScale: readonly Measured[],
+  provisioning: { times: Record<IsolationLevel, number[]>; hash: number },
+  options: EntitiesOptions,
+): string {
+  const lines = [
+    `| level | workload | bare req/s | Tenantry req/s | ratio | bare p99 | Tenantry p99 |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    ...[...measured, ...atScale].map(
+      (m) =>
+        `| ${m.level} | ${m.workload} | ${fmt(m.bare)} | ${fmt(m.tenantry)} | **${fmt(m.tenantry / m.bare, 2)}** | ${fmt(m.bareP99, 1)} ms | ${fmt(m.tenantryP99, 1)} ms |`,
+    ),
+  ];
+  const row10 = measured.find((m) => m.level === 'row' && m.workload === 'GET by id')!;
+  const row10k = atScale[0]!;
+  lines.push(
+    '',
+    `Row level GET by id at 10,000 tenants vs 10 tenants: ${fmt(row10k.tenantry, 0)} vs ${fmt(row10.tenantry, 0)} req/s (**${fmt(row10k.tenantry / row10.tenantry, 2)}**).`,
+    '',
+    '| creating a tenant (sequential, in-process) | median |',
+    '| --- | ---: |',
+    `| row (control plane + key) | ${fmt(median(provisioning.times.row), 1)} ms |`,
+    `| schema (schema, tables, policies, grants + key) | ${fmt(median(provisioning.times.schema), 1)} ms |`,
+    `| database (CREATE DATABASE, tables + key) | ${fmt(median(provisioning.times.database), 1)} ms |`,
+    `| of which: the API key's PBKDF2 hash alone | ${fmt(provisioning.hash, 1)} ms |`,
+    '',
+    `Settings: ${options.connections} connections, ${options.duration} s per run, ${options.rounds} rounds per target (medians), 2 s warm-up per workload.`,
+  );
+  return lines.join('\n');
+}
