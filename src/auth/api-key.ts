@@ -1,4 +1,4 @@
-import { createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -61,10 +61,12 @@ export async function verifySecret(secret: string, stored: StoredKeyHash): Promi
  * elsewhere and the digest cannot be brute-forced offline without the process memory.
  */
 export class VerifiedSecretDigester {
-  readonly #key = randomBytes(32);
+  // A random per-process prefix under SHA-256: the one-shot hash avoids creating an Hmac object on
+  // the hot path, and length extension does not matter for comparing digests of whole secrets.
+  readonly #key = randomBytes(32).toString('base64url');
 
   digest(secret: string): Buffer {
-    return createHmac('sha256', this.#key).update(secret).digest();
+    return hash('sha256', `${this.#key}:${secret}`, 'buffer');
   }
 
   matches(secret: string, digest: Buffer): boolean {

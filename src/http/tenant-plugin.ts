@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TenantryError } from '../errors.js';
+import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
 import { actionContext } from './request-context.js';
@@ -31,11 +32,7 @@ export function tenantScope(
   options: TenantScopeOptions = {},
 ) {
   return async function tenantScopePlugin(scope: FastifyInstance): Promise<void> {
-    scope.addHook('onRequest', async (request, reply) => {
-      // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
-      const host = hostFromHeader(request.host);
-      const apiKey = headerValue(request, 'x-api-key');
-      const resolution = await tenantry.resolver.resolve({ host, apiKey }, actionContext(request));
+    const admit = (request: FastifyRequest, reply: FastifyReply, resolution: Resolution): void => {
       request.tenant = resolution.tenant;
       request.tenantResolution = resolution;
       request.actor = resolution.keyId
@@ -48,6 +45,35 @@ export function tenantScope(
         throw new TenantryError('unauthenticated', 'this route needs credentials: send an X-API-Key');
       }
       request.tenantDb = tenantry.data.forTenant(resolution.tenant);
+    };
+    // A callback hook, not an async one: in the steady state (everything cached) the request goes
+    // on without a promise or a tick.
+    scope.addHook('onRequest', (request, reply, done) => {
+      // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
+      const credentials = { host: hostFromHeader(request.host), apiKey: headerValue(request, 'x-api-key') };
+      let cached: Resolution | undefined;
+      try {
+        cached = tenantry.resolver.resolveCached(credentials);
+        if (cached) admit(request, reply, cached);
+      } catch (error) {
+        done(error as Error);
+        return;
+      }
+      if (cached) {
+        done();
+        return;
+      }
+      tenantry.resolver.resolve(credentials, actionContext(request)).then(
+        (resolution) => {
+          try {
+            admit(request, reply, resolution);
+            done();
+          } catch (error) {
+            done(error as Error);
+          }
+        },
+        (error: Error) => done(error),
+      );
     });
     await routes(scope);
   };

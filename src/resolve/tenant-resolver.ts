@@ -83,6 +83,48 @@ export class TenantResolver {
     return keyClaim ? { tenant, via, keyId: keyClaim.keyId } : { tenant, via };
   }
 
+  /**
+   * The steady-state path: every credential answered from the caches, synchronously, and all of
+   * them agreeing on one active tenant. Anything else (a miss, a disagreement, an inactive
+   * tenant) returns undefined and the caller runs `resolve`, which decides, audits and refuses.
+   */
+  resolveCached(credentials: TenantCredentials): Resolution | undefined {
+    let keyTenant: Tenant | undefined;
+    let keyId: string | undefined;
+    if (credentials.apiKey !== undefined) {
+      const verified = this.#keys.verifyCached(credentials.apiKey);
+      if (!verified) return undefined;
+      keyTenant = this.#cache.tenant(verified.tenantId);
+      if (keyTenant?.status !== 'active') return undefined;
+      keyId = verified.keyId;
+    }
+    let hostTenant: Tenant | undefined;
+    if (credentials.host !== undefined) {
+      const registered = this.#cache.host(credentials.host);
+      if (registered === undefined) return undefined;
+      if (registered === null) {
+        const slug = this.#slugOfHost(credentials.host);
+        if (slug !== undefined) {
+          const bySlug = this.#cache.slug(slug);
+          if (bySlug === undefined || bySlug === null) return undefined;
+          hostTenant = this.#cache.tenant(bySlug);
+          if (!hostTenant) return undefined;
+        }
+      } else {
+        hostTenant = this.#cache.tenant(registered);
+        if (!hostTenant) return undefined;
+      }
+      if (hostTenant && hostTenant.status !== 'active') return undefined;
+    }
+    if (hostTenant && keyTenant && hostTenant.id !== keyTenant.id) return undefined;
+    const tenant = keyTenant ?? hostTenant;
+    if (!tenant) return undefined;
+    const via: ('host' | 'apiKey')[] = [];
+    if (hostTenant) via.push('host');
+    if (keyTenant) via.push('apiKey');
+    return keyId ? { tenant, via, keyId } : { tenant, via };
+  }
+
   async tenantById(id: string): Promise<Tenant | undefined> {
     const cached = this.#cache.tenant(id);
     if (cached) return cached;

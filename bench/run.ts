@@ -1,0 +1,142 @@
+/**
+ * Hand-run benchmarks; never part of `npm test`.
+ *
+ *   npm run bench                      # both
+ *   npm run bench -- tenant-info       # GET /tenant-info, Tenantry vs bare Fastify
+ *   npm run bench -- api-key           # ApiKeyVerifier.verify, cached vs uncached
+ *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning
+ *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
+ *
+ * Options: --connections=50 --duration=10 --warmup=5 --rounds=3 (tenant-info), --max-other-cores=0.2
+ * (each measurement first waits until other processes use at most that much CPU; a tenant-info run
+ * during which they used more, or the CPU was slowed down, is repeated, up to 4 attempts),
+ * --cached-calls=20000 --slow-calls=30 (api-key), --profile [--profile-dir=dir] (V8 CPU profile of the
+ * Tenantry server). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or BENCH_PG_URL); creates and drops
+ * scratch databases named tenantry_bench_*. Progress goes to stderr, the markdown summary to stdout.
+ */
+import { cpus, loadavg, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { benchApiKeyVerify } from './api-key-verify.js';
+import { runEntities } from './entities.js';
+import { stopAllChildServers } from './lib/child-server.js';
+import { dropAllScratchDatabases } from './lib/scratch-database.js';
+import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
+
+/** Run by default (and by `all`). */
+const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
+/** Diagnosis: run only when named. */
+const EXTRA = ['tenant-info-breakdown'] as const;
+type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    connections: { type: 'string', default: '50' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '3' },
+    'max-other-cores': { type: 'string', default: '0.2' },
+    'cached-calls': { type: 'string', default: '20000' },
+    'slow-calls': { type: 'string', default: '30' },
+    profile: { type: 'boolean', default: false },
+    'profile-dir': { type: 'string' },
+  },
+});
+
+function positiveInteger(name: string, raw: string | undefined): number {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer`);
+  return value;
+}
+
+function selected(): Benchmark[] {
+  if (positionals.length === 0) return [...BENCHMARKS];
+  for (const name of positionals) {
+    if (![...BENCHMARKS, ...EXTRA, 'all'].includes(name)) {
+      throw new Error(
+        `unknown benchmark "${name}"; choose from ${[...BENCHMARKS, ...EXTRA].join(', ')}, all`,
+      );
+    }
+  }
+  const named = positionals.flatMap((name) => (name === 'all' ? [...BENCHMARKS] : [name as Benchmark]));
+  return [...new Set(named)];
+}
+
+async function postgresVersion(): Promise<string> {
+  const client = new pg.Client({
+    connectionString: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
+    return rows[0]?.server_version ?? 'unknown';
+  } finally {
+    await client.end();
+  }
+}
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+async function main(): Promise<void> {
+  const benchmarks = selected();
+  const cpu = cpus();
+  const header = [
+    `## Tenantry benchmarks, ${new Date().toISOString()}`,
+    '',
+    `Machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ` +
+      `${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ` +
+      `PostgreSQL ${await postgresVersion()} on the same machine; load average before the run ` +
+      `${loadavg()
+        .map((value) => value.toFixed(2))
+        .join(' ')}.`,
+    `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\``.replace(' -- `', '`'),
+  ];
+  const sections: string[] = [header.join('\n')];
+  for (const benchmark of benchmarks) {
+    if (benchmark === 'tenant-info' || benchmark === 'tenant-info-breakdown') {
+      const profileDir = values.profile ? (values['profile-dir'] ?? defaultProfileDir()) : undefined;
+      const report = await benchTenantInfo({
+        connections: positiveInteger('connections', values.connections),
+        duration: positiveInteger('duration', values.duration),
+        warmup: positiveInteger('warmup', values.warmup),
+        rounds: positiveInteger('rounds', values.rounds),
+        breakdown: benchmark === 'tenant-info-breakdown',
+        maxOtherCores: Number(values['max-other-cores']),
+        profileDir,
+        log,
+      });
+      sections.push(report.markdown);
+    } else if (benchmark === 'entities') {
+      sections.push(
+        await runEntities({
+          connections: Math.min(20, positiveInteger('connections', values.connections)),
+          duration: Math.min(5, positiveInteger('duration', values.duration)),
+          rounds: Math.min(2, positiveInteger('rounds', values.rounds)),
+          log,
+        }),
+      );
+    } else {
+      const report = await benchApiKeyVerify({
+        cachedCalls: positiveInteger('cached-calls', values['cached-calls']),
+        slowCalls: positiveInteger('slow-calls', values['slow-calls']),
+        maxOtherCores: Number(values['max-other-cores']),
+        log,
+      });
+      sections.push(report.markdown);
+    }
+  }
+  process.stdout.write(`${sections.join('\n\n')}\n`);
+}
+
+process.once('SIGINT', () => {
+  log('interrupted: stopping the servers, dropping the scratch databases');
+  stopAllChildServers()
+    .then(dropAllScratchDatabases)
+    .finally(() => process.exit(130));
+});
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
