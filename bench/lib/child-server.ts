@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface ChildServer {
+  readonly url: string;
+  readonly pid: number;
+  /** SIGTERM, then SIGKILL after 10 s; resolves when the process is gone. */
+  stop(): Promise<void>;
+}
+
+const TSX_LOADER = import.meta.resolve('tsx');
+const live = new Set<ChildServer>();
+
+/** Stops every child server still running (Ctrl-C). */
+export async function stopAllChildServers(): Promise<void> {
+  await Promise.all([...live].map((child) => child.stop()));
+}
+
+/** Path of a script in bench/servers. */
+export function serverScript(name: string): string {
+  return fileURLToPath(new URL(`../servers/${name}`, import.meta.url));
+}
+
+/**
+ * Starts a TypeScript server script in its own Node process (through tsx) and waits for its
+ * `READY <url>` line, so the load generator never shares the server's event loop.
+ */
+export function startChildServer(
+  script: string,
+  env: Readonly<Record<string, string | undefined>>,
+  nodeArgs: readonly string[] = [],
+): Promise<ChildServer> {
+  return new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', TSX_LOADER, script], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let ready = false;
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} did not start within 30 s:\n${output}`));
+    }, 30_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (ready) return;
+      const match = /^READY (\S+)$/m.exec(output);
+      if (!match) return;
+      ready = true;
+      clearTimeout(timer);
+      const server: ChildServer = {
+        url: match[1]!,
+        pid: child.pid!,
+        async stop() {
+          live.delete(server);
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          child.kill('SIGTERM');
+          await exited;
+          clearTimeout(kill);
+        },
+      };
+      live.add(server);
+      resolve(server);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (ready) process.stderr.write(chunk);
+      else onData(chunk);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!ready) reject(new Error(`${script} exited (${code ?? signal}) before listening:\n${output}`));
+    });
+  });
+}
