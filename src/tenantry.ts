@@ -1,7 +1,8 @@
 import { type ApiKeyInfo, listTenantKeys } from './auth/api-key-store.js';
 import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import type { TenantryConfig } from './config/config-schema.js';
-import type { Database } from './db/database.js';
+import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
+import type { Database, Session } from './db/database.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
 import { ensureRuntimeRole, grantControlPlaneAccess } from './db/roles.js';
@@ -108,8 +109,12 @@ export class Tenantry {
     const onBackgroundError = options.onBackgroundError ?? (() => undefined);
     try {
       const migration = options.migrate === false ? undefined : await migrateControlPlane(db.owner);
-      if (options.migrate !== false)
-        await prepareEntityStorage(db, options.config, options.verifyEntities ?? false);
+      if (options.migrate !== false) {
+        // All on the locked connection: a pool of one connection must not wait for itself.
+        await withAdvisoryLock(db.owner, LockKey.ENTITY_STORAGE, (session) =>
+          prepareEntityStorage(session, options.config, options.verifyEntities ?? false),
+        );
+      }
       const bus = new ChangeBus();
       await bus.start(db);
       const tenantry = new Tenantry({
@@ -190,15 +195,15 @@ export class Tenantry {
   }
 }
 
-async function prepareEntityStorage(db: Database, config: TenantryConfig, verify: boolean): Promise<void> {
+async function prepareEntityStorage(db: Session, config: TenantryConfig, verify: boolean): Promise<void> {
   const role = config.database.runtimeRole;
-  await ensureRuntimeRole(db.owner, role);
-  await grantControlPlaneAccess(db.owner, role);
-  const { rows } = await db.owner.query<{ id: string }>(
+  await ensureRuntimeRole(db, role);
+  await grantControlPlaneAccess(db, role);
+  const { rows } = await db.query<{ id: string }>(
     "SELECT id FROM tenantry.tenants WHERE isolation = 'schema' AND status IN ('active', 'inactive')",
   );
   try {
-    await ensureEntitySchemas(db.owner, {
+    await ensureEntitySchemas(db, {
       entities: config.entities,
       runtimeRole: role,
       rowSchema: ROW_SCHEMA,

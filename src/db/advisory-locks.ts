@@ -1,3 +1,5 @@
+import type { ConnectionPool, Session } from './database.js';
+
 /**
  * Advisory lock keys, (namespace, key) pairs for `pg_advisory_lock(int, int)`. The namespace keeps
  * Tenantry's locks apart from an application's own advisory locks on the same database.
@@ -9,4 +11,26 @@ export const LockKey = {
   CONTROL_PLANE_MIGRATIONS: 1,
   /** Held (per transaction) while slugs and hosts are checked and written, so the cross checks see each other. */
   TENANT_NAMESPACE: 2,
+  /** Held while the runtime role, grants and base entity tables are checked and created at start. */
+  ENTITY_STORAGE: 3,
 } as const;
+
+/**
+ * Runs `fn` on a dedicated connection while it holds a session-level advisory lock, so processes
+ * starting at once do their set-up one after the other (CREATE SCHEMA IF NOT EXISTS and GRANT are
+ * not safe to race).
+ */
+export async function withAdvisoryLock<T>(
+  pool: ConnectionPool,
+  key: number,
+  fn: (session: Session) => Promise<T>,
+): Promise<T> {
+  return pool.withSession(async (session) => {
+    await session.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, key]);
+    try {
+      return await fn(session);
+    } finally {
+      await session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+    }
+  });
+}

@@ -1,4 +1,4 @@
-import type { ConnectionPool, Queryable } from '../db/database.js';
+import type { Queryable, Session } from '../db/database.js';
 import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
 import { type Entity, FIELD_TYPES } from './entity.js';
 import { SEARCH_COLUMN, sharedTablesDdl, tenantTablesDdl } from './entity-ddl.js';
@@ -113,7 +113,7 @@ export interface EnsureSchemasOptions {
  * Creates the row-level and shared tables the first time (all in one transaction), and
  * otherwise checks that every checked schema matches the declared entities.
  */
-export async function ensureEntitySchemas(db: ConnectionPool, options: EnsureSchemasOptions): Promise<void> {
+export async function ensureEntitySchemas(db: Session, options: EnsureSchemasOptions): Promise<void> {
   const tenantEntities = options.entities.filter((entity) => entity.scope === 'tenant');
   const sharedEntities = options.entities.filter((entity) => entity.scope === 'shared');
   const before = await readTables(db, [options.rowSchema, SHARED_SCHEMA]);
