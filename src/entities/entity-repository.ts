@@ -6,7 +6,7 @@ import { TenantryError } from '../errors.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
 import { validate } from '../validation.js';
-import { type Entity, type Field, fieldByName } from './entity.js';
+import { type Entity, FIELD_TYPES, type Field, type FieldType, fieldByName } from './entity.js';
 import { SEARCH_COLUMN, uniqueConstraintName } from './entity-ddl.js';
 import { createInputSchema, patchInputSchema } from './entity-input.js';
 
@@ -43,18 +43,10 @@ class Params {
   }
 }
 
-const CASTS: Record<Field['type'], string> = {
-  text: 'text',
-  integer: 'bigint',
-  number: 'float8',
-  boolean: 'boolean',
-  date: 'date',
-  timestamp: 'timestamptz',
-  uuid: 'uuid',
-  json: 'jsonb',
-  enum: 'text',
-  ref: 'uuid',
-};
+/** The type of a filterable column: a declared field's, or `id` (uuid) and the timestamps. */
+function columnType(field: Field | undefined, column: string): FieldType {
+  return field?.type ?? (column === 'id' ? 'uuid' : 'timestamp');
+}
 
 function invalid(field: string, message: string): TenantryError {
   return new TenantryError('validation_failed', `${field} ${message}`, { field });
@@ -67,7 +59,7 @@ const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z
  * refuses it naming `label`, the parameter as the client wrote it.
  */
 function parseValue(field: Field | undefined, column: string, raw: string, label = column): unknown {
-  const type = field?.type ?? (column === 'id' ? 'uuid' : 'timestamp');
+  const type = columnType(field, column);
   const invalidValue = (message: string) => invalid(label, message);
   switch (type) {
     case 'integer':
@@ -143,7 +135,7 @@ interface Cursor {
 
 /** Timestamps go into cursors as text with microseconds: a Date would lose them and repeat rows. */
 function cursorColumn(key: SortKey, index: number): string | undefined {
-  const type = key.field?.type ?? (key.column === 'id' ? 'uuid' : 'timestamp');
+  const type = columnType(key.field, key.column);
   if (type !== 'timestamp') return undefined;
   return `to_char(${quoteIdent(key.column)} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ${quoteIdent(`__cursor_${index}`)}`;
 }
@@ -189,7 +181,7 @@ function afterCursor(sort: readonly SortKey[], cursor: Cursor, params: Params): 
   sort.forEach((key, index) => {
     const column = quoteIdent(key.column);
     const value = cursor.values[index];
-    const cast = key.field ? CASTS[key.field.type] : key.column === 'id' ? 'uuid' : 'timestamptz';
+    const cast = FIELD_TYPES[columnType(key.field, key.column)];
     let greater: string;
     let equal: string;
     if (value === null) {
@@ -215,7 +207,7 @@ function filterCondition(entity: Entity, key: string, raw: string, params: Param
   const operator = (match[2] ?? 'eq') as Operator;
   if (!OPERATORS.includes(operator)) throw invalid(key, `uses an unknown operator (${OPERATORS.join(', ')})`);
   const { column, field } = columnOf(entity, match[1]!, key);
-  const cast = field ? CASTS[field.type] : column === 'id' ? 'uuid' : 'timestamptz';
+  const cast = FIELD_TYPES[columnType(field, column)];
   const quoted = quoteIdent(column);
   switch (operator) {
     case 'eq':
@@ -415,7 +407,7 @@ export class EntityRepository {
     const params = new Params();
     const assignments = Object.entries(data).map(([name, value]) => {
       const field = fieldByName(this.#entity, name)!;
-      return `${quoteIdent(name)} = ${params.add(writeValue(field, value), CASTS[field.type])}`;
+      return `${quoteIdent(name)} = ${params.add(writeValue(field, value), FIELD_TYPES[field.type])}`;
     });
     const sql = `UPDATE ${this.#table(db)} SET ${assignments.join(', ')}, updated_at = now()
       WHERE ${this.#rowCondition(db, id, params)} RETURNING ${selectList(this.#entity)}`;
@@ -467,7 +459,9 @@ export class EntityRepository {
       values.push(params.add(uuidv7(), 'uuid'));
       for (const field of fields) {
         values.push(
-          field.name in data ? params.add(writeValue(field, data[field.name]), CASTS[field.type]) : 'DEFAULT',
+          field.name in data
+            ? params.add(writeValue(field, data[field.name]), FIELD_TYPES[field.type])
+            : 'DEFAULT',
         );
       }
       return `(${values.join(', ')})`;

@@ -89,7 +89,19 @@ export class TenantDataAccess {
     };
   }
 
+  /** Handles per tenant value: a Tenant is immutable and replaced on change, so this never goes stale. */
+  readonly #handles = new WeakMap<Tenant, TenantDb>();
+
   forTenant(tenant: Tenant): TenantDb {
+    let handle = this.#handles.get(tenant);
+    if (!handle) {
+      handle = this.#create(tenant);
+      this.#handles.set(tenant, handle);
+    }
+    return handle;
+  }
+
+  #create(tenant: Tenant): TenantDb {
     const placement = placementOf(tenant);
     const statementTimeoutMs =
       tenant.config.limits?.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
