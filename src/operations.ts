@@ -26,6 +26,19 @@ function optionalNumber(params: Params, name: string): number | undefined {
 }
 
 /**
+ * A migration sent to a running server migrates to that server's entities: refuse when the
+ * caller's config declares others, so nobody migrates to a declaration they did not mean.
+ */
+function sameEntities(tenantry: Tenantry, params: Params): void {
+  if (params.digest !== undefined && params.digest !== tenantry.versions.digest) {
+    throw new TenantryError(
+      'conflict',
+      'the running server declares other entities than this config: restart it with this config, then migrate',
+    );
+  }
+}
+
+/**
  * Every engine action the CLI offers, by name. The CLI runs them in-process, or sends them to
  * the running server over its control socket when the embedded database is open there: the same
  * function runs either way.
@@ -43,12 +56,34 @@ export const operations = {
   'tenants.update': (t, p, c) => t.tenants.update(text(p, 'idOrSlug'), p.input, c),
   'tenants.activate': (t, p, c) => t.tenants.activate(text(p, 'idOrSlug'), c),
   'tenants.deactivate': (t, p, c) => t.tenants.deactivate(text(p, 'idOrSlug'), c),
-  'tenants.delete': (t, p, c) => t.tenants.delete(text(p, 'idOrSlug'), c),
+  'tenants.delete': (t, p, c) => t.tenants.delete(text(p, 'idOrSlug'), c, { purge: p.purge === true }),
+  'tenants.repair': (t, p, c) => t.tenants.repair(text(p, 'idOrSlug'), c),
   'tenants.regenerateKey': (t, p, c) => t.tenants.regenerateApiKey(text(p, 'idOrSlug'), c),
   'tenants.hosts.add': (t, p, c) => t.tenants.addHost(text(p, 'idOrSlug'), { host: p.host }, c),
   'tenants.hosts.remove': (t, p, c) => t.tenants.removeHost(text(p, 'idOrSlug'), text(p, 'host'), c),
   'tenants.keys.list': (t, p) =>
     t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
+  'servers.list': (t) => t.servers.list(),
+  'servers.add': (t, p, c) =>
+    t.servers.add({ name: text(p, 'name'), url: text(p, 'url'), adminUrl: optionalText(p, 'adminUrl') }, c),
+  'servers.remove': (t, p, c) => t.servers.remove(text(p, 'name'), c).then(() => ({ removed: p.name })),
+  'entities.plan': (t, p) => {
+    sameEntities(t, p);
+    return t.fleet.plan();
+  },
+  'entities.migrate': (t, p, c) => {
+    sameEntities(t, p);
+    return t.migrate(
+      {
+        ...(p.concurrency === undefined ? {} : { concurrency: optionalNumber(p, 'concurrency') }),
+        ...(p.canary === undefined ? {} : { canary: optionalNumber(p, 'canary') }),
+        ...(p.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: optionalNumber(p, 'lockTimeoutMs') }),
+        allowDestructive: p.allowDestructive === true,
+        wait: p.wait === true,
+      },
+      c,
+    );
+  },
   'audit.list': (t, p) =>
     t.audit({
       tenant: optionalText(p, 'tenant'),

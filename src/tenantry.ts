@@ -2,22 +2,34 @@ import { type ApiKeyInfo, listTenantKeys } from './auth/api-key-store.js';
 import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
-import type { Database, Session } from './db/database.js';
+import type { Database } from './db/database.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
-import { ensureRuntimeRole, grantControlPlaneAccess } from './db/roles.js';
-import { ensureEntitySchemas, SchemaDriftError } from './entities/entity-schema.js';
+import type { Entity } from './entities/entity.js';
+import { storageVersion, versionFor } from './entities/entity-ledger.js';
+import { diffTables, readTables } from './entities/entity-schema.js';
+import {
+  type EntityVersion,
+  EntityVersions,
+  type EntityView,
+  loadVersions,
+} from './entities/entity-versions.js';
 import { TenantryError } from './errors.js';
+import { DatabaseServers } from './isolation/database-servers.js';
+import { prepareEntityStorage } from './isolation/entity-storage.js';
+import { FleetMigration, type MigrateOptions, type MigrateReport } from './isolation/fleet-migration.js';
 import { TenantDatabases } from './isolation/tenant-databases.js';
 import { TenantDataAccess, type TenantDb } from './isolation/tenant-db.js';
-import { ROW_SCHEMA, tenantSchemaName } from './isolation/tenant-placement.js';
-import { TenantProvisioner } from './isolation/tenant-provisioner.js';
+import { TenantLocks } from './isolation/tenant-locks.js';
+import { databaseLocation, placementOf } from './isolation/tenant-placement.js';
+import { readDatabaseLedger, TenantProvisioner } from './isolation/tenant-provisioner.js';
 import { TenantCache } from './resolve/tenant-cache.js';
 import { TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
 import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runtime/audit-log.js';
 import { ChangeBus } from './runtime/change-bus.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
+import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
 
 export interface OpenTenantryOptions {
@@ -27,8 +39,9 @@ export interface OpenTenantryOptions {
   /** Apply control-plane migrations and create missing base tables first (default true). */
   readonly migrate?: boolean;
   /**
-   * Refuse to open when the declared entities do not match the tables (SchemaDriftError).
-   * `serve` sets it: it must never serve a mismatched schema. Operator commands do not.
+   * Refuse to open when the row-level or shared tables do not match the entity version they
+   * record (SchemaDriftError). `serve` sets it. Tenants behind the declared entities are served
+   * for the fields they have; tenants ahead of them are refused.
    */
   readonly verifyEntities?: boolean;
   readonly onBackgroundError?: (error: unknown) => void;
@@ -52,7 +65,13 @@ export class Tenantry {
   readonly migration: MigrationReport | undefined;
   readonly provisioner: TenantProvisioner;
   readonly data: TenantDataAccess;
+  readonly servers: DatabaseServers;
+  readonly locks: TenantLocks;
+  readonly versions: EntityVersions;
+  readonly fleet: FleetMigration;
   readonly #databases: TenantDatabases | undefined;
+  #sharedVersion: number | undefined;
+  #onBackgroundError: (error: unknown) => void;
   readonly #ownsDatabase: boolean;
 
   private constructor(options: {
@@ -68,18 +87,36 @@ export class Tenantry {
     this.bus = options.bus;
     this.migration = options.migration;
     this.#ownsDatabase = options.ownsDatabase;
-    const { url, adminUrl } = this.config.database;
+    this.#onBackgroundError = options.onBackgroundError;
+    this.servers = new DatabaseServers(this.db, this.config);
+    this.locks = new TenantLocks(this.db);
+    this.versions = new EntityVersions(this.config.entities);
     this.#databases =
-      this.db.driver === 'postgres' && url
+      this.db.driver === 'postgres' && this.config.database.url
         ? new TenantDatabases({
-            runtimeUrl: url,
-            adminUrl: adminUrl ?? url,
+            urls: (server) => this.servers.urls(server),
             maxConnections: this.config.database.maxTenantConnections,
           })
         : undefined;
-    this.provisioner = new TenantProvisioner(this.db, this.config, this.#databases);
+    this.provisioner = new TenantProvisioner(this.config, this.#databases, this.servers);
     this.data = new TenantDataAccess(this.db, this.config, this.#databases);
-    this.tenants = new TenantRegistry(this.db, this.bus, this.config, this.provisioner);
+    this.fleet = new FleetMigration({
+      db: this.db,
+      config: this.config,
+      bus: this.bus,
+      locks: this.locks,
+      databases: this.#databases,
+    });
+    this.tenants = new TenantRegistry(this.db, this.bus, this.config, {
+      provisioner: this.provisioner,
+      locks: this.locks,
+      storage: {
+        codeVersion: () => this.#codeVersion(),
+        rowEntities: () => this.#rowEntities(),
+        check: (tenant) => this.#checkTables(tenant),
+        servers: this.servers,
+      },
+    });
     this.apiKeys = new ApiKeyVerifier({
       db: this.db.runtime,
       bus: this.bus,
@@ -125,14 +162,16 @@ export class Tenantry {
         migration,
         onBackgroundError,
       });
-      if (options.verifyEntities) {
-        try {
-          await tenantry.#verifyDatabaseTenants();
-        } catch (error) {
-          await tenantry.close().catch(() => undefined);
-          throw error;
-        }
+      try {
+        await tenantry.#loadVersions(true);
+      } catch (error) {
+        await tenantry.close().catch(() => undefined);
+        throw error;
       }
+      bus.subscribe((change) => {
+        if (change === 'all' || change.kind === 'entities')
+          tenantry.#loadVersions(false).catch(onBackgroundError);
+      });
       return tenantry;
     } catch (error) {
       if (options.database === undefined) await db.close().catch(() => undefined);
@@ -140,20 +179,109 @@ export class Tenantry {
     }
   }
 
-  /** Database tenants' tables against the declared entities, a few databases at a time. */
-  async #verifyDatabaseTenants(): Promise<void> {
-    const { rows } = await this.db.owner.query<{ id: string }>(
-      "SELECT id FROM tenantry.tenants WHERE isolation = 'database' AND status IN ('active', 'inactive') ORDER BY id",
+  async #loadVersions(initial: boolean): Promise<void> {
+    const known = this.versions.latest;
+    const { rows } = await this.db.runtime.query<{ version: number }>(
+      'SELECT version FROM tenantry.entity_versions WHERE version > $1',
+      [initial ? 0 : known],
     );
-    const differences: string[] = [];
-    const queue = rows.map((row) => row.id);
-    const worker = async () => {
-      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
-        differences.push(...(await this.provisioner.checkDatabaseTenant(id)));
+    if (rows.length > 0 || initial) this.versions.add(await loadVersions(this.db.runtime), { initial });
+    this.#sharedVersion = await storageVersion(this.db.runtime, 'shared');
+  }
+
+  /** The code's registered entity version: registered when first needed (a new tenant, a migration). */
+  async #codeVersion(): Promise<EntityVersion> {
+    const known = this.versions.codeVersion;
+    if (known !== undefined) return this.versions.known(known)!;
+    const version = await this.db.owner.withSession((session) => versionFor(session, this.config.entities));
+    this.versions.add([version]);
+    return version;
+  }
+
+  async #rowEntities(): Promise<readonly Entity[]> {
+    const version = await storageVersion(this.db.owner, 'row');
+    await this.#ensureVersionLoaded(version);
+    return version === undefined ? this.config.entities : (this.versions.known(version)?.entities ?? []);
+  }
+
+  async #ensureVersionLoaded(version: number | undefined | null): Promise<void> {
+    if (version === undefined || version === null || this.versions.known(version)) return;
+    this.versions.add(await loadVersions(this.db.runtime));
+  }
+
+  /** Differences between a tenant's tables and the entity version it records. */
+  async #checkTables(tenant: Tenant): Promise<string[]> {
+    await this.#ensureVersionLoaded(tenant.schemaVersion);
+    const version = tenant.schemaVersion === null ? undefined : this.versions.known(tenant.schemaVersion);
+    if (!version) return [`tenant ${tenant.slug} records no entity version`];
+    const entities = version.entities.filter((entity) => entity.scope === 'tenant');
+    const placement = placementOf(tenant);
+    const where = placement.database ? `database ${placement.database}` : `schema ${placement.schema}`;
+    const read = async (db: Parameters<typeof readTables>[0]) => {
+      const tables = (await readTables(db, [placement.schema])).get(placement.schema)!;
+      const differences = diffTables(entities, tables, where);
+      if (placement.database) {
+        const ledger = await readDatabaseLedger(db);
+        if (ledger?.version !== version.version)
+          differences.push(
+            `${where}: records version ${ledger?.version ?? 'none'}, the control plane ${version.version}`,
+          );
       }
+      return differences;
     };
-    await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker));
-    if (differences.length > 0) throw new SchemaDriftError(differences.sort());
+    if (!placement.database) return read(this.db.owner);
+    if (!this.#databases) return [`${where}: database tenants need PostgreSQL`];
+    return this.#databases.use(databaseLocation(placement), 'owner', read);
+  }
+
+  /**
+   * The declared entities as a tenant's tables can serve them, synchronously when its version is
+   * loaded (undefined: call `loadEntityView`). Refuses a tenant whose tables are newer than this
+   * code: only a newer deployment may serve it.
+   */
+  entityView(tenant: Tenant): EntityView | undefined {
+    const version = tenant.schemaVersion ?? this.versions.codeVersion ?? this.versions.latest;
+    const newer = this.versions.isNewer(version);
+    if (newer === undefined) return undefined;
+    if (newer) throw tooNew(tenant.slug);
+    return this.versions.view(version);
+  }
+
+  async loadEntityView(tenant: Tenant): Promise<EntityView> {
+    const cached = this.entityView(tenant);
+    if (cached) return cached;
+    await this.#ensureVersionLoaded(tenant.schemaVersion);
+    const view = this.entityView(tenant);
+    if (!view) throw new TenantryError('unavailable', 'the tenant records an unknown entity version');
+    return view;
+  }
+
+  /** The shared entities as the shared tables can serve them. */
+  sharedEntityView(): EntityView {
+    const version = this.#sharedVersion ?? this.versions.codeVersion ?? this.versions.latest;
+    if (this.versions.isNewer(version) !== false && this.versions.known(version)) {
+      throw new TenantryError('unavailable', 'the shared tables were migrated by a newer deployment');
+    }
+    const view = this.versions.view(version);
+    if (!view) throw new TenantryError('unavailable', 'the shared tables record an unknown entity version');
+    return view;
+  }
+
+  /** `tenantry migrate`: every tenant's tables to the declared entities; then half-done tenants. */
+  async migrate(
+    options: MigrateOptions,
+    context: ActionContext,
+  ): Promise<MigrateReport & { pending?: unknown }> {
+    const report = await this.fleet.migrate(options);
+    await this.#loadVersions(false);
+    if (report.canary || report.interrupted || report.failed.length > 0) return report;
+    const pending = await this.tenants.finishPending(context);
+    if (this.#databases) {
+      await this.db.owner.withSession((session) =>
+        this.provisioner.dropTemplates(session, report.targetVersion),
+      );
+    }
+    return { ...report, pending };
   }
 
   async listKeys(idOrSlug: string, options: { includeRevoked?: boolean } = {}): Promise<ApiKeyInfo[]> {
@@ -185,6 +313,7 @@ export class Tenantry {
       throw new TenantryError('tenant_not_found', 'no such tenant');
     }
     if (tenant.status !== 'active') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
+    await this.loadEntityView(tenant);
     return fn(this.data.forTenant(tenant));
   }
 
@@ -195,23 +324,11 @@ export class Tenantry {
   }
 }
 
-async function prepareEntityStorage(db: Session, config: TenantryConfig, verify: boolean): Promise<void> {
-  const role = config.database.runtimeRole;
-  await ensureRuntimeRole(db, role);
-  await grantControlPlaneAccess(db, role);
-  const { rows } = await db.query<{ id: string }>(
-    "SELECT id FROM tenantry.tenants WHERE isolation = 'schema' AND status IN ('active', 'inactive')",
+function tooNew(slug: string): TenantryError {
+  return new TenantryError(
+    'unavailable',
+    `tenant ${slug} was migrated by a newer deployment than this server; it is served by the newer one`,
   );
-  try {
-    await ensureEntitySchemas(db, {
-      entities: config.entities,
-      runtimeRole: role,
-      rowSchema: ROW_SCHEMA,
-      tenantSchemas: verify ? rows.map((row) => tenantSchemaName(row.id)) : [],
-    });
-  } catch (error) {
-    if (verify || !(error instanceof SchemaDriftError)) throw error;
-  }
 }
 
 export const openTenantry = (options: OpenTenantryOptions): Promise<Tenantry> => Tenantry.open(options);

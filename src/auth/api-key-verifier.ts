@@ -52,7 +52,7 @@ export class ApiKeyVerifier {
       this.#generation += 1;
       if (change === 'all') this.#cache?.clear();
       else if (change.kind === 'key') this.#cache?.delete(change.keyId);
-      else this.#forgetTenant(change.tenantId);
+      else if (change.kind === 'tenant') this.#forgetTenant(change.tenantId);
     });
   }
 

@@ -10,7 +10,7 @@ import { Tenantry } from '../tenantry.js';
 
 export type OperationRunner = (name: OperationName, params?: Record<string, unknown>) => Promise<unknown>;
 
-function cliActor(): Actor {
+export function cliActor(): Actor {
   let id = 'unknown';
   try {
     id = userInfo().username;

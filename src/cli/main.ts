@@ -6,7 +6,8 @@ import { DataDirInUseError, openDatabase } from '../db/open-database.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { startServer } from '../server.js';
-import { withOperations } from './engine-client.js';
+import { cliActor, withOperations } from './engine-client.js';
+import { migrateCommand } from './migrate-command.js';
 import { createOutput, type Output } from './output.js';
 
 export const ExitCode = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
@@ -133,13 +134,19 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .addOption(
       new Option('--isolation <level>', 'where its rows live').choices(['row', 'schema', 'database']),
     )
+    .option('--server <name>', 'database server of a database tenant (default: the one with the fewest)')
     .action(
-      async (name: string, slug: string, options: GlobalOptions & { host: string[]; isolation?: string }) => {
+      async (
+        name: string,
+        slug: string,
+        options: GlobalOptions & { host: string[]; isolation?: string; server?: string },
+      ) => {
         const input = {
           name,
           slug,
           ...(options.host.length > 0 ? { hosts: options.host } : {}),
           ...(options.isolation ? { isolation: options.isolation } : {}),
+          ...(options.server ? { server: options.server } : {}),
         };
         const created = (await withOperations(config(options), (run) =>
           run('tenants.create', { input }),
@@ -188,7 +195,6 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     ['show', 'tenants.show', 'show a tenant'],
     ['activate', 'tenants.activate', 'activate a tenant'],
     ['deactivate', 'tenants.deactivate', 'deactivate a tenant: it stops resolving at once'],
-    ['delete', 'tenants.delete', 'delete a tenant (soft): keys revoked, hosts released'],
   ] as const;
   for (const [name, operation, description] of single) {
     tenantCommand(name, description)
@@ -201,6 +207,45 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         printTenant(out, tenant);
       });
   }
+
+  tenantCommand('delete', 'delete a tenant (soft): keys revoked, hosts released; --purge removes its data')
+    .argument('<idOrSlug>')
+    .option('--purge', 'also drop its rows, schema or database, keys and record (cannot be undone)')
+    .action(async (idOrSlug: string, options: GlobalOptions & { purge?: boolean }) => {
+      const tenant = (await withOperations(config(options), (run) =>
+        run('tenants.delete', { idOrSlug, purge: options.purge === true }),
+      )) as TenantJson;
+      if (options.json) return out.json(tenant);
+      printTenant(out, tenant);
+      if (options.purge) out.line('purged: its data, keys and record are gone (the audit trail stays)');
+    });
+
+  tenantCommand(
+    'repair',
+    'finish a tenant a crash left half done (provisioning or purge), or check its tables',
+  )
+    .argument('<idOrSlug>')
+    .action(async (idOrSlug: string, options: GlobalOptions) => {
+      const report = (await withOperations(config(options), (run) =>
+        run('tenants.repair', { idOrSlug }),
+      )) as {
+        tenant: TenantJson;
+        action: string;
+        detail: string;
+        apiKey?: { key: string; warning: string };
+        differences?: string[];
+      };
+      if (options.json) out.json(report);
+      else {
+        printTenant(out, report.tenant);
+        out.line(`repair:    ${report.action}: ${report.detail}`);
+        if (report.apiKey) {
+          out.line(`api key:   ${report.apiKey.key}`);
+          out.error(report.apiKey.warning);
+        }
+      }
+      if (report.differences && report.differences.length > 0) exitCode = ExitCode.FAILURE;
+    });
 
   tenantCommand('regenerate-key', 'revoke the tenant’s keys and print a new one (shown once)')
     .argument('<idOrSlug>')
@@ -247,6 +292,81 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
       out.table(list, ['keyId', 'name', 'createdAt', 'lastUsedAt', 'revokedAt']);
     });
 
+  withConfigOption(
+    program
+      .command('migrate')
+      .description(
+        'bring every tenant’s tables to the declared entities (resumable; tenants already current are skipped)',
+      ),
+  )
+    .option('--json', 'print the report (or plan) as JSON')
+    .option('--plan', 'print what would change, with the SQL per isolation level, and change nothing')
+    .option('--concurrency <n>', 'tenants migrated at once (default 4)', positiveInteger)
+    .option('--canary <n>', 'migrate this many tenants and stop', positiveInteger)
+    .option('--allow-destructive', 'allow dropping entities or fields and changing field types')
+    .option('--wait', 'wait for a migration already running instead of exiting')
+    .option(
+      '--lock-timeout <ms>',
+      'how long one tenant waits for a table lock (default 10000)',
+      positiveInteger,
+    )
+    .action(
+      async (
+        options: GlobalOptions & {
+          plan?: boolean;
+          concurrency?: number;
+          canary?: number;
+          allowDestructive?: boolean;
+          wait?: boolean;
+          lockTimeout?: number;
+        },
+      ) => {
+        if (options.concurrency === 0 || options.canary === 0) {
+          throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', 'must be at least 1');
+        }
+        exitCode = await migrateCommand(config(options), options, {
+          out,
+          stderr,
+          context: { actor: cliActor() },
+          interactive: (stderr as NodeJS.WriteStream).isTTY === true,
+        });
+      },
+    );
+
+  const servers = program.command('servers').description('PostgreSQL servers that hold database tenants');
+  withConfigOption(servers.command('list').description('list servers and their tenant counts'))
+    .option('--json', 'print JSON')
+    .action(async (options: GlobalOptions) => {
+      const list = (await withOperations(config(options), (run) => run('servers.list'))) as Record<
+        string,
+        unknown
+      >[];
+      if (options.json) return out.json(list);
+      out.table(list, ['name', 'url', 'tenants', 'createdAt']);
+    });
+  withConfigOption(
+    servers.command('add').description('add a server (it must answer and may create databases)'),
+  )
+    .option('--json', 'print JSON')
+    .option('--admin-url <url>', 'owner connection string, when the runtime one cannot create databases')
+    .argument('<name>')
+    .argument('<url>', 'connection string for the runtime role (postgres://...)')
+    .action(async (name: string, url: string, options: GlobalOptions & { adminUrl?: string }) => {
+      const added = (await withOperations(config(options), (run) =>
+        run('servers.add', { name, url, ...(options.adminUrl ? { adminUrl: options.adminUrl } : {}) }),
+      )) as Record<string, unknown>;
+      if (options.json) return out.json(added);
+      out.line(`added server ${name} (${String(added.url)})`);
+    });
+  withConfigOption(servers.command('remove').description('remove a server that holds no tenant'))
+    .option('--json', 'print JSON')
+    .argument('<name>')
+    .action(async (name: string, options: GlobalOptions) => {
+      const removed = await withOperations(config(options), (run) => run('servers.remove', { name }));
+      if (options.json) return out.json(removed);
+      out.line(`removed server ${name}`);
+    });
+
   withConfigOption(program.command('audit').description('show audit entries, newest first'))
     .option('--json', 'print JSON')
     .option('--tenant <idOrSlug>', 'only this tenant')
@@ -284,7 +404,10 @@ function reportError(error: unknown, out: Output): number {
   }
   if (isTenantryError(error)) {
     out.error(`error (${error.code}): ${error.message}`);
-    return ExitCode.FAILURE;
+    // A declaration that cannot be migrated is a config error: fix the config.
+    return error.code === 'validation_failed' && error.field === 'entities'
+      ? ExitCode.USAGE
+      : ExitCode.FAILURE;
   }
   if (error instanceof SchemaDriftError) {
     out.error(`schema error: ${error.message}`);

@@ -26,6 +26,8 @@ export const DatabaseConfigSchema = Type.Object(
     runtimeRole: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_]{0,62}$' })),
     /** Connections open across all tenant databases at most. */
     maxTenantConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    /** Copy new database tenants from a pre-built template database (default true). */
+    templates: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -91,6 +93,7 @@ export interface TenantryConfig {
     readonly maxConnections: number;
     readonly runtimeRole: string;
     readonly maxTenantConnections: number;
+    readonly templates: boolean;
   };
   readonly dataDir: string;
   readonly adminToken: string | undefined;

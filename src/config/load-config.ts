@@ -125,6 +125,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       maxConnections: file.database?.maxConnections ?? 10,
       runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
       maxTenantConnections: file.database?.maxTenantConnections ?? 50,
+      templates: file.database?.templates ?? true,
     },
     dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
     adminToken,

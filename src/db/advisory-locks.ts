@@ -13,7 +13,21 @@ export const LockKey = {
   TENANT_NAMESPACE: 2,
   /** Held while the runtime role, grants and base entity tables are checked and created at start. */
   ENTITY_STORAGE: 3,
+  /** Held by `tenantry migrate` for its whole run: two migrations never run at once. */
+  FLEET_MIGRATION: 4,
+  /** Held (per transaction) while a new entity version is registered. */
+  ENTITY_VERSIONS: 5,
+  /** Held while a database template is built on a server. */
+  DATABASE_TEMPLATES: 6,
 } as const;
+
+/** Namespace of per-tenant locks: provisioning, migration, repair and purge of one tenant. */
+export const TENANT_LOCK_NAMESPACE = 0x54_4e_54_54; // 'TNTT'
+
+/** The per-tenant lock key: 32 random bits of the tenant's UUID v7 (a collision only serialises). */
+export function tenantLockKey(tenantId: string): number {
+  return Number.parseInt(tenantId.replaceAll('-', '').slice(-8), 16) | 0;
+}
 
 /**
  * Runs `fn` on a dedicated connection while it holds a session-level advisory lock, so processes

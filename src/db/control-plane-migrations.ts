@@ -72,6 +72,53 @@ export const controlPlaneMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'entity-schema ledger, database servers, resumable purge',
+    sql: `
+      -- Every declaration of the entities that was applied, numbered; tables record the version they were built at.
+      CREATE TABLE tenantry.entity_versions (
+        version integer PRIMARY KEY,
+        digest text NOT NULL,
+        entities jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- The version of the tables shared by many tenants: 'row' (schema app) and 'shared'.
+      CREATE TABLE tenantry.storage_versions (
+        storage text PRIMARY KEY CHECK (storage IN ('row', 'shared')),
+        version integer NOT NULL REFERENCES tenantry.entity_versions (version),
+        migrated_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      -- PostgreSQL servers that hold database tenants; 'main' is the control plane's own server.
+      CREATE TABLE tenantry.database_servers (
+        name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9-]{0,39}$'),
+        url text,
+        admin_url text,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      INSERT INTO tenantry.database_servers (name) VALUES ('main');
+
+      -- Pre-built databases at one entity version that new database tenants are copied from.
+      CREATE TABLE tenantry.database_templates (
+        server text NOT NULL REFERENCES tenantry.database_servers (name),
+        version integer NOT NULL REFERENCES tenantry.entity_versions (version),
+        name text NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (server, version)
+      );
+
+      ALTER TABLE tenantry.tenants
+        ADD COLUMN schema_version integer REFERENCES tenantry.entity_versions (version),
+        ADD COLUMN server text REFERENCES tenantry.database_servers (name),
+        ADD COLUMN purge_requested_at timestamptz,
+        ADD COLUMN migration_error text;
+      UPDATE tenantry.tenants SET server = 'main' WHERE isolation = 'database';
+      CREATE INDEX tenants_schema_version_idx ON tenantry.tenants (schema_version, id) WHERE status <> 'deleted';
+      CREATE INDEX tenants_purge_idx ON tenantry.tenants (id) WHERE purge_requested_at IS NOT NULL;
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

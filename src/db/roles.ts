@@ -40,4 +40,7 @@ export async function grantControlPlaneAccess(db: Queryable, role: string): Prom
   await db.query(`GRANT SELECT ON tenantry.tenants, tenantry.tenant_hosts, tenantry.api_keys TO ${r}`);
   await db.query(`GRANT UPDATE (last_used_at) ON tenantry.api_keys TO ${r}`);
   await db.query(`GRANT INSERT ON tenantry.audit_log TO ${r}`);
+  await db.query(`GRANT SELECT ON tenantry.entity_versions, tenantry.storage_versions TO ${r}`);
+  // Runtime connections to tenant databases on other servers; the owner's URL stays private.
+  await db.query(`GRANT SELECT (name, url) ON tenantry.database_servers TO ${r}`);
 }

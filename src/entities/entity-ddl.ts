@@ -20,39 +20,12 @@ function literal(value: string | number | boolean): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-function columnSql(field: Field): string {
-  const parts = [quoteIdent(field.name), FIELD_TYPES[field.type]];
-  if (field.required) parts.push('NOT NULL');
-  if (field.default !== undefined && field.default !== null) {
-    parts.push(`DEFAULT ${literal(field.default)}::${FIELD_TYPES[field.type]}`);
-  }
-  return parts.join(' ');
-}
-
-function checks(entity: Entity, field: Field): string[] {
-  const column = quoteIdent(field.name);
-  const name = (suffix: string) => quoteIdent(`${entity.name}_${field.name}_${suffix}`.slice(0, 63));
-  const result: string[] = [];
-  if (field.maxLength !== undefined) {
-    result.push(`CONSTRAINT ${name('length')} CHECK (char_length(${column}) <= ${field.maxLength})`);
-  }
-  if (field.min !== undefined)
-    result.push(`CONSTRAINT ${name('min')} CHECK (${column} >= ${literal(field.min)})`);
-  if (field.max !== undefined)
-    result.push(`CONSTRAINT ${name('max')} CHECK (${column} <= ${literal(field.max)})`);
-  if (field.values !== undefined) {
-    result.push(
-      `CONSTRAINT ${name('values')} CHECK (${column} IN (${field.values.map(literal).join(', ')}))`,
-    );
-  }
-  return result;
-}
-
-function searchColumnSql(entity: Entity): string | undefined {
+/** The expression of the generated search column, or undefined without search fields. */
+function searchExpression(entity: Entity): string | undefined {
   const fields = entity.fields.filter((field) => field.search);
   if (fields.length === 0) return undefined;
   const document = fields.map((field) => `coalesce(${quoteIdent(field.name)}, '')`).join(` || ' ' || `);
-  return `${quoteIdent(SEARCH_COLUMN)} tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, ${document})) STORED`;
+  return `to_tsvector('simple'::regconfig, ${document})`;
 }
 
 /** Name of the full-text index; `__` keeps it apart from every field index name. */
@@ -87,122 +60,242 @@ export function uniqueConstraintName(entity: Entity, field: Field): string {
   return `${entity.name}_${field.name}_key`.slice(0, 63);
 }
 
+/** A column of an entity table. */
+export interface ColumnModel {
+  readonly name: string;
+  readonly type: string;
+  readonly notNull: boolean;
+  /** An SQL expression, already cast to the column type. */
+  readonly default: string | undefined;
+  /** The expression of a stored generated column (the search column). */
+  readonly generated: string | undefined;
+}
+
+/** A named constraint or index of a table; `field` is the declared field it derives from. */
+export interface NamedDefinition {
+  readonly name: string;
+  /** The definition after the name: `CHECK (...)`, `UNIQUE (...)`, `FOREIGN KEY ...`, `(cols)`. */
+  readonly definition: string;
+  readonly field: string | undefined;
+}
+
+/**
+ * Everything the DDL of one entity creates, by name, in a form that can be compared: creating a
+ * table renders it, and migrating compares two of them (see entity-migration.ts). Table names in
+ * foreign keys are left unqualified, filled in by `inSchema`.
+ */
+export interface TableModel {
+  readonly entity: Entity;
+  readonly columns: readonly ColumnModel[];
+  /** Primary key, checks and unique constraints (written inside CREATE TABLE). */
+  readonly constraints: readonly NamedDefinition[];
+  /** Indexes; the definition is what follows `ON <table>`. */
+  readonly indexes: readonly NamedDefinition[];
+  /** Foreign keys, created after every table exists. */
+  readonly foreignKeys: readonly NamedDefinition[];
+}
+
+const SCHEMA_PLACEHOLDER = '\u0000schema\u0000';
+
+/** Replaces the schema placeholder of a definition with the quoted schema. */
+export function inSchema(definition: string, schema: string): string {
+  return definition.replaceAll(SCHEMA_PLACEHOLDER, quoteIdent(schema));
+}
+
+function fieldColumn(field: Field): ColumnModel {
+  const type = FIELD_TYPES[field.type];
+  const hasDefault = field.default !== undefined && field.default !== null;
+  return {
+    name: field.name,
+    type,
+    notNull: field.required,
+    default: hasDefault ? `${literal(field.default as string | number | boolean)}::${type}` : undefined,
+    generated: undefined,
+  };
+}
+
+function checkDefinitions(entity: Entity, field: Field): NamedDefinition[] {
+  const column = quoteIdent(field.name);
+  const named = (suffix: string, definition: string): NamedDefinition => ({
+    name: `${entity.name}_${field.name}_${suffix}`.slice(0, 63),
+    definition,
+    field: field.name,
+  });
+  const result: NamedDefinition[] = [];
+  if (field.maxLength !== undefined)
+    result.push(named('length', `CHECK (char_length(${column}) <= ${field.maxLength})`));
+  if (field.min !== undefined) result.push(named('min', `CHECK (${column} >= ${literal(field.min)})`));
+  if (field.max !== undefined) result.push(named('max', `CHECK (${column} <= ${literal(field.max)})`));
+  if (field.values !== undefined)
+    result.push(named('values', `CHECK (${column} IN (${field.values.map(literal).join(', ')}))`));
+  return result;
+}
+
+function onDeleteSql(field: Field): string {
+  switch (field.ref?.onDelete) {
+    case 'cascade':
+      return 'CASCADE';
+    case 'set-null':
+      return `SET NULL (${quoteIdent(field.name)})`;
+    default:
+      return 'RESTRICT';
+  }
+}
+
+/** The table model of an entity, tenant or shared. */
+export function tableModel(entity: Entity): TableModel {
+  const tenantScoped = entity.scope === 'tenant';
+  const keyPrefix = tenantScoped ? 'tenant_id, ' : '';
+  const timestamp = (name: string): ColumnModel => ({
+    name,
+    type: 'timestamptz',
+    notNull: true,
+    default: 'now()',
+    generated: undefined,
+  });
+  const columns: ColumnModel[] = [
+    ...(tenantScoped
+      ? [{ name: 'tenant_id', type: 'uuid', notNull: true, default: undefined, generated: undefined }]
+      : []),
+    { name: 'id', type: 'uuid', notNull: true, default: undefined, generated: undefined },
+    ...entity.fields.map(fieldColumn),
+    timestamp('created_at'),
+    timestamp('updated_at'),
+  ];
+  const search = searchExpression(entity);
+  if (search)
+    columns.push({
+      name: SEARCH_COLUMN,
+      type: 'tsvector',
+      notNull: false,
+      default: undefined,
+      generated: search,
+    });
+  const constraints: NamedDefinition[] = [
+    { name: `${entity.name}_pkey`, definition: `PRIMARY KEY (${keyPrefix}id)`, field: undefined },
+    ...entity.fields.flatMap((field) => checkDefinitions(entity, field)),
+    ...entity.fields
+      .filter((field) => field.unique)
+      .map((field) => ({
+        name: uniqueConstraintName(entity, field),
+        definition: `UNIQUE (${keyPrefix}${quoteIdent(field.name)})`,
+        field: field.name,
+      })),
+  ];
+  const indexed = entity.fields.filter((field) =>
+    tenantScoped ? (field.index || field.ref) && !field.unique : field.index && !field.unique,
+  );
+  const indexes: NamedDefinition[] = indexed.map((field) => ({
+    name: `${entity.name}_${field.name}_idx`.slice(0, 63),
+    definition: `(${keyPrefix}${quoteIdent(field.name)})`,
+    field: field.name,
+  }));
+  if (search)
+    indexes.push({
+      name: searchIndexName(entity),
+      definition: `USING gin (${quoteIdent(SEARCH_COLUMN)})`,
+      field: SEARCH_COLUMN,
+    });
+  const foreignKeys: NamedDefinition[] = tenantScoped
+    ? entity.fields
+        .filter((field) => field.ref)
+        .map((field) => ({
+          name: `${entity.name}_${field.name}_fkey`.slice(0, 63),
+          definition:
+            `FOREIGN KEY (tenant_id, ${quoteIdent(field.name)}) REFERENCES ${SCHEMA_PLACEHOLDER}.${quoteIdent(field.ref!.entity)} ` +
+            `(tenant_id, id) ON DELETE ${onDeleteSql(field)}`,
+          field: field.name,
+        }))
+    : [];
+  return { entity, columns, constraints, indexes, foreignKeys };
+}
+
+/** `name type [NOT NULL] [DEFAULT ...]`, or the generated column. */
+export function columnDefinition(column: ColumnModel): string {
+  if (column.generated)
+    return `${quoteIdent(column.name)} ${column.type} GENERATED ALWAYS AS (${column.generated}) STORED`;
+  const parts = [quoteIdent(column.name), column.type];
+  if (column.notNull) parts.push('NOT NULL');
+  if (column.default !== undefined) parts.push(`DEFAULT ${column.default}`);
+  return parts.join(' ');
+}
+
 export interface EntityDdlOptions {
   /** Schema the tables go to (`app`, a tenant schema, `shared`). */
   readonly schema: string;
   readonly runtimeRole: string;
 }
 
+export function createIndexSql(table: string, index: NamedDefinition): string {
+  return `CREATE INDEX ${quoteIdent(index.name)} ON ${table} ${index.definition}`;
+}
+
+export function addConstraintSql(table: string, constraint: NamedDefinition, schema: string): string {
+  return `ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(constraint.name)} ${inSchema(constraint.definition, schema)}`;
+}
+
 /**
- * Statements that create the tables of `entities` in one schema: the same shape at every
- * isolation level (tenant_id, id, fields, timestamps; primary key (tenant_id, id); composite
- * foreign keys so no row can point into another tenant), forced row-level security with a
- * permissive and a restrictive tenant policy, and the runtime role's grants (no TRUNCATE).
- * Foreign keys come last, so entities may reference each other in any order.
+ * One table without its foreign keys: CREATE TABLE with its constraints, indexes, and for tenant
+ * entities forced row-level security with a permissive and a restrictive tenant policy and the
+ * runtime role's grants (no TRUNCATE); shared entities are only readable by the runtime role.
+ */
+export function createTableSql(model: TableModel, options: EntityDdlOptions): string[] {
+  const table = qualified(options.schema, model.entity.name);
+  const role = quoteIdent(options.runtimeRole);
+  const body = [
+    ...model.columns.map(columnDefinition),
+    ...model.constraints.map(
+      (constraint) => `CONSTRAINT ${quoteIdent(constraint.name)} ${constraint.definition}`,
+    ),
+  ];
+  const statements = [`CREATE TABLE ${table} (\n  ${body.join(',\n  ')}\n)`];
+  statements.push(...model.indexes.map((index) => createIndexSql(table, index)));
+  if (model.entity.scope === 'shared') {
+    statements.push(`REVOKE ALL ON ${table} FROM ${role}`);
+    statements.push(`GRANT SELECT ON ${table} TO ${role}`);
+    return statements;
+  }
+  statements.push(`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
+  statements.push(`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
+  statements.push(
+    `CREATE POLICY tenant_rows ON ${table} AS PERMISSIVE FOR ALL USING (${TENANT_PREDICATE}) WITH CHECK (${TENANT_PREDICATE})`,
+  );
+  // Restrictive: a permissive policy added later by anyone can never widen access past the tenant.
+  statements.push(
+    `CREATE POLICY tenant_isolation ON ${table} AS RESTRICTIVE FOR ALL USING (${TENANT_PREDICATE}) WITH CHECK (${TENANT_PREDICATE})`,
+  );
+  statements.push(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${role}`);
+  return statements;
+}
+
+function schemaStatements(options: EntityDdlOptions): string[] {
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`,
+    `GRANT USAGE ON SCHEMA ${quoteIdent(options.schema)} TO ${quoteIdent(options.runtimeRole)}`,
+  ];
+}
+
+/**
+ * Statements that create the tables of the tenant `entities` in one schema: the same shape at
+ * every isolation level (tenant_id, id, fields, timestamps; primary key (tenant_id, id);
+ * composite foreign keys so no row can point into another tenant). Foreign keys come last, so
+ * entities may reference each other in any order.
  */
 export function tenantTablesDdl(entities: readonly Entity[], options: EntityDdlOptions): string[] {
-  const tenantEntities = entities.filter((entity) => entity.scope === 'tenant');
-  const role = quoteIdent(options.runtimeRole);
-  const statements: string[] = [`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`];
-  statements.push(`GRANT USAGE ON SCHEMA ${quoteIdent(options.schema)} TO ${role}`);
-  for (const entity of tenantEntities) {
-    const table = qualified(options.schema, entity.name);
-    const columns = [
-      'tenant_id uuid NOT NULL',
-      'id uuid NOT NULL',
-      ...entity.fields.map(columnSql),
-      'created_at timestamptz NOT NULL DEFAULT now()',
-      'updated_at timestamptz NOT NULL DEFAULT now()',
-    ];
-    const search = searchColumnSql(entity);
-    if (search) columns.push(search);
-    const constraints = [
-      `CONSTRAINT ${quoteIdent(`${entity.name}_pkey`)} PRIMARY KEY (tenant_id, id)`,
-      ...entity.fields.flatMap((field) => checks(entity, field)),
-      ...entity.fields
-        .filter((field) => field.unique)
-        .map(
-          (field) =>
-            `CONSTRAINT ${quoteIdent(uniqueConstraintName(entity, field))} UNIQUE (tenant_id, ${quoteIdent(field.name)})`,
-        ),
-    ];
-    statements.push(`CREATE TABLE ${table} (\n  ${[...columns, ...constraints].join(',\n  ')}\n)`);
-    for (const field of entity.fields.filter((f) => (f.index || f.ref) && !f.unique)) {
-      const index = quoteIdent(`${entity.name}_${field.name}_idx`.slice(0, 63));
-      statements.push(`CREATE INDEX ${index} ON ${table} (tenant_id, ${quoteIdent(field.name)})`);
-    }
-    if (search) {
-      statements.push(
-        `CREATE INDEX ${quoteIdent(searchIndexName(entity))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
-      );
-    }
-    statements.push(`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
-    statements.push(`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
-    statements.push(
-      `CREATE POLICY tenant_rows ON ${table} AS PERMISSIVE FOR ALL USING (${TENANT_PREDICATE}) WITH CHECK (${TENANT_PREDICATE})`,
-    );
-    // Restrictive: a permissive policy added later by anyone can never widen access past the tenant.
-    statements.push(
-      `CREATE POLICY tenant_isolation ON ${table} AS RESTRICTIVE FOR ALL USING (${TENANT_PREDICATE}) WITH CHECK (${TENANT_PREDICATE})`,
-    );
-    statements.push(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${role}`);
-  }
-  for (const entity of tenantEntities) {
-    for (const field of entity.fields.filter((f) => f.ref)) {
-      const ref = field.ref!;
-      const onDelete =
-        ref.onDelete === 'cascade'
-          ? 'CASCADE'
-          : ref.onDelete === 'set-null'
-            ? `SET NULL (${quoteIdent(field.name)})`
-            : 'RESTRICT';
-      statements.push(
-        `ALTER TABLE ${qualified(options.schema, entity.name)} ADD CONSTRAINT ${quoteIdent(`${entity.name}_${field.name}_fkey`.slice(0, 63))} ` +
-          `FOREIGN KEY (tenant_id, ${quoteIdent(field.name)}) REFERENCES ${qualified(options.schema, ref.entity)} (tenant_id, id) ON DELETE ${onDelete}`,
-      );
-    }
-  }
-  return statements;
+  const models = entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
+  return [
+    ...schemaStatements(options),
+    ...models.flatMap((model) => createTableSql(model, options)),
+    ...models.flatMap((model) =>
+      model.foreignKeys.map((fk) =>
+        addConstraintSql(qualified(options.schema, model.entity.name), fk, options.schema),
+      ),
+    ),
+  ];
 }
 
 /** Statements for shared entities: schema `shared`, the runtime role may only read. */
 export function sharedTablesDdl(entities: readonly Entity[], options: EntityDdlOptions): string[] {
-  const shared = entities.filter((entity) => entity.scope === 'shared');
-  const role = quoteIdent(options.runtimeRole);
-  const statements = [
-    `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`,
-    `GRANT USAGE ON SCHEMA ${quoteIdent(options.schema)} TO ${role}`,
-  ];
-  for (const entity of shared) {
-    const table = qualified(options.schema, entity.name);
-    const columns = [
-      'id uuid PRIMARY KEY',
-      ...entity.fields.map(columnSql),
-      'created_at timestamptz NOT NULL DEFAULT now()',
-      'updated_at timestamptz NOT NULL DEFAULT now()',
-      ...entity.fields.flatMap((field) => checks(entity, field)),
-      ...entity.fields
-        .filter((field) => field.unique)
-        .map(
-          (field) =>
-            `CONSTRAINT ${quoteIdent(uniqueConstraintName(entity, field))} UNIQUE (${quoteIdent(field.name)})`,
-        ),
-    ];
-    const search = searchColumnSql(entity);
-    if (search) columns.splice(entity.fields.length + 3, 0, search);
-    statements.push(`CREATE TABLE ${table} (\n  ${columns.join(',\n  ')}\n)`);
-    for (const field of entity.fields.filter((f) => f.index && !f.unique)) {
-      statements.push(
-        `CREATE INDEX ${quoteIdent(`${entity.name}_${field.name}_idx`.slice(0, 63))} ON ${table} (${quoteIdent(field.name)})`,
-      );
-    }
-    if (search) {
-      statements.push(
-        `CREATE INDEX ${quoteIdent(searchIndexName(entity))} ON ${table} USING gin (${quoteIdent(SEARCH_COLUMN)})`,
-      );
-    }
-    statements.push(`REVOKE ALL ON ${table} FROM ${role}`);
-    statements.push(`GRANT SELECT ON ${table} TO ${role}`);
-  }
-  return statements;
+  const models = entities.filter((entity) => entity.scope === 'shared').map(tableModel);
+  return [...schemaStatements(options), ...models.flatMap((model) => createTableSql(model, options))];
 }

@@ -33,6 +33,8 @@ function adminView(tenant: Tenant) {
     isolation: tenant.isolation,
     hosts: [...tenant.hosts],
     config: tenant.config as TenantConfig,
+    schemaVersion: tenant.schemaVersion,
+    server: tenant.server,
     createdAt: tenant.createdAt.toISOString(),
     updatedAt: tenant.updatedAt.toISOString(),
   };

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
-import { EntityRepository, type ListQuery } from '../entities/entity-repository.js';
+import type { ListQuery } from '../entities/entity-repository.js';
+import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { actionContext } from './request-context.js';
 import { problemResponses } from './schemas.js';
@@ -13,7 +14,17 @@ export function adminSharedRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
     const db = tenantry.data.forSharedAdmin();
     for (const entity of tenantry.config.entities.filter((e) => e.scope === 'shared')) {
-      const repository = new EntityRepository(entity);
+      // The shared tables may be behind the code during a rollout: their version decides.
+      const repository = () => {
+        const found = tenantry.sharedEntityView().repository(entity.name);
+        if (!found) {
+          throw new TenantryError(
+            'unavailable',
+            `${entity.name} is not available until the shared tables are migrated (tenantry migrate)`,
+          );
+        }
+        return found;
+      };
       const base = `/admin/shared/${entity.name}`;
       const tags = ['admin', entity.name];
       const security = [{ adminToken: [] }];
@@ -26,12 +37,12 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         });
 
       app.get(base, { schema: { tags, security, summary: `List shared ${entity.name}` } }, async (request) =>
-        repository.list(db, request.query as ListQuery),
+        repository().list(db, request.query as ListQuery),
       );
       app.get(
         `${base}/:id`,
         { schema: { tags, security, params: IdParams, response: { 200: row, ...problemResponses } } },
-        async (request) => repository.get(db, (request.params as { id: string }).id),
+        async (request) => repository().get(db, (request.params as { id: string }).id),
       );
       app.post(
         base,
@@ -44,7 +55,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
           },
         },
         async (request, reply) => {
-          const created = await repository.create(db, request.body);
+          const created = await repository().create(db, request.body);
           await audit('create', String(created.id), request);
           reply.code(201);
           return created;
@@ -63,7 +74,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         },
         async (request) => {
           const id = (request.params as { id: string }).id;
-          const updated = await repository.update(db, id, request.body);
+          const updated = await repository().update(db, id, request.body);
           await audit('update', id, request);
           return updated;
         },
@@ -73,7 +84,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         { schema: { tags, security, params: IdParams, response: { 204: Type.Null(), ...problemResponses } } },
         async (request, reply) => {
           const id = (request.params as { id: string }).id;
-          await repository.delete(db, id);
+          await repository().delete(db, id);
           await audit('delete', id, request);
           reply.code(204).send();
         },

@@ -95,7 +95,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   );
   // /tenant-info shows only what a tenant's own login page would: the host alone may ask.
   await app.register(tenantScope(tenantry, tenantRoutes, { allowAnonymous: true }));
-  await app.register(tenantScope(tenantry, entityRoutes(tenantry.config.entities)));
+  await app.register(tenantScope(tenantry, entityRoutes(tenantry)));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // The interactive docs page serves its own bundled assets: no CDN, works offline.
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });

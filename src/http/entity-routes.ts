@@ -2,8 +2,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Entity } from '../entities/entity.js';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
-import { EntityRepository, type ListQuery, MAX_BATCH } from '../entities/entity-repository.js';
+import type { EntityRepository } from '../entities/entity-repository.js';
+import { type ListQuery, MAX_BATCH } from '../entities/entity-repository.js';
 import { TenantryError } from '../errors.js';
+import type { Tenantry } from '../tenantry.js';
 import { problemResponses } from './schemas.js';
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) }, { additionalProperties: false });
@@ -20,13 +22,54 @@ function listQuery(request: FastifyRequest): ListQuery {
 }
 
 /**
+ * The repository of an entity for this request: the tenant's tables may be at an older entity
+ * version than the code (a rollout in progress), so entities and fields they lack are refused
+ * as unavailable rather than failing in SQL, and nothing is written to a column that is not there.
+ */
+function repositoryFor(
+  request: FastifyRequest,
+  tenantry: Tenantry,
+  entity: Entity,
+  body?: unknown,
+): EntityRepository {
+  const view = entity.scope === 'shared' ? tenantry.sharedEntityView() : request.entityView;
+  const repository = view?.repository(entity.name);
+  if (!view || !repository) {
+    throw new TenantryError(
+      'unavailable',
+      `${entity.name} is not available for this tenant until its tables are migrated (tenantry migrate)`,
+    );
+  }
+  const missing = view.missingFields(entity.name);
+  if (missing.length > 0 && body !== undefined) {
+    const rows = Array.isArray((body as { rows?: unknown }).rows)
+      ? (body as { rows: unknown[] }).rows
+      : [body];
+    for (const row of rows) {
+      const field = missing.find(
+        (name) => row !== null && typeof row === 'object' && Object.hasOwn(row, name),
+      );
+      if (field) {
+        throw new TenantryError(
+          'unavailable',
+          `${entity.name}.${field} is not available for this tenant until its tables are migrated`,
+          { field },
+        );
+      }
+    }
+  }
+  return repository;
+}
+
+/**
  * The REST API of the declared entities, under /api/v1. Registered inside the tenant scope:
  * every handler works through `request.db`, which is bound to the resolved tenant.
  */
-export function entityRoutes(entities: readonly Entity[]) {
+export function entityRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
-    for (const entity of entities) {
-      const repository = new EntityRepository(entity);
+    for (const entity of tenantry.config.entities) {
+      const repo = (request: FastifyRequest, body?: unknown) =>
+        repositoryFor(request, tenantry, entity, body);
       const base = `/api/v1/${entity.name}`;
       const tags = [entity.name];
       const row = outputSchema(entity);
@@ -44,7 +87,7 @@ export function entityRoutes(entities: readonly Entity[]) {
             },
           },
         },
-        async (request) => repository.list(request.db, listQuery(request)),
+        async (request) => repo(request).list(request.db, listQuery(request)),
       );
 
       app.get(
@@ -57,7 +100,7 @@ export function entityRoutes(entities: readonly Entity[]) {
             response: { 200: row, ...problemResponses },
           },
         },
-        async (request) => repository.get(request.db, (request.params as { id: string }).id),
+        async (request) => repo(request).get(request.db, (request.params as { id: string }).id),
       );
 
       if (readOnly) {
@@ -81,7 +124,7 @@ export function entityRoutes(entities: readonly Entity[]) {
           },
         },
         async (request, reply) => {
-          const created = await repository.create(request.db, request.body);
+          const created = await repo(request, request.body).create(request.db, request.body);
           reply.code(201).header('location', `${base}/${created.id}`);
           return created;
         },
@@ -101,7 +144,8 @@ export function entityRoutes(entities: readonly Entity[]) {
           },
         },
         async (request, reply) => {
-          const items = await repository.createMany(request.db, (request.body as { rows: unknown[] }).rows);
+          const rows = (request.body as { rows: unknown[] }).rows;
+          const items = await repo(request, request.body).createMany(request.db, rows);
           reply.code(201);
           return { items };
         },
@@ -118,7 +162,8 @@ export function entityRoutes(entities: readonly Entity[]) {
             response: { 200: row, ...problemResponses },
           },
         },
-        async (request) => repository.update(request.db, (request.params as { id: string }).id, request.body),
+        async (request) =>
+          repo(request, request.body).update(request.db, (request.params as { id: string }).id, request.body),
       );
 
       app.delete(
@@ -132,7 +177,7 @@ export function entityRoutes(entities: readonly Entity[]) {
           },
         },
         async (request, reply) => {
-          await repository.delete(request.db, (request.params as { id: string }).id);
+          await repo(request).delete(request.db, (request.params as { id: string }).id);
           reply.code(204).send();
         },
       );

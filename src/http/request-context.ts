@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { EntityView } from '../entities/entity-versions.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { ActionContext, Actor } from '../runtime/actor.js';
@@ -19,6 +20,8 @@ declare module 'fastify' {
     readonly db: TenantDb;
     /** @internal set by the tenant hook; read `db`. */
     tenantDb: TenantDb | null;
+    /** The declared entities as the tenant's tables can serve them (its entity-schema version). */
+    entityView: EntityView | null;
   }
 }
 

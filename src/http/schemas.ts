@@ -52,6 +52,10 @@ export const AdminTenantSchema = Type.Object({
   isolation: Isolation,
   hosts: Type.Array(Type.String()),
   config: TenantConfigSchema,
+  schemaVersion: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'Entity-schema version of its tables (null while provisioning)',
+  }),
+  server: Type.Union([Type.String(), Type.Null()], { description: 'Database server of a database tenant' }),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });

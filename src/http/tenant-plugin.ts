@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { EntityView } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
@@ -32,7 +33,12 @@ export function tenantScope(
   options: TenantScopeOptions = {},
 ) {
   return async function tenantScopePlugin(scope: FastifyInstance): Promise<void> {
-    const admit = (request: FastifyRequest, reply: FastifyReply, resolution: Resolution): void => {
+    const admit = (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      resolution: Resolution,
+      view: EntityView,
+    ): void => {
       request.tenant = resolution.tenant;
       request.tenantResolution = resolution;
       request.actor = resolution.keyId
@@ -44,7 +50,24 @@ export function tenantScope(
       if (request.actor.kind === 'anonymous' && !options.allowAnonymous) {
         throw new TenantryError('unauthenticated', 'this route needs credentials: send an X-API-Key');
       }
+      request.entityView = view;
       request.tenantDb = tenantry.data.forTenant(resolution.tenant);
+    };
+    // The slow path: resolution or the tenant's entity version not in memory yet.
+    const admitLater = (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      resolving: Promise<Resolution>,
+      done: (error?: Error) => void,
+    ): void => {
+      resolving
+        .then(async (resolution) => {
+          admit(request, reply, resolution, await tenantry.loadEntityView(resolution.tenant));
+        })
+        .then(
+          () => done(),
+          (error: Error) => done(error),
+        );
     };
     // A callback hook, not an async one: in the steady state (everything cached) the request goes
     // on without a promise or a tick.
@@ -54,25 +77,21 @@ export function tenantScope(
       let cached: Resolution | undefined;
       try {
         cached = tenantry.resolver.resolveCached(credentials);
-        if (cached) admit(request, reply, cached);
+        const view = cached && tenantry.entityView(cached.tenant);
+        if (cached && view) {
+          admit(request, reply, cached, view);
+          done();
+          return;
+        }
       } catch (error) {
         done(error as Error);
         return;
       }
-      if (cached) {
-        done();
-        return;
-      }
-      tenantry.resolver.resolve(credentials, actionContext(request)).then(
-        (resolution) => {
-          try {
-            admit(request, reply, resolution);
-            done();
-          } catch (error) {
-            done(error as Error);
-          }
-        },
-        (error: Error) => done(error),
+      admitLater(
+        request,
+        reply,
+        cached ? Promise.resolve(cached) : tenantry.resolver.resolve(credentials, actionContext(request)),
+        done,
       );
     });
     await routes(scope);

@@ -50,6 +50,7 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
     app.decorateRequest('tenantResolution', null);
     app.decorateRequest('actor', null);
     app.decorateRequest('tenantDb', null);
+    app.decorateRequest('entityView', null);
     app.decorateRequest('db', {
       getter(this: FastifyRequest) {
         // Outside a tenant scope there is no tenant, so there is no database to give.

@@ -1,11 +1,11 @@
 import type { ConnectionPool, Database } from '../db/database.js';
 import { openPostgres } from '../db/postgres-driver.js';
 import { TenantryError } from '../errors.js';
+import type { ServerUrls } from './database-servers.js';
 
 export interface TenantDatabasesOptions {
-  /** Owner connection string of the main server; tenant databases are reached by swapping the name. */
-  readonly adminUrl: string;
-  readonly runtimeUrl: string;
+  /** Connection strings of a database server; tenant databases are reached by swapping the name. */
+  readonly urls: (server: string) => Promise<ServerUrls>;
   /** Connections open across all tenant databases at most. */
   readonly maxConnections: number;
   /** Connections per tenant database at most (runtime and owner pools together). */
@@ -22,8 +22,14 @@ export function databaseUrl(base: string, database: string): string {
   return url.toString();
 }
 
-interface Entry {
+/** A tenant database: its server and its name there. */
+export interface DatabaseLocation {
+  readonly server: string;
   readonly database: string;
+}
+
+interface Entry {
+  readonly key: string;
   readonly opened: Promise<Database>;
   leases: number;
   lastUsed: number;
@@ -62,8 +68,12 @@ export class TenantDatabases {
   }
 
   /** Runs `fn` with a pool of the tenant database, leased for the duration. */
-  async use<T>(database: string, kind: PoolKind, fn: (pool: ConnectionPool) => Promise<T>): Promise<T> {
-    const entry = await this.#acquire(database);
+  async use<T>(
+    location: DatabaseLocation,
+    kind: PoolKind,
+    fn: (pool: ConnectionPool) => Promise<T>,
+  ): Promise<T> {
+    const entry = await this.#acquire(location);
     try {
       const db = await entry.opened;
       return await fn(kind === 'owner' ? db.owner : db.runtime);
@@ -74,18 +84,19 @@ export class TenantDatabases {
     }
   }
 
-  async #acquire(database: string): Promise<Entry> {
+  async #acquire(location: DatabaseLocation): Promise<Entry> {
     const deadline = Date.now() + this.#options.acquireTimeoutMs;
+    const key = keyOf(location);
     for (;;) {
       if (this.#closed) throw new TenantryError('unavailable', 'the server is shutting down');
-      const existing = this.#entries.get(database);
+      const existing = this.#entries.get(key);
       if (existing) {
         existing.leases += 1;
         return existing;
       }
       if (this.#entries.size >= this.maxPools) this.#evictOneIdle();
       if (this.#entries.size < this.maxPools) {
-        const entry = this.#open(database);
+        const entry = this.#open(location);
         entry.leases += 1;
         return entry;
       }
@@ -102,19 +113,24 @@ export class TenantDatabases {
     }
   }
 
-  #open(database: string): Entry {
-    const separateOwner = this.#options.adminUrl !== this.#options.runtimeUrl;
-    const opened = openPostgres({
-      url: databaseUrl(this.#options.runtimeUrl, database),
-      adminUrl: databaseUrl(this.#options.adminUrl, database),
-      maxConnections: separateOwner ? Math.max(1, this.#options.perDatabase - 1) : this.#options.perDatabase,
-      ownerConnections: 1,
-      applicationName: 'tenantry-tenant',
+  #open(location: DatabaseLocation): Entry {
+    const key = keyOf(location);
+    const opened = this.#options.urls(location.server).then((urls) => {
+      const separateOwner = urls.adminUrl !== urls.url;
+      return openPostgres({
+        url: databaseUrl(urls.url, location.database),
+        adminUrl: databaseUrl(urls.adminUrl, location.database),
+        maxConnections: separateOwner
+          ? Math.max(1, this.#options.perDatabase - 1)
+          : this.#options.perDatabase,
+        ownerConnections: 1,
+        applicationName: 'tenantry-tenant',
+      });
     });
-    const entry: Entry = { database, opened, leases: 0, lastUsed: Date.now() };
-    this.#entries.set(database, entry);
+    const entry: Entry = { key, opened, leases: 0, lastUsed: Date.now() };
+    this.#entries.set(key, entry);
     opened.catch(() => {
-      if (this.#entries.get(database) === entry) this.#entries.delete(database);
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
       this.#wakeOne();
     });
     return entry;
@@ -136,7 +152,7 @@ export class TenantDatabases {
   }
 
   #close(entry: Entry): Promise<void> {
-    this.#entries.delete(entry.database);
+    this.#entries.delete(entry.key);
     this.#wakeOne();
     return entry.opened.then(
       (db) => db.close(),
@@ -149,11 +165,12 @@ export class TenantDatabases {
   }
 
   /** Closes the pool of one database (before it is dropped); waits for its leases to end. */
-  async release(database: string): Promise<void> {
-    const entry = this.#entries.get(database);
+  async release(location: DatabaseLocation): Promise<void> {
+    const key = keyOf(location);
+    const entry = this.#entries.get(key);
     if (!entry) return;
     while (entry.leases > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-    if (this.#entries.get(database) === entry) await this.#close(entry);
+    if (this.#entries.get(key) === entry) await this.#close(entry);
   }
 
   async close(): Promise<void> {
@@ -162,4 +179,8 @@ export class TenantDatabases {
     for (const wake of this.#waiters.splice(0)) wake();
     await Promise.all([...this.#entries.values()].map((entry) => this.#close(entry)));
   }
+}
+
+function keyOf(location: DatabaseLocation): string {
+  return `${location.server}/${location.database}`;
 }

@@ -10,7 +10,7 @@ import type {
 import { quoteIdent } from '../db/identifiers.js';
 import type { Tenant } from '../tenants/tenant.js';
 import type { TenantDatabases } from './tenant-databases.js';
-import { placementOf, SHARED_SCHEMA, type TenantPlacement } from './tenant-placement.js';
+import { databaseLocation, placementOf, SHARED_SCHEMA, type TenantPlacement } from './tenant-placement.js';
 
 /**
  * A database handle bound to one tenant. Every statement runs inside a tenant transaction:
@@ -82,7 +82,7 @@ export class TenantDataAccess {
     const owner = this.#db.owner;
     return {
       tenantId: '',
-      placement: { tenantId: '', schema: SHARED_SCHEMA, database: undefined },
+      placement: { tenantId: '', schema: SHARED_SCHEMA, database: undefined, server: undefined },
       query: (sql, params) => owner.query(sql, params),
       transaction: (fn) => owner.transaction(fn),
       queryShared: (sql, params) => owner.query(sql, params),
@@ -114,9 +114,9 @@ export class TenantDataAccess {
     let pool: PoolSource = this.#db.runtime;
     if (placement.database) {
       const databases = this.#databases;
-      const database = placement.database;
+      const location = databaseLocation(placement);
       if (!databases) throw new Error('database tenants need PostgreSQL');
-      pool = (fn) => databases.use(database, 'runtime', fn);
+      pool = (fn) => databases.use(location, 'runtime', fn);
     }
     return new ScopedTenantDb(tenant.id, placement, pool, settings, this.#db.runtime, sharedSettings);
   }

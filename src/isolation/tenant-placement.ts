@@ -29,15 +29,35 @@ export interface TenantPlacement {
   readonly schema: string;
   /** Its own database, for `database` tenants. */
   readonly database: string | undefined;
+  /** The database server of its own database (`main` unless placed elsewhere). */
+  readonly server: string | undefined;
 }
 
-export function placementOf(tenant: Pick<Tenant, 'id' | 'isolation'>): TenantPlacement {
+export function placementOf(
+  tenant: Pick<Tenant, 'id' | 'isolation'> & { readonly server?: string | null },
+): TenantPlacement {
   switch (tenant.isolation) {
     case 'row':
-      return { tenantId: tenant.id, schema: ROW_SCHEMA, database: undefined };
+      return { tenantId: tenant.id, schema: ROW_SCHEMA, database: undefined, server: undefined };
     case 'schema':
-      return { tenantId: tenant.id, schema: tenantSchemaName(tenant.id), database: undefined };
+      return {
+        tenantId: tenant.id,
+        schema: tenantSchemaName(tenant.id),
+        database: undefined,
+        server: undefined,
+      };
     case 'database':
-      return { tenantId: tenant.id, schema: ROW_SCHEMA, database: tenantDatabaseName(tenant.id) };
+      return {
+        tenantId: tenant.id,
+        schema: ROW_SCHEMA,
+        database: tenantDatabaseName(tenant.id),
+        server: tenant.server ?? 'main',
+      };
   }
+}
+
+/** Where a database tenant's database is, for the pools. */
+export function databaseLocation(placement: TenantPlacement): { server: string; database: string } {
+  if (!placement.database) throw new Error('not a database tenant');
+  return { server: placement.server ?? 'main', database: placement.database };
 }

@@ -33,7 +33,8 @@ export class TenantCache {
       this.#generation += 1;
       this.#hosts.clear();
       this.#slugs.clear();
-      if (change === 'all') this.#byId.clear();
+      // A migration of the row-level tables changes the schema version of every row tenant.
+      if (change === 'all' || change.kind === 'entities') this.#byId.clear();
       else this.#byId.delete(change.tenantId);
     });
   }

@@ -3,7 +3,9 @@ import type { Database, Listener, Queryable } from '../db/database.js';
 /** Something cached elsewhere became stale. */
 export type Change =
   | { readonly kind: 'tenant'; readonly tenantId: string }
-  | { readonly kind: 'key'; readonly tenantId: string; readonly keyId: string };
+  | { readonly kind: 'key'; readonly tenantId: string; readonly keyId: string }
+  /** Entity versions or the versions of shared tables changed (a migration ran). */
+  | { readonly kind: 'entities' };
 
 export type ChangeHandler = (change: Change | 'all') => void;
 
@@ -14,6 +16,7 @@ function parseChange(payload: string): Change | undefined {
     const value = JSON.parse(payload) as Partial<Change>;
     if (value.kind === 'tenant' && typeof value.tenantId === 'string')
       return { kind: 'tenant', tenantId: value.tenantId };
+    if (value.kind === 'entities') return { kind: 'entities' };
     if (value.kind === 'key' && typeof value.tenantId === 'string' && typeof value.keyId === 'string') {
       return { kind: 'key', tenantId: value.tenantId, keyId: value.keyId };
     }

@@ -14,6 +14,8 @@ export const CreateTenantInputSchema = Type.Object(
     slug: Slug,
     hosts: Type.Optional(Hosts),
     isolation: Type.Optional(Isolation),
+    /** The database server of a `database` tenant (default: the one with the fewest tenants). */
+    server: Type.Optional(Type.String({ maxLength: 40 })),
     config: Type.Optional(TenantConfigSchema),
   },
   { additionalProperties: false },

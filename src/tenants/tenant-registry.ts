@@ -3,10 +3,14 @@ import type { IssuedApiKey } from '../auth/api-key-store.js';
 import { insertApiKey, prepareApiKey, revokeTenantKeys } from '../auth/api-key-store.js';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
-import type { Database, Queryable } from '../db/database.js';
+import type { Database, Queryable, Session } from '../db/database.js';
 import { constraintOf, isSqlState } from '../db/sqlstate.js';
+import type { Entity } from '../entities/entity.js';
+import type { EntityVersion } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
-import type { TenantProvisioner } from '../isolation/tenant-provisioner.js';
+import type { DatabaseServers } from '../isolation/database-servers.js';
+import type { TenantLocks } from '../isolation/tenant-locks.js';
+import type { ProvisionedTenant, TenantProvisioner } from '../isolation/tenant-provisioner.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { Change, ChangeBus } from '../runtime/change-bus.js';
@@ -57,6 +61,26 @@ interface Mutation<T> {
 
 const MAX_PAGE = 1000;
 
+/** What the registry needs of the entity-schema ledger and the servers. */
+export interface TenantStorage {
+  /** The code's entity version (registered on first use): new tenants are built at it. */
+  codeVersion(): Promise<EntityVersion>;
+  /** The entities the row-level tables are at (what a row tenant's purge deletes from). */
+  rowEntities(): Promise<readonly Entity[]>;
+  /** Differences between a tenant's tables and its recorded version. */
+  check(tenant: Tenant): Promise<string[]>;
+  readonly servers: DatabaseServers;
+}
+
+export interface RepairReport {
+  readonly tenant: Tenant;
+  readonly action: 'provisioned' | 'purged' | 'checked' | 'none';
+  readonly detail: string;
+  /** A new key for a tenant whose provisioning was finished, shown once. */
+  readonly apiKey?: IssuedApiKey;
+  readonly differences?: readonly string[];
+}
+
 /**
  * The tenants of this deployment: creation, lookup, changes and soft deletion. Every change is
  * one transaction that also writes its audit entry and announces itself to other processes.
@@ -67,12 +91,21 @@ export class TenantRegistry {
   readonly #config: TenantryConfig;
 
   readonly #provisioner: TenantProvisioner;
+  readonly #locks: TenantLocks;
+  readonly #storage: TenantStorage;
 
-  constructor(db: Database, bus: ChangeBus, config: TenantryConfig, provisioner: TenantProvisioner) {
+  constructor(
+    db: Database,
+    bus: ChangeBus,
+    config: TenantryConfig,
+    provisioning: { provisioner: TenantProvisioner; locks: TenantLocks; storage: TenantStorage },
+  ) {
     this.#db = db;
     this.#bus = bus;
     this.#config = config;
-    this.#provisioner = provisioner;
+    this.#provisioner = provisioning.provisioner;
+    this.#locks = provisioning.locks;
+    this.#storage = provisioning.storage;
   }
 
   async create(input: unknown, context: ActionContext): Promise<CreatedTenant> {
@@ -81,22 +114,34 @@ export class TenantRegistry {
     const hosts = this.#checkHosts(data.hosts ?? []);
     const isolation = this.#checkIsolation(data.isolation ?? this.#config.tenancy.defaultIsolation);
     const name = checkName(data.name);
+    if (data.server !== undefined && isolation !== 'database') {
+      throw new TenantryError('validation_failed', 'only database tenants are placed on a server', {
+        field: 'server',
+      });
+    }
     // The key's slow hash runs on the thread pool while schema or database tenants are built.
     const preparing = prepareApiKey(this.#config.apiKeys.iterations);
     preparing.catch(() => undefined);
     const id = uuidv7();
 
     const audit = { action: 'tenant.create', target: slug, tenantId: id };
-    const insert = async (tx: Queryable, status: TenantStatus) => {
+    const insert = async (tx: Queryable, status: TenantStatus, version: number | null) => {
       await lockNamespace(tx);
       await this.#assertSlugFree(tx, slug, id);
       await this.#assertHostsFree(tx, hosts, id, slug);
+      const server = isolation === 'database' ? await this.#storage.servers.choose(tx, data.server) : null;
+      // Row tenants share the row-level tables: they are at those tables' version, read with a
+      // share lock so a migration of those tables commits before or after, never around, this.
       await tx.query(
-        `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
-        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {})],
+        `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config, server, schema_version)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7,
+                 CASE WHEN $5 = 'row'
+                      THEN (SELECT version FROM tenantry.storage_versions WHERE storage = 'row' FOR SHARE)
+                      ELSE $8::integer END)`,
+        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {}), server, version],
       );
       await insertHosts(tx, id, hosts);
+      return server;
     };
     const finish = async (tx: Queryable): Promise<Mutation<CreatedTenant>> => {
       const apiKey = await insertApiKey(tx, id, await preparing);
@@ -108,57 +153,173 @@ export class TenantRegistry {
       // Hashed before the transaction: it must not hold the namespace lock for tens of ms.
       await preparing;
       return this.#mutate(context, audit, async (tx) => {
-        await insert(tx, 'active');
+        await insert(tx, 'active', null);
         return finish(tx);
       });
     }
     // Schema and database tenants: reserve the slug and hosts as `provisioning` (unroutable),
-    // build the schema or database, then activate. A failure in between is cleaned up; a crash
-    // leaves a `provisioning` tenant that never resolves and that a retry can finish.
-    await this.#db.owner
-      .transaction((tx) => insert(tx, 'provisioning'))
-      .catch((error: unknown) => {
-        throw translateConstraintError(error);
-      });
-    try {
-      await this.#provisioner.provision({ id, isolation });
-    } catch (error) {
-      await this.#abandon(id, isolation, context, audit, error);
-      throw new TenantryError('unavailable', 'the tenant could not be provisioned; nothing was kept', {
-        cause: error,
-      });
-    }
-    await preparing;
-    return this.#mutate(context, audit, async (tx) => {
-      const { rowCount } = await tx.query(
-        "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'provisioning'",
-        [id],
+    // build the schema or database, then activate, all under the tenant's lock. A failure in
+    // between is cleaned up; a crash releases the lock and leaves a `provisioning` tenant that
+    // never resolves and that `tenants repair` (or the next `migrate`) finishes.
+    const version = await this.#storage.codeVersion();
+    return this.#locks.with(id, async (session) => {
+      const server = await session
+        .transaction((tx) => insert(tx, 'provisioning', null))
+        .catch((error: unknown) => {
+          throw translateConstraintError(error);
+        });
+      try {
+        await this.#provisioner.provision(session, { id, isolation, server }, version);
+      } catch (error) {
+        await this.#abandon(session, { id, isolation, server }, context, audit, error);
+        throw new TenantryError('unavailable', 'the tenant could not be provisioned; nothing was kept', {
+          cause: error,
+        });
+      }
+      await preparing;
+      return this.#mutate(
+        context,
+        audit,
+        async (tx) => {
+          await activateProvisioned(tx, id, version.version);
+          return finish(tx);
+        },
+        session,
       );
-      if (rowCount === 0) throw new TenantryError('conflict', 'the tenant changed while it was provisioned');
-      return finish(tx);
     });
   }
 
   async #abandon(
-    id: string,
-    isolation: IsolationLevel,
+    session: Session,
+    tenant: ProvisionedTenant,
     context: ActionContext,
     audit: { action: string; target: string; tenantId: string },
     cause: unknown,
   ): Promise<void> {
     try {
-      await this.#provisioner.deprovision({ id, isolation });
-      await this.#db.owner.query("DELETE FROM tenantry.tenants WHERE id = $1 AND status = 'provisioning'", [
-        id,
+      await this.#provisioner.deprovision(session, tenant, []);
+      await session.query("DELETE FROM tenantry.tenants WHERE id = $1 AND status = 'provisioning'", [
+        tenant.id,
       ]);
     } catch {
-      // The tenant stays `provisioning`: it never resolves, and a retry or repair finishes it.
+      // The tenant stays `provisioning`: it never resolves, and a repair finishes it.
     }
-    await recordAudit(this.#db.owner, context, {
+    await recordAudit(session, context, {
       ...audit,
       outcome: 'failure',
       details: { code: 'provisioning_failed', reason: cause instanceof Error ? cause.name : 'unknown' },
     }).catch(() => undefined);
+  }
+
+  /**
+   * Finishes what a crash interrupted for one tenant: a `provisioning` tenant is built and
+   * activated (with a new API key, shown once: nobody ever saw the first one); a deleted tenant
+   * waiting for its purge is purged; a live tenant's tables are checked against its version.
+   */
+  async repair(idOrSlug: string, context: ActionContext): Promise<RepairReport> {
+    const tenant = await this.get(idOrSlug, { includeDeleted: true });
+    if (tenant.status === 'deleted') {
+      if (!(await this.#purgePending(tenant.id)))
+        return { tenant, action: 'none', detail: 'deleted without purge: nothing to repair' };
+      await this.purge(tenant.id, context);
+      return { tenant, action: 'purged', detail: 'the purge was finished' };
+    }
+    if (tenant.status === 'provisioning') {
+      const version = await this.#storage.codeVersion();
+      const issued = await this.#locks.with(
+        tenant.id,
+        async (session) => {
+          const current = await this.findById(tenant.id, session);
+          if (current?.status !== 'provisioning') return undefined;
+          await this.#provisioner.provision(session, current, version);
+          const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+          return this.#mutate(
+            context,
+            { action: 'tenant.repair', target: tenant.slug, tenantId: tenant.id },
+            async (tx) => {
+              await activateProvisioned(tx, tenant.id, version.version);
+              const apiKey = await insertApiKey(tx, tenant.id, prepared);
+              return { result: apiKey, changes: [{ kind: 'tenant', tenantId: tenant.id }] };
+            },
+            session,
+          );
+        },
+        { wait: false },
+      );
+      const repaired = await this.get(tenant.id);
+      return issued
+        ? { tenant: repaired, action: 'provisioned', detail: 'provisioning was finished', apiKey: issued }
+        : { tenant: repaired, action: 'none', detail: 'already provisioned' };
+    }
+    const differences = await this.#storage.check(tenant);
+    return {
+      tenant,
+      action: 'checked',
+      detail:
+        differences.length === 0
+          ? `tables match entity version ${tenant.schemaVersion}`
+          : `tables differ from entity version ${tenant.schemaVersion}:\n  ${differences.join('\n  ')}`,
+      differences,
+    };
+  }
+
+  async #purgePending(id: string): Promise<boolean> {
+    const { rows } = await this.#db.owner.query(
+      'SELECT 1 FROM tenantry.tenants WHERE id = $1 AND purge_requested_at IS NOT NULL',
+      [id],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Removes a deleted tenant for good: its rows, schema or database, its keys and its record
+   * (the audit trail stays). The tenant stopped resolving when it was deleted (keys revoked and
+   * hosts released first), so nothing routable is left while this runs; it is resumable.
+   */
+  async purge(id: string, context: ActionContext): Promise<void> {
+    await this.#locks.with(id, async (session) => {
+      const tenant = await this.findById(id, session);
+      if (!tenant) return;
+      if (tenant.status !== 'deleted' && tenant.status !== 'provisioning') {
+        throw new TenantryError('conflict', 'only a deleted tenant can be purged', { field: 'status' });
+      }
+      await this.#provisioner.deprovision(session, tenant, await this.#storage.rowEntities());
+      await session.transaction(async (tx) => {
+        await tx.query('DELETE FROM tenantry.tenants WHERE id = $1', [id]);
+        await recordAudit(tx, context, {
+          action: 'tenant.purge',
+          target: tenant.slug,
+          tenantId: id,
+          outcome: 'success',
+          details: { isolation: tenant.isolation },
+        });
+      });
+    });
+  }
+
+  /**
+   * Tenants a crash left half done: `provisioning` ones nobody is working on, and deleted ones
+   * waiting for their purge. `migrate` finishes them after the fleet.
+   */
+  async finishPending(
+    context: ActionContext,
+  ): Promise<{ repaired: string[]; purged: string[]; failed: string[] }> {
+    const { rows } = await this.#db.owner.query<{ id: string; status: TenantStatus }>(
+      `SELECT id, status FROM tenantry.tenants
+        WHERE status = 'provisioning' OR purge_requested_at IS NOT NULL ORDER BY id`,
+    );
+    const result = { repaired: [] as string[], purged: [] as string[], failed: [] as string[] };
+    for (const row of rows) {
+      if (await this.#locks.isBusy(row.id)) continue;
+      try {
+        const report = await this.repair(row.id, context);
+        if (report.action === 'provisioned') result.repaired.push(row.id);
+        if (report.action === 'purged') result.purged.push(row.id);
+      } catch {
+        result.failed.push(row.id);
+      }
+    }
+    return result;
   }
 
   /** Looks a tenant up by id or slug; deleted tenants only by id and only when asked for. */
@@ -249,8 +410,27 @@ export class TenantRegistry {
    * Soft delete: the tenant stops resolving at once (its keys are revoked and its hosts released
    * first), its slug becomes free, and its record stays for the audit trail.
    */
-  async delete(idOrSlug: string, context: ActionContext): Promise<Tenant> {
-    const current = await this.get(idOrSlug);
+  async delete(idOrSlug: string, context: ActionContext, options: { purge?: boolean } = {}): Promise<Tenant> {
+    const found = await this.get(idOrSlug, { includeDeleted: options.purge === true });
+    if (options.purge && (found.status === 'deleted' || found.status === 'provisioning')) {
+      await this.#db.owner.query(
+        'UPDATE tenantry.tenants SET purge_requested_at = coalesce(purge_requested_at, now()) WHERE id = $1',
+        [found.id],
+      );
+      await this.purge(found.id, context);
+      return { ...found, status: 'deleted' };
+    }
+    const deleted = await this.#softDelete(found, idOrSlug, context, options.purge === true);
+    if (options.purge) await this.purge(deleted.id, context);
+    return deleted;
+  }
+
+  async #softDelete(
+    current: Tenant,
+    idOrSlug: string,
+    context: ActionContext,
+    purge: boolean,
+  ): Promise<Tenant> {
     return this.#mutate(
       context,
       { action: 'tenant.delete', target: current.slug, tenantId: current.id },
@@ -258,9 +438,10 @@ export class TenantRegistry {
         const revoked = await revokeTenantKeys(tx, current.id);
         await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
         const { rowCount } = await tx.query(
-          `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+          `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now(),
+                  purge_requested_at = CASE WHEN $2 THEN now() END
           WHERE id = $1 AND status <> 'deleted'`,
-          [current.id],
+          [current.id, purge],
         );
         if (rowCount === 0) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
         const tenant = await this.#load(tx, current.id);
@@ -420,10 +601,11 @@ export class TenantRegistry {
     context: ActionContext,
     audit: { action: string; target: string; tenantId: string },
     work: (tx: Queryable) => Promise<Mutation<T>>,
+    session: Session = this.#db.owner,
   ): Promise<T> {
     let mutation: Mutation<T>;
     try {
-      mutation = await this.#db.owner.transaction(async (tx) => {
+      mutation = await session.transaction(async (tx) => {
         const done = await work(tx);
         for (const change of done.changes) await this.#bus.announce(tx, change);
         await recordAudit(tx, context, { ...audit, outcome: 'success' });
@@ -431,7 +613,7 @@ export class TenantRegistry {
       });
     } catch (error) {
       const translated = translateConstraintError(error);
-      await recordAudit(this.#db.owner, context, {
+      await recordAudit(session, context, {
         ...audit,
         outcome: 'failure',
         details: { code: translated instanceof TenantryError ? translated.code : 'internal' },
@@ -527,6 +709,15 @@ export class TenantRegistry {
       }
     }
   }
+}
+
+async function activateProvisioned(tx: Queryable, id: string, version: number): Promise<void> {
+  const { rowCount } = await tx.query(
+    `UPDATE tenantry.tenants SET status = 'active', schema_version = $2, updated_at = now()
+      WHERE id = $1 AND status = 'provisioning'`,
+    [id, version],
+  );
+  if (rowCount === 0) throw new TenantryError('conflict', 'the tenant changed while it was provisioned');
 }
 
 async function lockNamespace(tx: Queryable): Promise<void> {

@@ -45,6 +45,10 @@ export interface Tenant {
   readonly isolation: IsolationLevel;
   readonly config: Readonly<TenantConfig>;
   readonly hosts: readonly string[];
+  /** The entity-schema version its tables were built at (null while provisioning). */
+  readonly schemaVersion: number | null;
+  /** The database server of a `database` tenant. */
+  readonly server: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -83,6 +87,8 @@ export interface TenantRow {
   isolation: IsolationLevel;
   config: TenantConfig;
   hosts: string[] | null;
+  schema_version: number | null;
+  server: string | null;
   created_at: Date | string;
   updated_at: Date | string;
   [column: string]: unknown;
@@ -97,11 +103,13 @@ export function tenantFromRow(row: TenantRow): Tenant {
     isolation: row.isolation,
     config: Object.freeze(row.config ?? {}),
     hosts: Object.freeze([...(row.hosts ?? [])].sort()),
+    schemaVersion: row.schema_version === null ? null : Number(row.schema_version),
+    server: row.server ?? null,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   });
 }
 
 /** The SELECT list that builds a TenantRow, hosts aggregated. Alias `t` must be tenantry.tenants. */
-export const TENANT_COLUMNS = `t.id, t.slug, t.name, t.status, t.isolation, t.config, t.created_at, t.updated_at,
+export const TENANT_COLUMNS = `t.id, t.slug, t.name, t.status, t.isolation, t.config, t.schema_version, t.server, t.created_at, t.updated_at,
   coalesce((SELECT array_agg(h.host ORDER BY h.host) FROM tenantry.tenant_hosts h WHERE h.tenant_id = t.id), '{}') AS hosts`;

@@ -27,9 +27,9 @@ const originalProvision = TenantProvisioner.prototype.provision;
 function failAfterProvisioning(env: TestEnv): Provisioned[] {
   const seen: Provisioned[] = [];
   const provisioner = env.tenantry.provisioner;
-  vi.spyOn(provisioner, 'provision').mockImplementation(async (tenant) => {
+  vi.spyOn(provisioner, 'provision').mockImplementation(async (session, tenant, version) => {
     seen.push(tenant);
-    await originalProvision.call(provisioner, tenant);
+    await originalProvision.call(provisioner, session, tenant, version);
     throw new Error('injected: provisioning failed after the tables were built');
   });
   return seen;
@@ -263,9 +263,9 @@ describe.each(DRIVERS)('schema tenant provisioning on %s', (driver) => {
     'a statement that fails in the middle of the DDL rolls the schema back and keeps nothing',
     async () => {
       const seen: Provisioned[] = [];
-      vi.spyOn(env.tenantry.provisioner, 'provision').mockImplementation(async (tenant) => {
+      vi.spyOn(env.tenantry.provisioner, 'provision').mockImplementation(async (session, tenant, version) => {
         seen.push(tenant);
-        return originalProvision.call(env.tenantry.provisioner, tenant);
+        return originalProvision.call(env.tenantry.provisioner, session, tenant, version);
       });
       // A real database error, raised when the second table of a tenant schema is created.
       await query(`CREATE FUNCTION public.refuse_tenant_tasks() RETURNS event_trigger LANGUAGE plpgsql AS $$

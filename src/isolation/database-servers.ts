@@ -1,0 +1,225 @@
+import pg from 'pg';
+import type { TenantryConfig } from '../config/config-schema.js';
+import type { Database, Queryable } from '../db/database.js';
+import { ensureRuntimeRole } from '../db/roles.js';
+import { isSqlState } from '../db/sqlstate.js';
+import { TenantryError } from '../errors.js';
+import type { ActionContext } from '../runtime/actor.js';
+import { recordAudit } from '../runtime/audit-log.js';
+
+/** The control plane's own server: tenant databases go there unless other servers are added. */
+export const MAIN_SERVER = 'main';
+
+const SERVER_NAME = /^[a-z][a-z0-9-]{0,39}$/;
+
+/** How to reach a server: the runtime role's and the owner's connection strings. */
+export interface ServerUrls {
+  readonly url: string;
+  readonly adminUrl: string;
+}
+
+export interface ServerInfo {
+  readonly name: string;
+  /** The runtime connection string without its password. */
+  readonly url: string;
+  readonly tenants: number;
+  readonly createdAt: string;
+}
+
+/** A connection string with its password masked, for listings and messages. */
+export function maskUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+async function checkReachable(url: string, runtimeRole: string, owner: boolean): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    if (owner) {
+      const { rows } = await client.query<{ allowed: boolean }>(
+        'SELECT rolsuper OR rolcreatedb AS allowed FROM pg_roles WHERE rolname = current_user',
+      );
+      if (!rows[0]?.allowed) throw new Error('its owner role may not create databases (CREATEDB)');
+      await ensureRuntimeRole(client, runtimeRole);
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The PostgreSQL servers that hold database tenants, and the choice of one for a new tenant.
+ * `main` is the control plane's own server; others are added with their connection strings,
+ * which are checked (they must answer, and may create databases) before they are recorded.
+ */
+export class DatabaseServers {
+  readonly #db: Database;
+  readonly #config: TenantryConfig;
+  readonly #cache = new Map<string, ServerUrls>();
+
+  constructor(db: Database, config: TenantryConfig) {
+    this.#db = db;
+    this.#config = config;
+  }
+
+  /** Connection strings of a server; throws `not_found` for an unknown name. */
+  async urls(name: string): Promise<ServerUrls> {
+    const cached = this.#cache.get(name);
+    if (cached) return cached;
+    let urls: ServerUrls;
+    const { url, adminUrl } = this.#config.database;
+    if (name === MAIN_SERVER) {
+      if (!url)
+        throw new TenantryError('validation_failed', 'database tenants need PostgreSQL (DATABASE_URL)');
+      urls = { url, adminUrl: adminUrl ?? url };
+    } else {
+      const row = await this.#row(name);
+      urls = { url: row.url, adminUrl: row.admin_url ?? row.url };
+    }
+    this.#cache.set(name, urls);
+    return urls;
+  }
+
+  async #row(name: string): Promise<{ url: string; admin_url: string | null }> {
+    // The owner URL is readable by the owner only; a runtime-only process reaches tenant
+    // databases as the runtime role and never provisions.
+    const pool = this.#config.database.adminUrl ? this.#db.owner : this.#db.runtime;
+    const { rows } = await pool.query<{ url: string; admin_url: string | null }>(
+      'SELECT url, admin_url FROM tenantry.database_servers WHERE name = $1 AND url IS NOT NULL',
+      [name],
+    );
+    if (!rows[0])
+      throw new TenantryError('not_found', `no database server "${clip(name)}"`, { field: 'server' });
+    return rows[0];
+  }
+
+  async list(): Promise<ServerInfo[]> {
+    const { rows } = await this.#db.owner.query<{
+      name: string;
+      url: string | null;
+      tenants: number;
+      created_at: Date | string;
+    }>(
+      `SELECT s.name, s.url, s.created_at, count(t.id)::int AS tenants
+         FROM tenantry.database_servers s
+         LEFT JOIN tenantry.tenants t ON t.server = s.name
+        GROUP BY s.name ORDER BY s.name`,
+    );
+    return rows.map((row) => ({
+      name: row.name,
+      url: maskUrl(row.url ?? this.#config.database.url ?? ''),
+      tenants: Number(row.tenants),
+      createdAt: new Date(row.created_at).toISOString(),
+    }));
+  }
+
+  /** The server for a new database tenant: the one asked for, or the one with the fewest tenants. */
+  async choose(tx: Queryable, requested: string | undefined): Promise<string> {
+    if (requested !== undefined) {
+      const { rows } = await tx.query('SELECT 1 FROM tenantry.database_servers WHERE name = $1', [requested]);
+      if (rows.length === 0)
+        throw new TenantryError('validation_failed', `no database server "${clip(requested)}"`, {
+          field: 'server',
+        });
+      return requested;
+    }
+    const { rows } = await tx.query<{ name: string }>(
+      `SELECT s.name FROM tenantry.database_servers s
+         LEFT JOIN tenantry.tenants t ON t.server = s.name AND t.status <> 'deleted'
+        GROUP BY s.name ORDER BY count(t.id), s.name = 'main' DESC, s.name LIMIT 1`,
+    );
+    return rows[0]?.name ?? MAIN_SERVER;
+  }
+
+  async add(
+    input: { name: string; url: string; adminUrl?: string | undefined },
+    context: ActionContext,
+  ): Promise<ServerInfo> {
+    if (this.#db.driver !== 'postgres')
+      throw new TenantryError('validation_failed', 'database servers need PostgreSQL (DATABASE_URL)');
+    if (typeof input.name !== 'string' || !SERVER_NAME.test(input.name)) {
+      throw new TenantryError(
+        'validation_failed',
+        'a server name is 1 to 40 characters of a-z, 0-9 and -, starting with a letter',
+        { field: 'name' },
+      );
+    }
+    for (const [field, value] of [
+      ['url', input.url],
+      ['adminUrl', input.adminUrl],
+    ] as const) {
+      if (value === undefined && field === 'adminUrl') continue;
+      if (typeof value !== 'string' || !/^postgres(ql)?:\/\//.test(value) || !URL.canParse(value)) {
+        throw new TenantryError('validation_failed', `${field} must be a postgres:// connection string`, {
+          field,
+        });
+      }
+    }
+    const role = this.#config.database.runtimeRole;
+    try {
+      await checkReachable(input.adminUrl ?? input.url, role, true);
+      if (input.adminUrl && input.adminUrl !== input.url) await checkReachable(input.url, role, false);
+    } catch (error) {
+      throw new TenantryError(
+        'validation_failed',
+        `server "${input.name}" at ${maskUrl(input.url)} cannot be used: ${error instanceof Error ? error.message : String(error)}`,
+        { field: 'url' },
+      );
+    }
+    try {
+      await this.#db.owner.transaction(async (tx) => {
+        await tx.query('INSERT INTO tenantry.database_servers (name, url, admin_url) VALUES ($1, $2, $3)', [
+          input.name,
+          input.url,
+          input.adminUrl ?? null,
+        ]);
+        await recordAudit(tx, context, { action: 'server.add', target: input.name, outcome: 'success' });
+      });
+    } catch (error) {
+      if (isSqlState(error, 'UNIQUE_VIOLATION'))
+        throw new TenantryError('conflict', `server "${input.name}" already exists`, { field: 'name' });
+      throw error;
+    }
+    const added = (await this.list()).find((server) => server.name === input.name);
+    if (!added) throw new TenantryError('conflict', 'the server was removed while it was added');
+    return added;
+  }
+
+  /** Refused while any tenant (even a deleted one not yet purged) has its database there. */
+  async remove(name: string, context: ActionContext): Promise<void> {
+    if (name === MAIN_SERVER) throw new TenantryError('conflict', 'the main server cannot be removed');
+    await this.#db.owner.transaction(async (tx) => {
+      const { rows } = await tx.query<{ name: string }>(
+        'SELECT name FROM tenantry.database_servers WHERE name = $1 FOR UPDATE',
+        [name],
+      );
+      if (rows.length === 0) throw new TenantryError('not_found', `no database server "${clip(name)}"`);
+      const { rows: tenants } = await tx.query<{ count: number }>(
+        'SELECT count(*)::int AS count FROM tenantry.tenants WHERE server = $1',
+        [name],
+      );
+      const count = Number(tenants[0]?.count ?? 0);
+      if (count > 0) {
+        throw new TenantryError(
+          'conflict',
+          `server "${name}" still holds ${count} tenant database(s); move or purge them first`,
+        );
+      }
+      await tx.query('DELETE FROM tenantry.database_templates WHERE server = $1', [name]);
+      await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
+      await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
+    });
+    this.#cache.delete(name);
+  }
+}
+
+function clip(value: string): string {
+  const text = String(value);
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
