@@ -63,8 +63,9 @@ export function patchInputSchema(entity: Entity): TSchema {
 export function outputSchema(entity: Entity): TSchema {
   const properties: Record<string, TSchema> = { id: Type.String({ format: 'uuid' }) };
   for (const field of entity.fields) {
-    properties[field.name] =
-      field.type === 'json' ? Type.Unknown() : Type.Union([valueSchema(field), Type.Null()]);
+    const value = field.type === 'json' ? Type.Unknown() : Type.Union([valueSchema(field), Type.Null()]);
+    // Absent (not null) while the tenant's tables are at an entity version without the field.
+    properties[field.name] = Type.Optional(value);
   }
   properties.created_at = Type.String({ format: 'date-time' });
   properties.updated_at = Type.String({ format: 'date-time' });
