@@ -177,13 +177,59 @@ export function adminRoutes(tenantry: Tenantry) {
         schema: {
           tags,
           security,
-          summary: 'Delete a tenant (soft: it stops resolving at once, its record stays)',
+          summary:
+            'Delete a tenant (soft: it stops resolving at once, its record stays); ?purge=true also removes its data, keys and record',
           params: IdOrSlugParams,
+          querystring: Type.Object({ purge: Type.Optional(BooleanQuery) }, { additionalProperties: false }),
           response: tenantResponse,
         },
       },
       async (request) =>
-        adminView(await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request))),
+        adminView(
+          await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request), {
+            purge: request.query.purge === 'true',
+          }),
+        ),
+    );
+
+    app.post(
+      '/admin/tenants/:idOrSlug/repair',
+      {
+        schema: {
+          tags,
+          security,
+          summary:
+            'Finish a tenant a crash left half done (provisioning, purge), or check its tables against its entity version',
+          params: IdOrSlugParams,
+          response: {
+            200: Type.Object({
+              tenant: AdminTenantSchema,
+              action: Type.Union([
+                Type.Literal('provisioned'),
+                Type.Literal('purged'),
+                Type.Literal('checked'),
+                Type.Literal('none'),
+              ]),
+              detail: Type.String(),
+              apiKey: Type.Optional(IssuedKeySchema),
+              differences: Type.Optional(Type.Array(Type.String())),
+            }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request) => {
+        const report = await tenantry.tenants.repair(request.params.idOrSlug, actionContext(request));
+        return {
+          tenant: adminView(report.tenant),
+          action: report.action,
+          detail: report.detail,
+          ...(report.apiKey
+            ? { apiKey: { keyId: report.apiKey.keyId, key: report.apiKey.key, warning: report.apiKey.warning } }
+            : {}),
+          ...(report.differences ? { differences: [...report.differences] } : {}),
+        };
+      },
     );
 
     for (const action of ['activate', 'deactivate'] as const) {

@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
 import type { Tenantry } from '../tenantry.js';
+import { adminFleetRoutes } from './admin-fleet-routes.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminSharedRoutes } from './admin-shared-routes.js';
@@ -90,6 +91,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   await app.register(
     adminScope(options.adminGuard, (scope) => {
       adminRoutes(tenantry)(scope);
+      adminFleetRoutes(tenantry)(scope);
       adminSharedRoutes(tenantry)(scope);
     }),
   );
