@@ -154,8 +154,13 @@ export function planMigration(
   };
 }
 
+/** One step per statement: each runs as one extended-protocol command. */
 function createTableSteps(model: TableModel): Step[] {
-  return [(t) => createTableSql(model, t).join(';\n')];
+  const count = createTableSql(model, { schema: 'x', runtimeRole: 'x' }).length;
+  return Array.from(
+    { length: count },
+    (_, index) => (t: MigrationTarget) => createTableSql(model, t)[index]!,
+  );
 }
 
 function dropConstraint(table: string, constraint: NamedDefinition): Step {
@@ -206,7 +211,7 @@ function diffTable(old: TableModel, next: TableModel, context: DiffContext): voi
       changes.push(`add field ${name}.${column.name}`);
       continue;
     }
-    alterColumn(previous, column, name, table, context, retyped);
+    alterColumn(previous, column, next.entity, table, context, retyped);
   }
 
   // The search column is generated: a different document means dropping and adding it again
@@ -255,12 +260,13 @@ function diffTable(old: TableModel, next: TableModel, context: DiffContext): voi
 function alterColumn(
   previous: ColumnModel,
   column: ColumnModel,
-  entity: string,
+  owner: Entity,
   table: (t: MigrationTarget) => string,
   context: DiffContext,
   retyped: Set<string>,
 ): void {
   const { phases, destructive, changes } = context;
+  const entity = owner.name;
   const ident = quoteIdent(column.name);
   const alter = (t: MigrationTarget, action: string) =>
     `ALTER TABLE ${table(t)} ALTER COLUMN ${ident} ${action}`;
@@ -284,14 +290,16 @@ function alterColumn(
   }
   if (previous.notNull !== column.notNull) {
     if (column.notNull && column.default !== undefined) {
-      // Existing rows without a value take the default. The table's own policies would hide every
-      // row from this unscoped UPDATE, so row security is lifted inside the migration's
-      // transaction only (ALTER TABLE holds an exclusive lock until it commits).
-      phases.alterColumns.push((t) => `ALTER TABLE ${table(t)} NO FORCE ROW LEVEL SECURITY`);
+      // Existing rows without a value take the default. A tenant table's own policies would hide
+      // every row from this unscoped UPDATE, so row security is lifted inside the migration's
+      // transaction only (ALTER TABLE holds an exclusive lock until it commits). Shared tables
+      // have no row security to lift.
+      const tenantTable = owner.scope === 'tenant';
+      if (tenantTable) phases.alterColumns.push((t) => `ALTER TABLE ${table(t)} NO FORCE ROW LEVEL SECURITY`);
       phases.alterColumns.push(
         (t) => `UPDATE ${table(t)} SET ${ident} = ${column.default} WHERE ${ident} IS NULL`,
       );
-      phases.alterColumns.push((t) => `ALTER TABLE ${table(t)} FORCE ROW LEVEL SECURITY`);
+      if (tenantTable) phases.alterColumns.push((t) => `ALTER TABLE ${table(t)} FORCE ROW LEVEL SECURITY`);
     }
     phases.alterColumns.push((t) => alter(t, column.notNull ? 'SET NOT NULL' : 'DROP NOT NULL'));
     changes.push(`make ${entity}.${column.name} ${column.notNull ? 'required' : 'optional'}`);

@@ -225,7 +225,13 @@ export function adminRoutes(tenantry: Tenantry) {
           action: report.action,
           detail: report.detail,
           ...(report.apiKey
-            ? { apiKey: { keyId: report.apiKey.keyId, key: report.apiKey.key, warning: report.apiKey.warning } }
+            ? {
+                apiKey: {
+                  keyId: report.apiKey.keyId,
+                  key: report.apiKey.key,
+                  warning: report.apiKey.warning,
+                },
+              }
             : {}),
           ...(report.differences ? { differences: [...report.differences] } : {}),
         };

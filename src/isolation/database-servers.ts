@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { TenantryConfig } from '../config/config-schema.js';
 import type { Database, Queryable } from '../db/database.js';
+import { quoteIdent } from '../db/identifiers.js';
 import { ensureRuntimeRole } from '../db/roles.js';
 import { isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
@@ -191,6 +192,22 @@ export class DatabaseServers {
     return added;
   }
 
+  /** Drops databases on a server (its templates, when it is removed). */
+  async #dropDatabases(server: string, names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    const client = new pg.Client({
+      connectionString: (await this.urls(server)).adminUrl,
+      connectionTimeoutMillis: 5_000,
+    });
+    await client.connect();
+    try {
+      for (const database of names)
+        await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   /** Refused while any tenant (even a deleted one not yet purged) has its database there. */
   async remove(name: string, context: ActionContext): Promise<void> {
     if (name === MAIN_SERVER) throw new TenantryError('conflict', 'the main server cannot be removed');
@@ -211,9 +228,16 @@ export class DatabaseServers {
           `server "${name}" still holds ${count} tenant database(s); move or purge them first`,
         );
       }
-      await tx.query('DELETE FROM tenantry.database_templates WHERE server = $1', [name]);
+      const { rows: templates } = await tx.query<{ name: string }>(
+        'DELETE FROM tenantry.database_templates WHERE server = $1 RETURNING name',
+        [name],
+      );
       await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
       await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
+      await this.#dropDatabases(
+        name,
+        templates.map((template) => template.name),
+      );
     });
     this.#cache.delete(name);
   }

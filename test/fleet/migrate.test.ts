@@ -271,6 +271,13 @@ describe.each(DRIVERS)('tenantry migrate over a fleet, on %s', (driver) => {
     delete entities.tasks!.fields.estimate;
     entities.tasks!.fields.priority = { type: 'text', default: 'normal', index: true };
     entities.projects!.fields.budget = { type: 'number', min: 0 };
+    entities.milestones = {
+      scope: 'tenant',
+      fields: {
+        title: { type: 'text', required: true },
+        project: { type: 'ref', to: 'projects', required: true, onDelete: 'cascade' },
+      },
+    };
     const configD = fleet.writeConfig('d', entities);
     const canary = await migrate(configD, '--canary', '1');
     expect(canary.code, canary.stderr).toBe(0);
@@ -286,6 +293,14 @@ describe.each(DRIVERS)('tenantry migrate over a fleet, on %s', (driver) => {
     expect(rest.report?.migrated).toBe(canary.report!.remaining);
     const after = await fleet.versions();
     for (const tenant of [...ownTenants(), rowTenant]) expect(after.get(tenant.slug)).toBe(target);
+    expect(await fleet.columns(tenantSchemaName(schemaTenants[0]!.id), 'milestones')).toEqual([
+      'created_at',
+      'id',
+      'project',
+      'tenant_id',
+      'title',
+      'updated_at',
+    ]);
     configB = configD;
   });
 

@@ -109,6 +109,50 @@ describe.runIf(hasPostgres)('interrupted fleet work resumes, on postgres', () =>
     for (const tenant of tenants) expect(after.get(tenant.slug)).toBe(2);
   }, 90_000);
 
+  it('Ctrl-C stops taking tenants, lets the one in flight finish or roll back, and a rerun resumes', async () => {
+    const entities = entitiesB();
+    entities.projects!.fields.budget = { type: 'number' };
+    const configC = fleet.writeConfig('c', entities);
+    const tenants = (
+      await fleet.sql<{ id: string; slug: string }>(
+        "SELECT id, slug FROM tenantry.tenants WHERE isolation = 'schema' ORDER BY id",
+      )
+    ).map((row) => ({ ...row, key: '' }));
+    const blocked = tenants[1]!;
+    const holder = await session(`${fleet.env.DATABASE_URL}`);
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE "${tenantSchemaName(blocked.id)}".projects IN ACCESS EXCLUSIVE MODE`);
+    const child = spawnTenantry(['migrate', '--concurrency', '1', '--lock-timeout', '3000'], {
+      ...fleet.env,
+      TENANTRY_CONFIG: configC,
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await until(
+        async () => (await fleet.versions()).get(tenants[0]!.slug) === 3,
+        30_000,
+        'the first tenant to be migrated',
+      );
+      child.kill('SIGINT');
+      expect(await exit).toBe(1);
+    } finally {
+      await killed(child);
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    expect(stderr).toContain('stopping after the tenants in flight');
+    expect(stderr).toContain('interrupted: run `tenantry migrate` again to resume');
+    const versions = await fleet.versions();
+    expect(versions.get(blocked.slug)).toBe(2);
+    expect(tenants.slice(2).every((tenant) => versions.get(tenant.slug) === 2)).toBe(true);
+    const rerun = await fleet.cli(['migrate', '--json'], configC);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    const after = await fleet.versions();
+    for (const tenant of tenants) expect(after.get(tenant.slug)).toBe(3);
+  }, 60_000);
+
   it.each(['schema', 'database'])(
     'a %s tenant whose provisioning was killed stays unroutable, and `tenants repair` finishes it',
     async (isolation) => {

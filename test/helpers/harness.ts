@@ -75,11 +75,19 @@ export async function startTestEnv(driver: TestDriver, overrides: ConfigOverride
       // Database tenants have databases of their own on the server: remove them with the test's.
       const tenantDatabases =
         driver === 'postgres'
-          ? (
-              await tenantry.db.owner.query<{ id: string }>(
-                "SELECT id FROM tenantry.tenants WHERE isolation = 'database'",
-              )
-            ).rows.map((row) => tenantDatabaseName(row.id))
+          ? [
+              ...(
+                await tenantry.db.owner.query<{ id: string }>(
+                  "SELECT id FROM tenantry.tenants WHERE isolation = 'database'",
+                )
+              ).rows.map((row) => tenantDatabaseName(row.id)),
+              // Templates that new database tenants were copied from.
+              ...(
+                await tenantry.db.owner.query<{ name: string }>(
+                  'SELECT name FROM tenantry.database_templates',
+                )
+              ).rows.map((row) => row.name),
+            ]
           : [];
       await tenantry.close();
       if (driver === 'pglite') await tenantry.db.close();
