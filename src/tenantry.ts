@@ -274,6 +274,17 @@ export class Tenantry {
   ): Promise<MigrateReport & { pending?: unknown }> {
     const report = await this.fleet.migrate(options);
     await this.#loadVersions(false);
+    await this.recordAudit(context, {
+      action: 'entities.migrate',
+      outcome: report.failed.length > 0 || report.interrupted ? 'failure' : 'success',
+      target: `version ${report.targetVersion}`,
+      details: {
+        migrated: report.migrated,
+        failed: report.failed.map((failure) => failure.tenantId ?? failure.unit),
+        remaining: report.remaining,
+        canary: report.canary,
+      },
+    }).catch(this.#onBackgroundError);
     if (report.canary || report.interrupted || report.failed.length > 0) return report;
     const pending = await this.tenants.finishPending(context);
     if (this.#databases) {

@@ -141,6 +141,10 @@ describe.each(DRIVERS)('tenantry migrate over a fleet, on %s', (driver) => {
       [broken.id],
     );
     expect(recorded?.migration_error).toMatch(/notes/);
+    const [audited] = await fleet.sql<{ outcome: string; details: { failed: string[] } }>(
+      "SELECT outcome, details FROM tenantry.audit_log WHERE action = 'entities.migrate' ORDER BY id DESC LIMIT 1",
+    );
+    expect(audited).toMatchObject({ outcome: 'failure', details: { failed: [broken.id] } });
 
     await fleet.sql(`ALTER TABLE "${schema}".tasks DROP COLUMN notes`);
     const rerun = await migrate(configB);
