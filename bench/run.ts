@@ -6,27 +6,33 @@
  *   npm run bench -- api-key           # ApiKeyVerifier.verify, cached vs uncached
  *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning
  *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
+ *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
+ *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
  * Options: --connections=50 --duration=10 --warmup=5 --rounds=3 (tenant-info), --max-other-cores=0.2
  * (each measurement first waits until other processes use at most that much CPU; a tenant-info run
  * during which they used more, or the CPU was slowed down, is repeated, up to 4 attempts),
  * --cached-calls=20000 --slow-calls=30 (api-key), --profile [--profile-dir=dir] (V8 CPU profile of the
- * Tenantry server). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or BENCH_PG_URL); creates and drops
- * scratch databases named tenantry_bench_*. Progress goes to stderr, the markdown summary to stdout.
+ * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
+ * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
+ * template databases are dropped too). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
+ * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
+ * stderr, the markdown summary to stdout.
  */
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchApiKeyVerify } from './api-key-verify.js';
 import { runEntities } from './entities.js';
+import { abortFleet, runFleet } from './fleet.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
 /** Run by default (and by `all`). */
 const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
-/** Diagnosis: run only when named. */
-const EXTRA = ['tenant-info-breakdown'] as const;
+/** Diagnosis, or long: run only when named. */
+const EXTRA = ['tenant-info-breakdown', 'fleet'] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
 const { values, positionals } = parseArgs({
@@ -41,6 +47,12 @@ const { values, positionals } = parseArgs({
     'slow-calls': { type: 'string', default: '30' },
     profile: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
+    'fleet-tenants': { type: 'string', default: '1000' },
+    'fleet-concurrency': { type: 'string', default: '4,2,8' },
+    'fleet-samples': { type: 'string', default: '30' },
+    'fleet-databases': { type: 'string', default: '200' },
+    'fleet-baseline-databases': { type: 'string', default: '10' },
+    'fleet-noop-runs': { type: 'string', default: '5' },
   },
 });
 
@@ -107,6 +119,20 @@ async function main(): Promise<void> {
         log,
       });
       sections.push(report.markdown);
+    } else if (benchmark === 'fleet') {
+      sections.push(
+        await runFleet({
+          tenants: positiveInteger('fleet-tenants', values['fleet-tenants']),
+          concurrencies: (values['fleet-concurrency'] ?? '4')
+            .split(',')
+            .map((value) => positiveInteger('fleet-concurrency', value)),
+          samples: positiveInteger('fleet-samples', values['fleet-samples']),
+          databases: positiveInteger('fleet-databases', values['fleet-databases']),
+          baselineDatabases: positiveInteger('fleet-baseline-databases', values['fleet-baseline-databases']),
+          noopRuns: positiveInteger('fleet-noop-runs', values['fleet-noop-runs']),
+          log,
+        }),
+      );
     } else if (benchmark === 'entities') {
       sections.push(
         await runEntities({
@@ -132,6 +158,7 @@ async function main(): Promise<void> {
 process.once('SIGINT', () => {
   log('interrupted: stopping the servers, dropping the scratch databases');
   stopAllChildServers()
+    .then(abortFleet)
     .then(dropAllScratchDatabases)
     .finally(() => process.exit(130));
 });

@@ -7,6 +7,7 @@ import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
 import type { Entity } from './entities/entity.js';
 import { storageVersion, versionFor } from './entities/entity-ledger.js';
+import { planEntityChange } from './entities/entity-migration.js';
 import { diffTables, readTables } from './entities/entity-schema.js';
 import {
   type EntityVersion,
@@ -45,6 +46,8 @@ export interface OpenTenantryOptions {
    */
   readonly verifyEntities?: boolean;
   readonly onBackgroundError?: (error: unknown) => void;
+  /** Size of the owner pool when it has a URL of its own (the fleet migration needs one per worker). */
+  readonly ownerConnections?: number;
 }
 
 /**
@@ -106,6 +109,7 @@ export class Tenantry {
       bus: this.bus,
       locks: this.locks,
       databases: this.#databases,
+      servers: this.servers,
     });
     this.tenants = new TenantRegistry(this.db, this.bus, this.config, {
       provisioner: this.provisioner,
@@ -142,7 +146,12 @@ export class Tenantry {
   }
 
   static async open(options: OpenTenantryOptions): Promise<Tenantry> {
-    const db = options.database ?? (await openDatabase(options.config));
+    const db =
+      options.database ??
+      (await openDatabase(
+        options.config,
+        options.ownerConnections === undefined ? {} : { ownerConnections: options.ownerConnections },
+      ));
     const onBackgroundError = options.onBackgroundError ?? (() => undefined);
     try {
       const migration = options.migrate === false ? undefined : await migrateControlPlane(db.owner);
@@ -193,6 +202,19 @@ export class Tenantry {
   async #codeVersion(): Promise<EntityVersion> {
     const known = this.versions.codeVersion;
     if (known !== undefined) return this.versions.known(known)!;
+    // A declaration nobody registered yet: refuse to build tenants at one that `migrate` would
+    // refuse, so the ledger never holds a version the fleet cannot reach.
+    const latest = this.versions.known(this.versions.latest);
+    if (latest && latest.digest !== this.versions.digest) {
+      const change = planEntityChange(latest.entities, this.config.entities);
+      const problems = [...change.tenant.problems, ...change.shared.problems];
+      if (problems.length > 0) {
+        throw new TenantryError(
+          'conflict',
+          `the declared entities cannot be migrated from version ${latest.version}: ${problems.map((p) => p.message).join('; ')}`,
+        );
+      }
+    }
     const version = await this.db.owner.withSession((session) => versionFor(session, this.config.entities));
     this.versions.add([version]);
     return version;
@@ -271,7 +293,7 @@ export class Tenantry {
   async migrate(
     options: MigrateOptions,
     context: ActionContext,
-  ): Promise<MigrateReport & { pending?: unknown }> {
+  ): Promise<MigrateReport & { pending?: Awaited<ReturnType<TenantRegistry['finishPending']>> }> {
     const report = await this.fleet.migrate(options);
     await this.#loadVersions(false);
     await this.recordAudit(context, {

@@ -107,7 +107,7 @@ function printPlan(out: Output, plan: MigrationPlanReport): void {
   for (const problem of plan.problems) out.error(`cannot migrate: ${problem.message}`);
 }
 
-function printReport(out: Output, report: MigrateReport & { pending?: unknown }): void {
+function printReport(out: Output, report: Finished): void {
   const parts = [
     `migrated ${report.migrated}`,
     `failed ${report.failed.length}`,
@@ -122,12 +122,28 @@ function printReport(out: Output, report: MigrateReport & { pending?: unknown })
   if (report.interrupted) out.error('interrupted: run `tenantry migrate` again to resume');
   else if (report.failed.length > 0)
     out.error('fix the failures and run `tenantry migrate` again: it resumes');
-  const pending = report.pending as { repaired: string[]; purged: string[]; failed: string[] } | undefined;
+  const pending = report.pending;
   if (pending && pending.repaired.length + pending.purged.length + pending.failed.length > 0) {
     out.line(
       `half-done tenants: ${pending.repaired.length} provisioned, ${pending.purged.length} purged, ${pending.failed.length} failed`,
     );
+    for (const failure of pending.failed)
+      out.error(`failed to finish tenant ${failure.tenantId}: ${failure.error}`);
   }
+}
+
+/** A migration report, with the half-done tenants it finished after a complete run. */
+type Finished = MigrateReport & {
+  readonly pending?: {
+    readonly repaired: readonly string[];
+    readonly purged: readonly string[];
+    readonly failed: readonly { tenantId: string; error: string }[];
+  };
+};
+
+function exitCodeOf(report: Finished): number {
+  const failed = report.failed.length > 0 || report.interrupted || (report.pending?.failed.length ?? 0) > 0;
+  return failed ? 1 : 0;
 }
 
 /** `tenantry migrate`: exit 0 when everything behind is now current, 1 on failures or interruption. */
@@ -146,16 +162,11 @@ export async function migrateCommand(
     wait: options.wait === true,
   };
   // One owner connection per tenant in flight, plus the fleet lock and the ledger.
-  const sized: TenantryConfig = {
-    ...config,
-    database: {
-      ...config.database,
-      maxConnections: Math.max(config.database.maxConnections, concurrency + 4),
-    },
-  };
+  const connections = Math.max(config.database.maxConnections, concurrency + 4);
+  const sized: TenantryConfig = { ...config, database: { ...config.database, maxConnections: connections } };
   let tenantry: Tenantry | undefined;
   try {
-    tenantry = await Tenantry.open({ config: sized });
+    tenantry = await Tenantry.open({ config: sized, ownerConnections: connections });
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error;
   }
@@ -167,13 +178,13 @@ export async function migrateCommand(
         const plan = (await run('entities.plan', { digest })) as MigrationPlanReport;
         if (options.json) out.json(plan);
         else printPlan(out, plan);
-        return 0;
+        return plan.problems.length > 0 ? 2 : 0;
       }
       out.error('the running server holds the embedded database: it runs the migration (no progress shown)');
-      const report = (await run('entities.migrate', { digest, ...settings })) as MigrateReport;
+      const report = (await run('entities.migrate', { digest, ...settings })) as Finished;
       if (options.json) out.json(report);
       else printReport(out, report);
-      return report.failed.length > 0 || report.interrupted ? 1 : 0;
+      return exitCodeOf(report);
     });
   }
   try {
@@ -181,7 +192,8 @@ export async function migrateCommand(
       const plan = await tenantry.fleet.plan();
       if (options.json) out.json(plan);
       else printPlan(out, plan);
-      return 0;
+      // A declaration that cannot be migrated fails the plan too, so a CI gate catches it.
+      return plan.problems.length > 0 ? 2 : 0;
     }
     const abort = new AbortController();
     let interrupts = 0;
@@ -196,7 +208,7 @@ export async function migrateCommand(
     process.on('SIGINT', onInterrupt);
     process.on('SIGTERM', onInterrupt);
     const progress = progressReporter(streams, streams.interactive && !options.json);
-    let report: MigrateReport;
+    let report: Finished;
     try {
       report = await tenantry.migrate(
         { ...settings, signal: abort.signal, onProgress: (event) => progress.update(event) },
@@ -209,7 +221,7 @@ export async function migrateCommand(
     }
     if (options.json) out.json(report);
     else printReport(out, report);
-    return report.failed.length > 0 || report.interrupted ? 1 : 0;
+    return exitCodeOf(report);
   } finally {
     await tenantry.close();
   }

@@ -15,6 +15,8 @@ export class DataDirInUseError extends Error {
 
 export interface OpenDatabaseOptions {
   readonly onPoolError?: (error: Error) => void;
+  /** Owner connections (when the owner has a URL of its own); default a quarter of maxConnections. */
+  readonly ownerConnections?: number;
 }
 
 /**
@@ -30,6 +32,7 @@ export async function openDatabase(
       url: config.database.url,
       ...(config.database.adminUrl === undefined ? {} : { adminUrl: config.database.adminUrl }),
       maxConnections: config.database.maxConnections,
+      ...(options.ownerConnections === undefined ? {} : { ownerConnections: options.ownerConnections }),
       ...(options.onPoolError ? { onPoolError: options.onPoolError } : {}),
     });
   }

@@ -48,6 +48,15 @@ async function checkReachable(url: string, runtimeRole: string, owner: boolean):
       );
       if (!rows[0]?.allowed) throw new Error('its owner role may not create databases (CREATEDB)');
       await ensureRuntimeRole(client, runtimeRole);
+    } else {
+      // Tenant transactions switch to the runtime role: the runtime login must be allowed to.
+      try {
+        await client.query("SELECT set_config('role', $1, false)", [runtimeRole]);
+      } catch {
+        throw new Error(
+          `its runtime login cannot act as the runtime role ${runtimeRole} (grant it the role)`,
+        );
+      }
     }
   } finally {
     await client.end().catch(() => undefined);
@@ -69,8 +78,11 @@ export class DatabaseServers {
     this.#config = config;
   }
 
-  /** Connection strings of a server; throws `not_found` for an unknown name. */
-  async urls(name: string): Promise<ServerUrls> {
+  /**
+   * Connection strings of a server; throws `not_found` for an unknown name. A caller holding a
+   * tenant lock passes its session (`via`): it must not wait for a second pool connection.
+   */
+  async urls(name: string, via?: Queryable): Promise<ServerUrls> {
     const cached = this.#cache.get(name);
     if (cached) return cached;
     let urls: ServerUrls;
@@ -80,17 +92,17 @@ export class DatabaseServers {
         throw new TenantryError('validation_failed', 'database tenants need PostgreSQL (DATABASE_URL)');
       urls = { url, adminUrl: adminUrl ?? url };
     } else {
-      const row = await this.#row(name);
+      const row = await this.#row(name, via);
       urls = { url: row.url, adminUrl: row.admin_url ?? row.url };
     }
     this.#cache.set(name, urls);
     return urls;
   }
 
-  async #row(name: string): Promise<{ url: string; admin_url: string | null }> {
+  async #row(name: string, via: Queryable | undefined): Promise<{ url: string; admin_url: string | null }> {
     // The owner URL is readable by the owner only; a runtime-only process reaches tenant
     // databases as the runtime role and never provisions.
-    const pool = this.#config.database.adminUrl ? this.#db.owner : this.#db.runtime;
+    const pool = via ?? (this.#config.database.adminUrl ? this.#db.owner : this.#db.runtime);
     const { rows } = await pool.query<{ url: string; admin_url: string | null }>(
       'SELECT url, admin_url FROM tenantry.database_servers WHERE name = $1 AND url IS NOT NULL',
       [name],

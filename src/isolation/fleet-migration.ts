@@ -13,6 +13,7 @@ import { type EntityVersion, entitiesDigest, loadVersions } from '../entities/en
 import { TenantryError } from '../errors.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import type { IsolationLevel } from '../tenants/tenant.js';
+import type { DatabaseServers } from './database-servers.js';
 import type { TenantDatabases } from './tenant-databases.js';
 import type { TenantLocks } from './tenant-locks.js';
 import {
@@ -138,6 +139,7 @@ interface Dependencies {
   readonly bus: ChangeBus;
   readonly locks: TenantLocks;
   readonly databases: TenantDatabases | undefined;
+  readonly servers: DatabaseServers;
 }
 
 const OWN_STORAGE = "isolation IN ('schema', 'database') AND status IN ('active', 'inactive')";
@@ -454,6 +456,8 @@ export class FleetMigration {
           if (!databases) throw new Error('database tenants need PostgreSQL');
           const from = await lockedTenantVersion(session, unit.id);
           if (from === 'gone') return;
+          // Known before the pool needs it: this session holds the tenant lock.
+          await this.#deps.servers.urls(placement.server ?? 'main', session);
           const version = versions.get(target)!;
           // The tenant database records its own version in the same transaction as its DDL, so a
           // crash between it and the control plane is healed here: its own record wins.

@@ -16,8 +16,18 @@ export interface TenantDatabasesOptions {
   readonly acquireTimeoutMs?: number;
 }
 
+/** The connection string of another database on the same server. */
 export function databaseUrl(base: string, database: string): string {
-  const url = new URL(base);
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    // The error would carry the connection string, password included: say what, not which.
+    throw new TenantryError(
+      'unavailable',
+      'the configured connection string cannot be turned into a tenant database URL (use the postgres://user:password@host:port/db form)',
+    );
+  }
   url.pathname = `/${encodeURIComponent(database)}`;
   return url.toString();
 }
@@ -104,11 +114,17 @@ export class TenantDatabases {
       if (remaining <= 0)
         throw new TenantryError('unavailable', 'every tenant database connection is busy; retry shortly');
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, remaining);
-        this.#waiters.push(() => {
+        const wake = () => {
           clearTimeout(timer);
           resolve();
-        });
+        };
+        // A waiter that gives up leaves the queue, so a freed slot never wakes nobody.
+        const timer = setTimeout(() => {
+          const index = this.#waiters.indexOf(wake);
+          if (index >= 0) this.#waiters.splice(index, 1);
+          resolve();
+        }, remaining);
+        this.#waiters.push(wake);
       });
     }
   }

@@ -104,6 +104,7 @@ export class TenantProvisioner {
     }
     if (tenant.isolation === 'database') {
       const location = databaseLocation(placement);
+      await this.#servers.urls(location.server, session);
       await this.#databases?.release(location);
       await this.#onServer(
         session,
@@ -137,6 +138,8 @@ export class TenantProvisioner {
   ): Promise<void> {
     if (!this.#databases || !placement.database) throw new Error('database isolation needs PostgreSQL');
     const location = databaseLocation(placement);
+    // Known before any pool needs it: this session holds the tenant lock.
+    await this.#servers.urls(location.server, session);
     const template = this.#config.database.templates
       ? await this.#template(session, location.server, version).catch(() => undefined)
       : undefined;
@@ -187,7 +190,9 @@ export class TenantProvisioner {
    */
   async #template(session: Session, server: string, version: EntityVersion): Promise<string> {
     const existing = await this.#recordedTemplate(session, server, version.version);
-    if (existing) return existing;
+    if (existing && (await this.#databaseExists(session, server, existing))) return existing;
+    // A record whose database is gone (dropped by hand, or a removal interrupted) is rebuilt.
+    if (existing) await session.query('DELETE FROM tenantry.database_templates WHERE name = $1', [existing]);
     await session.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, LockKey.DATABASE_TEMPLATES]);
     try {
       const raced = await this.#recordedTemplate(session, server, version.version);
@@ -195,7 +200,7 @@ export class TenantProvisioner {
       const name = `tenantry_template_${randomBytes(8).toString('hex')}`;
       await this.#onServer(session, server, `CREATE DATABASE ${quoteIdent(name)}`);
       try {
-        const urls = await this.#servers.urls(server);
+        const urls = await this.#servers.urls(server, session);
         const template = await openPostgres({
           url: databaseUrl(urls.adminUrl, name),
           maxConnections: 1,
@@ -235,6 +240,21 @@ export class TenantProvisioner {
     return rows[0]?.name;
   }
 
+  async #databaseExists(session: Session, server: string, name: string): Promise<boolean> {
+    const sql = 'SELECT 1 FROM pg_database WHERE datname = $1';
+    if (server === MAIN_SERVER) return (await session.query(sql, [name])).rows.length > 0;
+    const client = new pg.Client({
+      connectionString: (await this.#servers.urls(server, session)).adminUrl,
+      connectionTimeoutMillis: 10_000,
+    });
+    await client.connect();
+    try {
+      return (await client.query(sql, [name])).rows.length > 0;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   /** Drops the templates of versions other than `keep` (after a migration). */
   async dropTemplates(session: Session, keep: number): Promise<void> {
     const { rows } = await session.query<{ server: string; version: number; name: string }>(
@@ -257,7 +277,7 @@ export class TenantProvisioner {
       await session.query(sql);
       return;
     }
-    const { adminUrl } = await this.#servers.urls(server);
+    const { adminUrl } = await this.#servers.urls(server, session);
     const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
     await client.connect();
     try {

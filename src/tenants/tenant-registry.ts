@@ -6,6 +6,7 @@ import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
 import type { Database, Queryable, Session } from '../db/database.js';
 import { constraintOf, isSqlState } from '../db/sqlstate.js';
 import type { Entity } from '../entities/entity.js';
+import { SchemaDriftError } from '../entities/entity-schema.js';
 import type { EntityVersion } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
 import type { DatabaseServers } from '../isolation/database-servers.js';
@@ -125,20 +126,26 @@ export class TenantRegistry {
     const id = uuidv7();
 
     const audit = { action: 'tenant.create', target: slug, tenantId: id };
-    const insert = async (tx: Queryable, status: TenantStatus, version: number | null) => {
+    const insert = async (tx: Queryable, status: TenantStatus) => {
+      // Row tenants share the row-level tables: they are at those tables' version, read with a
+      // share lock so a migration of those tables commits before or after, never around, this.
+      // Read before the namespace lock, so a long migration never blocks other tenants' changes.
+      const rowVersion =
+        isolation === 'row'
+          ? (
+              await tx.query<{ version: number }>(
+                "SELECT version FROM tenantry.storage_versions WHERE storage = 'row' FOR SHARE",
+              )
+            ).rows[0]?.version
+          : null;
       await lockNamespace(tx);
       await this.#assertSlugFree(tx, slug, id);
       await this.#assertHostsFree(tx, hosts, id, slug);
       const server = isolation === 'database' ? await this.#storage.servers.choose(tx, data.server) : null;
-      // Row tenants share the row-level tables: they are at those tables' version, read with a
-      // share lock so a migration of those tables commits before or after, never around, this.
       await tx.query(
         `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config, server, schema_version)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7,
-                 CASE WHEN $5 = 'row'
-                      THEN (SELECT version FROM tenantry.storage_versions WHERE storage = 'row' FOR SHARE)
-                      ELSE $8::integer END)`,
-        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {}), server, version],
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)`,
+        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {}), server, rowVersion ?? null],
       );
       await insertHosts(tx, id, hosts);
       return server;
@@ -153,7 +160,7 @@ export class TenantRegistry {
       // Hashed before the transaction: it must not hold the namespace lock for tens of ms.
       await preparing;
       return this.#mutate(context, audit, async (tx) => {
-        await insert(tx, 'active', null);
+        await insert(tx, 'active');
         return finish(tx);
       });
     }
@@ -164,7 +171,7 @@ export class TenantRegistry {
     const version = await this.#storage.codeVersion();
     return this.#locks.with(id, async (session) => {
       const server = await session
-        .transaction((tx) => insert(tx, 'provisioning', null))
+        .transaction((tx) => insert(tx, 'provisioning'))
         .catch((error: unknown) => {
           throw translateConstraintError(error);
         });
@@ -218,21 +225,35 @@ export class TenantRegistry {
    */
   async repair(idOrSlug: string, context: ActionContext): Promise<RepairReport> {
     const tenant = await this.get(idOrSlug, { includeDeleted: true });
-    if (tenant.status === 'deleted') {
-      if (!(await this.#purgePending(tenant.id)))
-        return { tenant, action: 'none', detail: 'deleted without purge: nothing to repair' };
+    // A purge that was asked for wins over everything: never bring such a tenant back.
+    if (await this.#purgePending(tenant.id)) {
       await this.purge(tenant.id, context);
-      return { tenant, action: 'purged', detail: 'the purge was finished' };
+      return { tenant: { ...tenant, status: 'deleted' }, action: 'purged', detail: 'the purge was finished' };
+    }
+    if (tenant.status === 'deleted') {
+      return { tenant, action: 'none', detail: 'deleted without purge: nothing to repair' };
     }
     if (tenant.status === 'provisioning') {
       const version = await this.#storage.codeVersion();
+      const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
       const issued = await this.#locks.with(
         tenant.id,
         async (session) => {
-          const current = await this.findById(tenant.id, session);
-          if (current?.status !== 'provisioning') return undefined;
-          await this.#provisioner.provision(session, current, version);
-          const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+          const { rows } = await session.query<{ pending: boolean }>(
+            `SELECT purge_requested_at IS NOT NULL AS pending FROM tenantry.tenants
+              WHERE id = $1 AND status = 'provisioning'`,
+            [tenant.id],
+          );
+          if (rows.length === 0 || rows[0]?.pending) return undefined;
+          try {
+            await this.#provisioner.provision(session, tenant, version);
+          } catch (error) {
+            if (!(error instanceof SchemaDriftError)) throw error;
+            // Built at another version before the crash: nobody ever saw this tenant, so its
+            // half-built storage is dropped and built again at the code's version.
+            await this.#provisioner.deprovision(session, tenant, []);
+            await this.#provisioner.provision(session, tenant, version);
+          }
           return this.#mutate(
             context,
             { action: 'tenant.repair', target: tenant.slug, tenantId: tenant.id },
@@ -246,10 +267,10 @@ export class TenantRegistry {
         },
         { wait: false },
       );
-      const repaired = await this.get(tenant.id);
+      const repaired = (await this.findById(tenant.id)) ?? tenant;
       return issued
         ? { tenant: repaired, action: 'provisioned', detail: 'provisioning was finished', apiKey: issued }
-        : { tenant: repaired, action: 'none', detail: 'already provisioned' };
+        : { tenant: repaired, action: 'none', detail: 'nothing to finish' };
     }
     const differences = await this.#storage.check(tenant);
     return {
@@ -277,13 +298,15 @@ export class TenantRegistry {
    * hosts released first), so nothing routable is left while this runs; it is resumable.
    */
   async purge(id: string, context: ActionContext): Promise<void> {
+    // Read before taking the lock: a lock holder must not wait for a second pool connection.
+    const rowEntities = await this.#storage.rowEntities();
     await this.#locks.with(id, async (session) => {
       const tenant = await this.findById(id, session);
       if (!tenant) return;
       if (tenant.status !== 'deleted' && tenant.status !== 'provisioning') {
         throw new TenantryError('conflict', 'only a deleted tenant can be purged', { field: 'status' });
       }
-      await this.#provisioner.deprovision(session, tenant, await this.#storage.rowEntities());
+      await this.#provisioner.deprovision(session, tenant, rowEntities);
       await session.transaction(async (tx) => {
         await tx.query('DELETE FROM tenantry.tenants WHERE id = $1', [id]);
         await recordAudit(tx, context, {
@@ -303,20 +326,27 @@ export class TenantRegistry {
    */
   async finishPending(
     context: ActionContext,
-  ): Promise<{ repaired: string[]; purged: string[]; failed: string[] }> {
+  ): Promise<{ repaired: string[]; purged: string[]; failed: { tenantId: string; error: string }[] }> {
     const { rows } = await this.#db.owner.query<{ id: string; status: TenantStatus }>(
       `SELECT id, status FROM tenantry.tenants
         WHERE status = 'provisioning' OR purge_requested_at IS NOT NULL ORDER BY id`,
     );
-    const result = { repaired: [] as string[], purged: [] as string[], failed: [] as string[] };
+    const result = {
+      repaired: [] as string[],
+      purged: [] as string[],
+      failed: [] as { tenantId: string; error: string }[],
+    };
     for (const row of rows) {
       if (await this.#locks.isBusy(row.id)) continue;
       try {
         const report = await this.repair(row.id, context);
         if (report.action === 'provisioned') result.repaired.push(row.id);
         if (report.action === 'purged') result.purged.push(row.id);
-      } catch {
-        result.failed.push(row.id);
+      } catch (error) {
+        result.failed.push({
+          tenantId: row.id,
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
     }
     return result;

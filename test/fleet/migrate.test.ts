@@ -255,6 +255,16 @@ describe.each(DRIVERS)('tenantry migrate over a fleet, on %s', (driver) => {
     const result = await fleet.cli(['migrate'], fleet.writeConfig('required', required));
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toContain('"tasks.owner" is added as required without a default');
+    const plan = await fleet.cli(['migrate', '--plan'], fleet.writeConfig('required', required));
+    expect(plan.code).toBe(2);
+    expect(plan.stderr).toContain('cannot migrate: field "tasks.owner" is added as required');
+    // Nor does creating a tenant register such a declaration.
+    const created = await fleet.cli(
+      ['tenants', 'create', 'Refused', 'refused-tenant', '--isolation', 'schema'],
+      fleet.writeConfig('required', required),
+    );
+    expect(created.code).toBe(1);
+    expect(created.stderr).toContain('cannot be migrated from version');
 
     const dangling = entitiesB();
     dangling.tasks!.fields.milestone = { type: 'ref', to: 'milestones' };

@@ -7,6 +7,7 @@ import { startServer } from '../../src/server.js';
 import { BIN } from '../helpers/cli.js';
 import { type CreatedTenant, entitiesA, entitiesB, FleetFixture } from '../helpers/fleet.js';
 import { DRIVERS } from '../helpers/harness.js';
+import { withServer } from '../helpers/postgres.js';
 
 const hasPostgres = DRIVERS.includes('postgres');
 
@@ -346,6 +347,19 @@ describe.each(DRIVERS)('purging a tenant leaves nothing of it, on %s', (driver) 
     },
   );
 
+  it('a half-built tenant whose purge was asked for is purged by `migrate`, never brought back', async () => {
+    const tenant = await fleet.createTenant(config, 'zombie', 'schema', '--host', 'zombie.example.com');
+    // What a failed `delete --purge` of a tenant still being provisioned leaves.
+    await fleet.sql(
+      "UPDATE tenantry.tenants SET status = 'provisioning', purge_requested_at = now() WHERE id = $1",
+      [tenant.id],
+    );
+    const result = await fleet.cli(['migrate', '--json'], config);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).pending).toMatchObject({ purged: [tenant.id], repaired: [] });
+    expect(await traces(tenant.id)).toEqual([]);
+  });
+
   it('a purge interrupted after the soft delete is finished by `tenants repair`, and by `migrate`', async () => {
     for (const runner of ['repair', 'migrate'] as const) {
       const tenant = await fleet.createTenant(config, `half-purged-${runner}`, 'schema');
@@ -376,6 +390,28 @@ describe.runIf(hasPostgres)('database servers and templates, on postgres', () =>
   });
   afterAll(async () => {
     await fleet.close();
+  });
+
+  it('refuses a runtime URL whose login cannot act as the runtime role', async () => {
+    await fleet.sql('DROP ROLE IF EXISTS tenantry_outsider');
+    await fleet.sql('CREATE ROLE tenantry_outsider LOGIN');
+    try {
+      const refused = await fleet.cli(
+        [
+          'servers',
+          'add',
+          'outsider',
+          'postgres://tenantry_outsider@localhost:5432/postgres',
+          '--admin-url',
+          second,
+        ],
+        config,
+      );
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('cannot act as the runtime role tenantry_runtime');
+    } finally {
+      await fleet.sql('DROP ROLE IF EXISTS tenantry_outsider');
+    }
   });
 
   it('refuses a server that does not answer, a bad name, and a duplicate; changes nothing', async () => {
@@ -461,7 +497,12 @@ describe.runIf(hasPostgres)('database servers and templates, on postgres', () =>
       'no-template',
       'database',
     );
-    for (const tenant of [templated, plain]) {
+    // A template dropped behind the ledger's back is rebuilt, not used.
+    await withServer((client) => client.query(`DROP DATABASE "${templates[0]!.name}"`));
+    const rebuilt = await fleet.createTenant(config, 'after-drop', 'database');
+    const [replacement] = await fleet.sql<{ name: string }>('SELECT name FROM tenantry.database_templates');
+    expect(replacement?.name).not.toBe(templates[0]!.name);
+    for (const tenant of [templated, plain, rebuilt]) {
       const database = tenantDatabaseName(tenant.id);
       expect(await fleet.sqlIn(database, 'SELECT version FROM tenantry.entity_version')).toEqual([
         { version: templates[0]!.version },
