@@ -5,7 +5,6 @@ import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
 import { DataDirInUseError, openDatabase } from '../db/open-database.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
-import { startServer } from '../server.js';
 import { cliActor, withOperations } from './engine-client.js';
 import { migrateCommand } from './migrate-command.js';
 import { createOutput, type Output } from './output.js';
@@ -111,6 +110,8 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .option('--port <n>', 'port to listen on', positiveInteger)
     .action(async (options: GlobalOptions & { port?: number }) => {
       const cfg = config(options, options.port === undefined ? {} : { port: options.port });
+      // Loaded here: the other commands need neither Fastify nor the routes.
+      const { startServer } = await import('../server.js');
       const server = await startServer({ config: cfg, notice: (message) => stderr.write(`${message}\n`) });
       stderr.write(
         `tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`,

@@ -253,7 +253,11 @@ export class FleetMigration {
     let done = 0;
     let attempted = 0;
     const queue = [...selected];
-    const concurrency = Math.max(1, Math.min(options.concurrency ?? 4, 64));
+    // A database tenant in flight leases one tenant-database pool: never more workers than pools.
+    const concurrency = Math.max(
+      1,
+      Math.min(options.concurrency ?? 4, 64, this.#deps.databases?.maxPools ?? 64),
+    );
     const runOne = async (unit: Unit) => {
       attempted += 1;
       let error: string | undefined;
