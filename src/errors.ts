@@ -10,6 +10,7 @@ export const errorCatalogue = {
   unauthenticated: { status: 401, title: 'Authentication required' },
   cross_tenant: { status: 403, title: 'Credentials name different tenants' },
   forbidden: { status: 403, title: 'Forbidden' },
+  feature_disabled: { status: 403, title: 'Feature not enabled for this tenant' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
   validation_failed: { status: 400, title: 'Validation failed' },

@@ -1,5 +1,6 @@
 /** `tenantry/fastify`: Tenantry inside your own Fastify application. */
 
+export { requireFeature } from './http/feature-guard.js';
 export type { Problem } from './http/problem.js';
 export { problemFor, problemFromError } from './http/problem.js';
 export {} from './http/request-context.js';

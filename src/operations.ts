@@ -58,6 +58,16 @@ export const operations = {
   'tenants.deactivate': (t, p, c) => t.tenants.deactivate(text(p, 'idOrSlug'), c),
   'tenants.delete': (t, p, c) => t.tenants.delete(text(p, 'idOrSlug'), c, { purge: p.purge === true }),
   'tenants.repair': (t, p, c) => t.tenants.repair(text(p, 'idOrSlug'), c),
+  'tenants.config.get': (t, p) => t.tenants.configOf(text(p, 'idOrSlug')),
+  'tenants.config.change': (t, p, c) =>
+    t.tenants.changeConfig(
+      text(p, 'idOrSlug'),
+      {
+        ...(p.set === undefined ? {} : { set: p.set as Record<string, unknown> }),
+        ...(p.unset === undefined ? {} : { unset: p.unset as string[] }),
+      },
+      c,
+    ),
   'tenants.regenerateKey': (t, p, c) => t.tenants.regenerateApiKey(text(p, 'idOrSlug'), c),
   'tenants.hosts.add': (t, p, c) => t.tenants.addHost(text(p, 'idOrSlug'), { host: p.host }, c),
   'tenants.hosts.remove': (t, p, c) => t.tenants.removeHost(text(p, 'idOrSlug'), text(p, 'host'), c),

@@ -5,6 +5,7 @@ import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
 import { DataDirInUseError, openDatabase } from '../db/open-database.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
+import { parseConfigPath } from '../tenants/tenant-registry.js';
 import { cliActor, withOperations } from './engine-client.js';
 import { migrateCommand } from './migrate-command.js';
 import { createOutput, type Output } from './output.js';
@@ -136,11 +137,12 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
       new Option('--isolation <level>', 'where its rows live').choices(['row', 'schema', 'database']),
     )
     .option('--server <name>', 'database server of a database tenant (default: the one with the fewest)')
+    .option('--plan <plan>', 'its plan (from plans in the config file)')
     .action(
       async (
         name: string,
         slug: string,
-        options: GlobalOptions & { host: string[]; isolation?: string; server?: string },
+        options: GlobalOptions & { host: string[]; isolation?: string; server?: string; plan?: string },
       ) => {
         const input = {
           name,
@@ -148,6 +150,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
           ...(options.host.length > 0 ? { hosts: options.host } : {}),
           ...(options.isolation ? { isolation: options.isolation } : {}),
           ...(options.server ? { server: options.server } : {}),
+          ...(options.plan ? { plan: options.plan } : {}),
         };
         const created = (await withOperations(config(options), (run) =>
           run('tenants.create', { input }),
@@ -246,6 +249,59 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         }
       }
       if (report.differences && report.differences.length > 0) exitCode = ExitCode.FAILURE;
+    });
+
+  const tenantConfig = tenants
+    .command('config')
+    .description("a tenant's configuration (plan, features, limits, branding, settings)");
+  withConfigOption(
+    tenantConfig.command('get').description('show the effective configuration, or one value of it'),
+  )
+    .option('--json', 'print JSON')
+    .argument('<idOrSlug>')
+    .argument('[path]', 'plan, features, limits.<name>, branding.<name>, settings.<key>...')
+    .action(async (idOrSlug: string, path: string | undefined, options: GlobalOptions) => {
+      const view = (await withOperations(config(options), (run) =>
+        run('tenants.config.get', { idOrSlug }),
+      )) as {
+        plan: string | null;
+        overrides: Record<string, unknown>;
+        effective: Record<string, unknown>;
+      };
+      if (path === undefined)
+        return options.json ? out.json(view) : out.line(JSON.stringify(view.effective, null, 2));
+      const value = valueAt(view.effective, parseConfigPath(path));
+      if (value === undefined) {
+        out.error(`${path} is not set (neither by the tenant nor by its plan)`);
+        exitCode = ExitCode.FAILURE;
+        return;
+      }
+      out.line(options.json || typeof value !== 'string' ? JSON.stringify(value) : value);
+    });
+  withConfigOption(tenantConfig.command('set').description('override one value (JSON, or a plain string)'))
+    .option('--json', 'print JSON')
+    .argument('<idOrSlug>')
+    .argument('<path>')
+    .argument('<value>')
+    .action(async (idOrSlug: string, path: string, raw: string, options: GlobalOptions) => {
+      const view = await withOperations(config(options), (run) =>
+        run('tenants.config.change', { idOrSlug, set: { [path]: parseValue(raw) } }),
+      );
+      if (options.json) return out.json(view);
+      out.line(`${path} set`);
+    });
+  withConfigOption(
+    tenantConfig.command('unset').description("remove an override: its plan's value applies again"),
+  )
+    .option('--json', 'print JSON')
+    .argument('<idOrSlug>')
+    .argument('<path>')
+    .action(async (idOrSlug: string, path: string, options: GlobalOptions) => {
+      const view = await withOperations(config(options), (run) =>
+        run('tenants.config.change', { idOrSlug, unset: [path] }),
+      );
+      if (options.json) return out.json(view);
+      out.line(`${path} unset`);
     });
 
   tenantCommand('regenerate-key', 'revoke the tenant’s keys and print a new one (shown once)')
@@ -391,6 +447,24 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     exitCode = reportError(error, out);
   }
   return exitCode;
+}
+
+/** A config value from the command line: JSON when it parses (50, true, ["a"]), else the text. */
+function parseValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function valueAt(target: Record<string, unknown>, path: readonly string[]): unknown {
+  let value: unknown = target;
+  for (const part of path) {
+    if (!value || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
 }
 
 function reportError(error: unknown, out: Output): number {

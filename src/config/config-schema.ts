@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox';
 import type { Entity } from '../entities/entity.js';
+import { PlanSchema, type Plans } from '../tenants/tenant.js';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 
@@ -54,6 +55,8 @@ export const TenancyConfigSchema = Type.Object(
     ),
     /** statement_timeout of tenant transactions unless the tenant's limits say otherwise. */
     statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    /** The plan of tenants created without one. */
+    defaultPlan: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' })),
   },
   { additionalProperties: false },
 );
@@ -67,6 +70,10 @@ export const ConfigFileSchema = Type.Object(
     tenancy: Type.Optional(TenancyConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
+    /** Plans by name: default features, limits, branding and settings of their tenants. */
+    plans: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' }), PlanSchema)),
+    /** A JSON Schema that every tenant's effective `settings` must satisfy. */
+    settingsSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },
   { additionalProperties: false },
 );
@@ -106,8 +113,12 @@ export interface TenantryConfig {
     readonly reservedSlugs: readonly string[];
     readonly defaultIsolation: IsolationLevel;
     readonly statementTimeoutMs: number;
+    readonly defaultPlan: string | undefined;
   };
   readonly entities: readonly Entity[];
+  readonly plans: Plans;
+  /** JSON Schema of tenant settings (checked to compile at load). */
+  readonly settingsSchema: Readonly<Record<string, unknown>> | undefined;
   readonly logLevel: string;
   readonly logRetentionDays: number;
   readonly redisUrl: string | undefined;

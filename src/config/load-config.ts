@@ -4,6 +4,7 @@ import YAML from 'yaml';
 import { normaliseEntities } from '../entities/entity-config.js';
 import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
+import { settingsValidator } from '../tenants/tenant-settings.js';
 import { firstSchemaProblem } from '../validation.js';
 import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
 
@@ -109,6 +110,10 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   }
 
   const reservedSlugs = (file.tenancy?.reservedSlugs ?? []).map((slug) => slug.toLowerCase());
+  const defaultPlan = file.tenancy?.defaultPlan;
+  if (defaultPlan !== undefined && !Object.hasOwn(file.plans ?? {}, defaultPlan)) {
+    throw new ConfigError('tenancy.defaultPlan', `names no plan in plans (${defaultPlan})`);
+  }
   const config: TenantryConfig = {
     source: path,
     server: {
@@ -138,13 +143,31 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       reservedSlugs,
       defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
       statementTimeoutMs: file.tenancy?.statementTimeoutMs ?? 5_000,
+      defaultPlan: file.tenancy?.defaultPlan,
     },
     entities: normaliseEntities(file.entities),
+    plans: file.plans ?? {},
+    settingsSchema: checkSettingsSchema(file.settingsSchema),
     logLevel,
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
     redisUrl: env.REDIS_URL || undefined,
   };
   return deepFreeze(config);
+}
+
+function checkSettingsSchema(
+  schema: Record<string, unknown> | undefined,
+): Record<string, unknown> | undefined {
+  if (schema === undefined) return undefined;
+  try {
+    settingsValidator(schema);
+  } catch (error) {
+    throw new ConfigError(
+      'settingsSchema',
+      `is not a valid JSON Schema: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  return schema;
 }
 
 /** A configuration for tests and embedding: defaults, with the given parts replaced. */

@@ -3,7 +3,13 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
-import type { Tenant, TenantConfig } from '../tenants/tenant.js';
+import {
+  type Tenant,
+  TenantBrandingSchema,
+  type TenantConfig,
+  TenantConfigSchema,
+  TenantLimitsSchema,
+} from '../tenants/tenant.js';
 import {
   CreateTenantInputSchema,
   HostInputSchema,
@@ -189,6 +195,70 @@ export function adminRoutes(tenantry: Tenantry) {
           await tenantry.tenants.delete(request.params.idOrSlug, actionContext(request), {
             purge: request.query.purge === 'true',
           }),
+        ),
+    );
+
+    const ConfigViewSchema = Type.Object({
+      plan: Type.Union([Type.String(), Type.Null()]),
+      overrides: TenantConfigSchema,
+      effective: Type.Object({
+        plan: Type.Optional(Type.String()),
+        features: Type.Array(Type.String()),
+        limits: TenantLimitsSchema,
+        branding: TenantBrandingSchema,
+        settings: Type.Record(Type.String(), Type.Unknown()),
+      }),
+    });
+    const configView = (view: Awaited<ReturnType<Tenantry['tenants']['configOf']>>) => ({
+      plan: view.plan,
+      overrides: view.overrides as TenantConfig,
+      effective: {
+        ...(view.effective.plan === undefined ? {} : { plan: view.effective.plan }),
+        features: [...view.effective.features],
+        limits: { ...view.effective.limits },
+        branding: { ...view.effective.branding },
+        settings: { ...view.effective.settings },
+      },
+    });
+
+    app.get(
+      '/admin/tenants/:idOrSlug/config',
+      {
+        schema: {
+          tags,
+          security,
+          summary: "A tenant's configuration: its plan, its overrides and the effective result",
+          params: IdOrSlugParams,
+          response: { 200: ConfigViewSchema, ...problemResponses },
+        },
+      },
+      async (request) => configView(await tenantry.tenants.configOf(request.params.idOrSlug)),
+    );
+
+    app.patch(
+      '/admin/tenants/:idOrSlug/config',
+      {
+        schema: {
+          tags,
+          security,
+          summary:
+            'Set or unset configuration values by path (plan, features, limits.<name>, branding.<name>, settings.<key>...)',
+          params: IdOrSlugParams,
+          body: Type.Object(
+            {
+              set: Type.Optional(
+                Type.Record(Type.String({ maxLength: 300 }), Type.Unknown(), { maxProperties: 100 }),
+              ),
+              unset: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 100 })),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: ConfigViewSchema, ...problemResponses },
+        },
+      },
+      async (request) =>
+        configView(
+          await tenantry.tenants.changeConfig(request.params.idOrSlug, request.body, actionContext(request)),
         ),
     );
 

@@ -32,6 +32,12 @@ function repositoryFor(
   entity: Entity,
   body?: unknown,
 ): EntityRepository {
+  if (entity.feature !== undefined && !request.tenant?.hasFeature(entity.feature)) {
+    throw new TenantryError(
+      'feature_disabled',
+      `${entity.name} needs the feature "${entity.feature}", which this tenant does not have`,
+    );
+  }
   const view = entity.scope === 'shared' ? tenantry.sharedEntityView() : request.entityView;
   const repository = view?.repository(entity.name);
   if (!view || !repository) {

@@ -104,7 +104,7 @@ export class TenantDataAccess {
   #create(tenant: Tenant): TenantDb {
     const placement = placementOf(tenant);
     const statementTimeoutMs =
-      tenant.config.limits?.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
+      tenant.effective.limits.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
     const role = this.#config.database.runtimeRole;
     const searchPath = placement.database
       ? quoteIdent(placement.schema)

@@ -14,6 +14,8 @@ export const CreateTenantInputSchema = Type.Object(
     slug: Slug,
     hosts: Type.Optional(Hosts),
     isolation: Type.Optional(Isolation),
+    /** Its plan (from `plans` in the config file); the same as `config.plan`. */
+    plan: Type.Optional(Type.String({ maxLength: 40 })),
     /** The database server of a `database` tenant (default: the one with the fewest tenants). */
     server: Type.Optional(Type.String({ maxLength: 40 })),
     config: Type.Optional(TenantConfigSchema),

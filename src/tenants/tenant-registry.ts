@@ -19,11 +19,14 @@ import { validate } from '../validation.js';
 import { normalizeHost } from './host.js';
 import { checkSlug, isUuid } from './slug.js';
 import {
+  type EffectiveTenantConfig,
+  effectiveConfig,
   ISOLATION_LEVELS,
   type IsolationLevel,
   TENANT_COLUMNS,
   type Tenant,
   type TenantConfig,
+  TenantConfigSchema,
   type TenantRow,
   type TenantStatus,
   tenantFromRow,
@@ -36,6 +39,7 @@ import {
   type UpdateTenantInput,
   UpdateTenantInputSchema,
 } from './tenant-input.js';
+import { settingsProblem } from './tenant-settings.js';
 
 export interface CreatedTenant {
   readonly tenant: Tenant;
@@ -115,6 +119,12 @@ export class TenantRegistry {
     const hosts = this.#checkHosts(data.hosts ?? []);
     const isolation = this.#checkIsolation(data.isolation ?? this.#config.tenancy.defaultIsolation);
     const name = checkName(data.name);
+    const config = this.#checkConfig({
+      ...data.config,
+      ...((data.plan ?? data.config?.plan ?? this.#config.tenancy.defaultPlan)
+        ? { plan: data.plan ?? data.config?.plan ?? this.#config.tenancy.defaultPlan }
+        : {}),
+    });
     if (data.server !== undefined && isolation !== 'database') {
       throw new TenantryError('validation_failed', 'only database tenants are placed on a server', {
         field: 'server',
@@ -145,7 +155,7 @@ export class TenantRegistry {
       await tx.query(
         `INSERT INTO tenantry.tenants (id, slug, name, status, isolation, config, server, schema_version)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)`,
-        [id, slug, name, status, isolation, JSON.stringify(data.config ?? {}), server, rowVersion ?? null],
+        [id, slug, name, status, isolation, JSON.stringify(config), server, rowVersion ?? null],
       );
       await insertHosts(tx, id, hosts);
       return server;
@@ -373,7 +383,7 @@ export class TenantRegistry {
       `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.id = $1`,
       [id],
     );
-    return rows[0] && tenantFromRow(rows[0]);
+    return rows[0] && tenantFromRow(rows[0], this.#config.plans);
   }
 
   async findBySlug(slug: string): Promise<Tenant | undefined> {
@@ -381,7 +391,7 @@ export class TenantRegistry {
       `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.slug = $1 AND t.status <> 'deleted'`,
       [slug],
     );
-    return rows[0] && tenantFromRow(rows[0]);
+    return rows[0] && tenantFromRow(rows[0], this.#config.plans);
   }
 
   /** The tenant id a registered host belongs to. */
@@ -414,7 +424,7 @@ export class TenantRegistry {
         ORDER BY t.id LIMIT $3`,
       [statuses, options.after ?? null, limit + 1],
     );
-    const tenants = rows.slice(0, limit).map(tenantFromRow);
+    const tenants = rows.slice(0, limit).map((row) => tenantFromRow(row, this.#config.plans));
     return { tenants, next: rows.length > limit ? (tenants.at(-1)?.id ?? null) : null };
   }
 
@@ -564,6 +574,7 @@ export class TenantRegistry {
       );
     }
     const name = data.name === undefined ? undefined : checkName(data.name);
+    const config = data.config === undefined ? undefined : this.#checkConfig(data.config);
     const slug = data.slug === undefined ? undefined : this.#checkSlug(data.slug);
     const hosts = data.hosts === undefined ? undefined : this.#checkHosts(data.hosts);
     return this.#mutate(context, { action, target: current.slug, tenantId: current.id }, async (tx) => {
@@ -582,7 +593,7 @@ export class TenantRegistry {
         `UPDATE tenantry.tenants
             SET name = coalesce($2, name), slug = $3, config = coalesce($4::jsonb, config), updated_at = now()
           WHERE id = $1`,
-        [current.id, name ?? null, newSlug, data.config === undefined ? null : JSON.stringify(data.config)],
+        [current.id, name ?? null, newSlug, config === undefined ? null : JSON.stringify(config)],
       );
       return {
         result: await this.#load(tx, current.id),
@@ -652,6 +663,64 @@ export class TenantRegistry {
     }
     for (const change of mutation.changes) this.#bus.applied(change);
     return mutation.result;
+  }
+
+  /** A tenant's own config: its plan must exist, and its effective settings fit `settingsSchema`. */
+  #checkConfig(config: TenantConfig): TenantConfig {
+    if (config.plan !== undefined && !Object.hasOwn(this.#config.plans, config.plan)) {
+      const known = Object.keys(this.#config.plans);
+      throw new TenantryError(
+        'validation_failed',
+        `no plan "${clip(config.plan)}"${known.length > 0 ? ` (plans: ${known.join(', ')})` : ' (the config file declares no plans)'}`,
+        { field: 'plan' },
+      );
+    }
+    const problem = settingsProblem(
+      this.#config.settingsSchema,
+      effectiveConfig(config, this.#config.plans).settings,
+    );
+    if (problem) throw new TenantryError('validation_failed', problem.message, { field: problem.field });
+    return config;
+  }
+
+  /** The tenant's configuration: its plan, what it overrides, and the effective result. */
+  async configOf(idOrSlug: string): Promise<TenantConfigView> {
+    return configView(await this.get(idOrSlug));
+  }
+
+  /**
+   * Sets and unsets values by path (`plan`, `features`, `limits.requestsPerSecond`,
+   * `branding.primaryColor`, `settings.<key>...`), all in one change; unsetting a value makes the
+   * plan's apply again. The result is validated as a whole before anything is written.
+   */
+  async changeConfig(
+    idOrSlug: string,
+    change: { set?: Readonly<Record<string, unknown>>; unset?: readonly string[] },
+    context: ActionContext,
+  ): Promise<TenantConfigView> {
+    const current = await this.get(idOrSlug);
+    const tenant = await this.#mutate(
+      context,
+      { action: 'tenant.config', target: current.slug, tenantId: current.id },
+      async (tx) => {
+        const locked = await this.#lockLive(tx, current.id, idOrSlug);
+        let next: Record<string, unknown> = structuredClone(locked.config) as Record<string, unknown>;
+        for (const path of change.unset ?? []) next = withPath(next, parseConfigPath(path), undefined);
+        for (const [path, value] of Object.entries(change.set ?? {})) {
+          next = withPath(next, parseConfigPath(path), value);
+        }
+        const checked = this.#checkConfig(validate(TenantConfigSchema, next));
+        await tx.query('UPDATE tenantry.tenants SET config = $2::jsonb, updated_at = now() WHERE id = $1', [
+          current.id,
+          JSON.stringify(checked),
+        ]);
+        return {
+          result: await this.#load(tx, current.id),
+          changes: [{ kind: 'tenant', tenantId: current.id }],
+        };
+      },
+    );
+    return configView(tenant);
   }
 
   #checkSlug(raw: string): string {
@@ -773,6 +842,65 @@ function checkName(raw: string): string {
     });
   }
   return name;
+}
+
+export interface TenantConfigView {
+  readonly plan: string | null;
+  /** What is set on the tenant itself. */
+  readonly overrides: TenantConfig;
+  /** Its plan's values with its overrides on top. */
+  readonly effective: EffectiveTenantConfig;
+}
+
+function configView(tenant: Tenant): TenantConfigView {
+  return { plan: tenant.effective.plan ?? null, overrides: tenant.config, effective: tenant.effective };
+}
+
+const CONFIG_SECTIONS = ['plan', 'features', 'limits', 'branding', 'settings'];
+
+/** `limits.requestsPerSecond` -> ['limits', 'requestsPerSecond'], refusing unknown sections. */
+export function parseConfigPath(path: string): string[] {
+  const parts = typeof path === 'string' ? path.split('.') : [];
+  const [section] = parts;
+  const valid =
+    parts.length > 0 &&
+    parts.every((part) => /^[A-Za-z0-9_-]{1,100}$/.test(part)) &&
+    section !== undefined &&
+    CONFIG_SECTIONS.includes(section) &&
+    (section === 'plan' || section === 'features'
+      ? parts.length === 1
+      : parts.length >= 2 || section === 'settings');
+  if (!valid) {
+    throw new TenantryError(
+      'validation_failed',
+      `"${clip(String(path))}" is not a config path: plan, features, limits.<name>, branding.<name> or settings[.<key>...]`,
+      { field: 'path' },
+    );
+  }
+  return parts;
+}
+
+function withPath(
+  target: Record<string, unknown>,
+  path: readonly string[],
+  value: unknown,
+): Record<string, unknown> {
+  const [head, ...rest] = path as [string, ...string[]];
+  const copy = { ...target };
+  if (rest.length === 0) {
+    if (value === undefined) delete copy[head];
+    else copy[head] = value;
+    return copy;
+  }
+  const child = copy[head];
+  const nested = withPath(
+    child && typeof child === 'object' && !Array.isArray(child) ? (child as Record<string, unknown>) : {},
+    rest,
+    value,
+  );
+  if (Object.keys(nested).length === 0) delete copy[head];
+  else copy[head] = nested;
+  return copy;
 }
 
 function clip(value: string): string {

@@ -6,35 +6,97 @@ export type { IsolationLevel };
 
 export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['row', 'schema', 'database'];
 
+/** The limits a tenant (or its plan) may set; every one is optional. */
+export const TenantLimitsSchema = Type.Object(
+  {
+    requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
+    burst: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxConcurrent: Type.Optional(Type.Integer({ minimum: 0 })),
+    statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    maxRows: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxRowsPerEntity: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxStorageMb: Type.Optional(Type.Number({ minimum: 0 })),
+    maxUsers: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxApiKeys: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export type TenantLimits = Static<typeof TenantLimitsSchema>;
+
+export const TenantBrandingSchema = Type.Object(
+  {
+    displayName: Type.Optional(Type.String({ maxLength: 200 })),
+    primaryColor: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
+    secondaryColor: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
+    logoUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https://' })),
+  },
+  { additionalProperties: false },
+);
+
+const FeaturesSchema = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+  maxItems: 200,
+  uniqueItems: true,
+});
+
+/** What a plan gives its tenants by default; a tenant may override any of it. */
+export const PlanSchema = Type.Object(
+  {
+    features: Type.Optional(FeaturesSchema),
+    limits: Type.Optional(TenantLimitsSchema),
+    branding: Type.Optional(TenantBrandingSchema),
+    settings: Type.Optional(Type.Record(Type.String({ maxLength: 200 }), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+
+export type Plan = Static<typeof PlanSchema>;
+
 export const TenantConfigSchema = Type.Object(
   {
-    /** Feature flags the tenant has. Public. */
-    features: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 200, uniqueItems: true }),
-    ),
-    /** Limits (requests per second, rows, ...). Private to operators. */
-    limits: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9]{0,63}$' }), Type.Number({ minimum: 0 })),
-    ),
-    /** How the tenant's UI looks. Public. */
-    branding: Type.Optional(
-      Type.Object(
-        {
-          displayName: Type.Optional(Type.String({ maxLength: 200 })),
-          primaryColor: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
-          secondaryColor: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$' })),
-          logoUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https://' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    /** Free-form application settings. Private to operators. */
+    /** The plan whose defaults apply (from `plans` in the config file). */
+    plan: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' })),
+    /** Feature flags the tenant has, replacing its plan's list. Public. */
+    features: Type.Optional(FeaturesSchema),
+    /** Limits (requests per second, rows, ...), each overriding its plan's. Private to operators. */
+    limits: Type.Optional(TenantLimitsSchema),
+    /** How the tenant's UI looks, each value overriding its plan's. Public. */
+    branding: Type.Optional(TenantBrandingSchema),
+    /** Free-form application settings over its plan's (validated by `settingsSchema`). Private. */
     settings: Type.Optional(Type.Record(Type.String({ maxLength: 200 }), Type.Unknown())),
   },
   { additionalProperties: false },
 );
 
 export type TenantConfig = Static<typeof TenantConfigSchema>;
+export type TenantBranding = Static<typeof TenantBrandingSchema>;
+
+/** Plans by name, from the config file. */
+export type Plans = Readonly<Record<string, Plan>>;
+
+/** A tenant's configuration with its plan's defaults filled in: what the engine acts on. */
+export interface EffectiveTenantConfig {
+  readonly plan: string | undefined;
+  readonly features: readonly string[];
+  readonly limits: Readonly<TenantLimits>;
+  readonly branding: Readonly<TenantBranding>;
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The plan's values with the tenant's overrides on top: a tenant's `features` list replaces its
+ * plan's; limits, branding and top-level settings override one key at a time.
+ */
+export function effectiveConfig(config: TenantConfig, plans: Plans): EffectiveTenantConfig {
+  const plan = config.plan === undefined ? undefined : plans[config.plan];
+  return Object.freeze({
+    plan: config.plan,
+    features: Object.freeze([...(config.features ?? plan?.features ?? [])]),
+    limits: Object.freeze({ ...plan?.limits, ...config.limits }),
+    branding: Object.freeze({ ...plan?.branding, ...config.branding }),
+    settings: Object.freeze({ ...plan?.settings, ...config.settings }),
+  });
+}
 
 /** A tenant as the registry knows it. Immutable: a change makes a new value. */
 export interface Tenant {
@@ -43,7 +105,12 @@ export interface Tenant {
   readonly name: string;
   readonly status: TenantStatus;
   readonly isolation: IsolationLevel;
+  /** What was set on the tenant itself (its overrides and its plan's name). */
   readonly config: Readonly<TenantConfig>;
+  /** Its plan's defaults with its overrides on top. */
+  readonly effective: EffectiveTenantConfig;
+  /** Whether the tenant has a feature, from its plan or its own list. */
+  hasFeature(name: string): boolean;
   readonly hosts: readonly string[];
   /** The entity-schema version its tables were built at (null while provisioning). */
   readonly schemaVersion: number | null;
@@ -66,8 +133,9 @@ export interface PublicTenantView {
 
 export function publicTenantView(tenant: Tenant): PublicTenantView {
   const config: Pick<TenantConfig, 'features' | 'branding'> = {};
-  if (tenant.config.features) config.features = tenant.config.features;
-  if (tenant.config.branding) config.branding = tenant.config.branding;
+  const { features, branding } = tenant.effective;
+  if (features.length > 0) config.features = [...features];
+  if (Object.keys(branding).length > 0) config.branding = branding;
   return {
     id: tenant.id,
     name: tenant.name,
@@ -94,14 +162,19 @@ export interface TenantRow {
   [column: string]: unknown;
 }
 
-export function tenantFromRow(row: TenantRow): Tenant {
+export function tenantFromRow(row: TenantRow, plans: Plans = {}): Tenant {
+  const config = row.config ?? {};
+  const effective = effectiveConfig(config, plans);
+  const features = new Set(effective.features);
   return Object.freeze({
     id: row.id,
     slug: row.slug,
     name: row.name,
     status: row.status,
     isolation: row.isolation,
-    config: Object.freeze(row.config ?? {}),
+    config: Object.freeze(config),
+    effective,
+    hasFeature: (name: string) => features.has(name),
     hosts: Object.freeze([...(row.hosts ?? [])].sort()),
     schemaVersion: row.schema_version === null ? null : Number(row.schema_version),
     server: row.server ?? null,
