@@ -29,6 +29,7 @@ import { TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
 import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runtime/audit-log.js';
 import { ChangeBus } from './runtime/change-bus.js';
+import { Metrics } from './runtime/metrics.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
 import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
@@ -72,6 +73,7 @@ export class Tenantry {
   readonly locks: TenantLocks;
   readonly versions: EntityVersions;
   readonly fleet: FleetMigration;
+  readonly metrics: Metrics;
   readonly #databases: TenantDatabases | undefined;
   #sharedVersion: number | undefined;
   #onBackgroundError: (error: unknown) => void;
@@ -102,7 +104,23 @@ export class Tenantry {
           })
         : undefined;
     this.provisioner = new TenantProvisioner(this.config, this.#databases, this.servers);
-    this.data = new TenantDataAccess(this.db, this.config, this.#databases);
+    const databases = this.#databases;
+    this.metrics = new Metrics({
+      tenantLabels: this.config.metrics.tenantLabels,
+      control: this.db.runtime,
+      ...(databases
+        ? {
+            tenantPools: () => ({
+              open: databases.openPools,
+              leased: databases.leasedPools,
+              max: databases.maxPools,
+            }),
+          }
+        : {}),
+    });
+    this.data = new TenantDataAccess(this.db, this.config, this.#databases, (tenant, seconds) =>
+      this.metrics.observeDatabase(tenant, seconds),
+    );
     this.fleet = new FleetMigration({
       db: this.db,
       config: this.config,

@@ -61,6 +61,16 @@ export const TenancyConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const MetricsConfigSchema = Type.Object(
+  {
+    /** The busiest tenants that keep a label of their own; the others share "other". */
+    tenantLabels: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+    /** Serve /metrics without the admin token (only where the network keeps it private). */
+    public: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -68,6 +78,7 @@ export const ConfigFileSchema = Type.Object(
     dataDir: Type.Optional(Type.String({ minLength: 1 })),
     apiKeys: Type.Optional(ApiKeysConfigSchema),
     tenancy: Type.Optional(TenancyConfigSchema),
+    metrics: Type.Optional(MetricsConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
@@ -120,6 +131,10 @@ export interface TenantryConfig {
   /** JSON Schema of tenant settings (checked to compile at load). */
   readonly settingsSchema: Readonly<Record<string, unknown>> | undefined;
   readonly logLevel: string;
+  readonly metrics: {
+    readonly tenantLabels: number;
+    readonly public: boolean;
+  };
   readonly logRetentionDays: number;
   readonly redisUrl: string | undefined;
 }

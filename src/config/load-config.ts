@@ -149,6 +149,10 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     plans: file.plans ?? {},
     settingsSchema: checkSettingsSchema(file.settingsSchema),
     logLevel,
+    metrics: {
+      tenantLabels: file.metrics?.tenantLabels ?? 50,
+      public: file.metrics?.public ?? false,
+    },
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
     redisUrl: env.REDIS_URL || undefined,
   };

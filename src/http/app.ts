@@ -88,11 +88,24 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
 
   await app.register(async (scope) => healthRoutes(tenantry)(scope));
+  const metricsRoute = (scope: FastifyInstance) => {
+    scope.get(
+      '/metrics',
+      { schema: { tags: ['operations'], summary: 'Prometheus metrics (admin token unless metrics.public)' } },
+      async (_request, reply) => {
+        reply.type(tenantry.metrics.contentType);
+        return tenantry.metrics.text();
+      },
+    );
+  };
+  // Per-tenant traffic is business information: behind the admin token unless configured public.
+  if (tenantry.config.metrics.public) await app.register(async (scope) => metricsRoute(scope));
   await app.register(
     adminScope(options.adminGuard, (scope) => {
       adminRoutes(tenantry)(scope);
       adminFleetRoutes(tenantry)(scope);
       adminSharedRoutes(tenantry)(scope);
+      if (!tenantry.config.metrics.public) metricsRoute(scope);
     }),
   );
   // /tenant-info shows only what a tenant's own login page would: the host alone may ask.

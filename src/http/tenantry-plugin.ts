@@ -59,6 +59,17 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
       },
     });
     app.addSchema(ProblemSchema);
+    // Every response counts, by tenant (bounded labels), route pattern and status.
+    app.addHook('onResponse', (request, reply, done) => {
+      options.tenantry.metrics.observeRequest(
+        request.tenant?.slug,
+        request.routeOptions.url ?? 'unmatched',
+        request.method,
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      );
+      done();
+    });
     if (options.problemErrors !== false) {
       app.setErrorHandler((error, request, reply) => {
         const { problem, unexpected } = problemFromError(error);

@@ -77,6 +77,13 @@ export class TenantDatabases {
     return this.#entries.size;
   }
 
+  /** Pools in use by a statement or transaction right now. */
+  get leasedPools(): number {
+    let leased = 0;
+    for (const entry of this.#entries.values()) if (entry.leases > 0) leased += 1;
+    return leased;
+  }
+
   /** Runs `fn` with a pool of the tenant database, leased for the duration. */
   async use<T>(
     location: DatabaseLocation,

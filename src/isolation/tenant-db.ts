@@ -42,6 +42,7 @@ class ScopedTenantDb implements TenantDb {
     private readonly settings: TenantSettings,
     private readonly sharedPool: ConnectionPool,
     private readonly sharedSettings: TenantSettings,
+    private readonly observe: ((seconds: number) => void) | undefined,
   ) {}
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -54,7 +55,13 @@ class ScopedTenantDb implements TenantDb {
 
   // A database tenant's pool opens on its first statement, not when a request merely resolves.
   #with<T>(fn: (pool: ConnectionPool) => Promise<T>): Promise<T> {
-    return typeof this.pool === 'function' ? this.pool(fn) : fn(this.pool);
+    const run = typeof this.pool === 'function' ? this.pool(fn) : fn(this.pool);
+    const observe = this.observe;
+    if (!observe) return run;
+    const started = performance.now();
+    const done = () => observe((performance.now() - started) / 1000);
+    run.then(done, done);
+    return run;
   }
 
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -68,10 +75,18 @@ export class TenantDataAccess {
   readonly #config: TenantryConfig;
   readonly #databases: TenantDatabases | undefined;
 
-  constructor(db: Database, config: TenantryConfig, databases: TenantDatabases | undefined) {
+  readonly #observe: ((tenant: string, seconds: number) => void) | undefined;
+
+  constructor(
+    db: Database,
+    config: TenantryConfig,
+    databases: TenantDatabases | undefined,
+    observe?: (tenantSlug: string, seconds: number) => void,
+  ) {
     this.#db = db;
     this.#config = config;
     this.#databases = databases;
+    this.#observe = observe;
   }
 
   /**
@@ -118,6 +133,14 @@ export class TenantDataAccess {
       if (!databases) throw new Error('database tenants need PostgreSQL');
       pool = (fn) => databases.use(location, 'runtime', fn);
     }
-    return new ScopedTenantDb(tenant.id, placement, pool, settings, this.#db.runtime, sharedSettings);
+    return new ScopedTenantDb(
+      tenant.id,
+      placement,
+      pool,
+      settings,
+      this.#db.runtime,
+      sharedSettings,
+      this.#observe && ((seconds: number) => this.#observe?.(tenant.slug, seconds)),
+    );
   }
 }

@@ -1,0 +1,202 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Queryable } from '../db/database.js';
+
+/** The label of requests without a tenant, and of tenants outside the top N. */
+export const NO_TENANT = 'none';
+export const OTHER_TENANTS = 'other';
+
+export interface TenantLabelsOptions {
+  /** Tenants that keep a label of their own: the busiest ones. */
+  readonly max: number;
+  /** How often the busiest tenants are recomputed. */
+  readonly rebalanceMs?: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Bounded tenant labels: the `max` busiest tenants keep their slug as label, every other tenant
+ * shares `other`, so a deployment of 10,000 tenants exposes at most `max + 2` tenant values.
+ * Traffic is counted per window; at each rebalance the busiest of the last window take the
+ * labels, and a tenant that lost its label has its series removed (`onDemote`).
+ */
+export class TenantLabels {
+  readonly #max: number;
+  readonly #rebalanceMs: number;
+  readonly #now: () => number;
+  readonly #labelled = new Set<string>();
+  #counts = new Map<string, number>();
+  #windowStart: number;
+  onDemote: (tenant: string) => void = () => undefined;
+
+  constructor(options: TenantLabelsOptions) {
+    this.#max = Math.max(0, options.max);
+    this.#rebalanceMs = options.rebalanceMs ?? 60_000;
+    this.#now = options.now ?? Date.now;
+    this.#windowStart = this.#now();
+  }
+
+  /** The label for a request of `tenant` (a slug), counting it. */
+  label(tenant: string | undefined): string {
+    if (tenant === undefined) return NO_TENANT;
+    if (this.#now() - this.#windowStart >= this.#rebalanceMs) this.#rebalance();
+    // Counting is bounded too: past 10 × max distinct tenants in a window, newcomers are not counted.
+    const count = this.#counts.get(tenant);
+    if (count !== undefined || this.#counts.size < Math.max(100, this.#max * 10))
+      this.#counts.set(tenant, (count ?? 0) + 1);
+    if (this.#labelled.has(tenant)) return tenant;
+    if (this.#labelled.size < this.#max) {
+      this.#labelled.add(tenant);
+      return tenant;
+    }
+    return OTHER_TENANTS;
+  }
+
+  /** The label of a tenant, without counting traffic (its requests are counted when they end). */
+  labelOf(tenant: string): string {
+    if (this.#labelled.has(tenant)) return tenant;
+    if (this.#labelled.size < this.#max) {
+      this.#labelled.add(tenant);
+      return tenant;
+    }
+    return OTHER_TENANTS;
+  }
+
+  #rebalance(): void {
+    const busiest = new Set(
+      [...this.#counts.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, this.#max)
+        .map(([tenant]) => tenant),
+    );
+    for (const tenant of this.#labelled) {
+      if (!busiest.has(tenant)) {
+        this.#labelled.delete(tenant);
+        this.onDemote(tenant);
+      }
+    }
+    for (const tenant of busiest) if (this.#labelled.size < this.#max) this.#labelled.add(tenant);
+    this.#counts = new Map();
+    this.#windowStart = this.#now();
+  }
+}
+
+export interface MetricsOptions {
+  readonly tenantLabels: number;
+  /** Counts tenants by status, plan and isolation when scraped. */
+  readonly control: Queryable;
+  /** Pools to tenant databases: open and leased, when scraped. */
+  readonly tenantPools?: () => { open: number; leased: number; max: number };
+  readonly rebalanceMs?: number;
+}
+
+/**
+ * The Prometheus metrics of one engine, in a registry of its own (several engines in a process,
+ * as in tests, never share series): requests by tenant, route and status, their latency,
+ * tenant database time, tenants by status, plan and isolation, pool usage, and the process.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly labels: TenantLabels;
+  readonly #requests: Counter<'tenant' | 'route' | 'method' | 'status'>;
+  readonly #duration: Histogram<'tenant' | 'route' | 'method'>;
+  readonly #dbDuration: Histogram<'tenant'>;
+
+  constructor(options: MetricsOptions) {
+    this.labels = new TenantLabels({
+      max: options.tenantLabels,
+      ...(options.rebalanceMs === undefined ? {} : { rebalanceMs: options.rebalanceMs }),
+    });
+    const registers = [this.registry];
+    this.#requests = new Counter({
+      name: 'tenantry_http_requests_total',
+      help: 'HTTP requests by tenant (the busiest keep their slug, the rest share "other"), route and status',
+      labelNames: ['tenant', 'route', 'method', 'status'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'tenantry_http_request_duration_seconds',
+      help: 'HTTP request latency by tenant and route',
+      labelNames: ['tenant', 'route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#dbDuration = new Histogram({
+      name: 'tenantry_tenant_db_duration_seconds',
+      help: 'Time of tenant database statements and transactions, by tenant',
+      labelNames: ['tenant'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    });
+    this.labels.onDemote = (tenant) => {
+      this.#requests.remove({ tenant });
+      this.#duration.remove({ tenant });
+      this.#dbDuration.remove({ tenant });
+    };
+    const control = options.control;
+    new Gauge({
+      name: 'tenantry_tenants',
+      help: 'Tenants by status, plan and isolation level',
+      labelNames: ['status', 'plan', 'isolation'],
+      registers,
+      async collect() {
+        const { rows } = await control.query<{
+          status: string;
+          plan: string;
+          isolation: string;
+          count: number;
+        }>(
+          `SELECT status, coalesce(config->>'plan', '') AS plan, isolation, count(*)::int AS count
+             FROM tenantry.tenants GROUP BY 1, 2, 3`,
+        );
+        this.reset();
+        for (const row of rows) {
+          this.set(
+            { status: row.status, plan: row.plan || 'none', isolation: row.isolation },
+            Number(row.count),
+          );
+        }
+      },
+    });
+    const pools = options.tenantPools;
+    if (pools) {
+      new Gauge({
+        name: 'tenantry_tenant_database_pools',
+        help: 'Connection pools to database tenants: open, leased (in use) and the most allowed',
+        labelNames: ['state'],
+        registers,
+        collect() {
+          const { open, leased, max } = pools();
+          this.set({ state: 'open' }, open);
+          this.set({ state: 'leased' }, leased);
+          this.set({ state: 'max' }, max);
+        },
+      });
+    }
+    collectDefaultMetrics({ register: this.registry, prefix: 'tenantry_' });
+  }
+
+  /** One finished HTTP request. `route` is the route pattern, never the raw URL. */
+  observeRequest(
+    tenant: string | undefined,
+    route: string,
+    method: string,
+    status: number,
+    seconds: number,
+  ): void {
+    const label = this.labels.label(tenant);
+    this.#requests.inc({ tenant: label, route, method, status: String(status) });
+    this.#duration.observe({ tenant: label, route, method }, seconds);
+  }
+
+  observeDatabase(tenant: string, seconds: number): void {
+    this.#dbDuration.observe({ tenant: this.labels.labelOf(tenant) }, seconds);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
