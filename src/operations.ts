@@ -17,6 +17,15 @@ function optionalText(params: Params, name: string): string | undefined {
   return params[name] === undefined ? undefined : text(params, name);
 }
 
+function optionalDate(params: Params, name: string): Date | undefined {
+  const value = optionalText(params, name);
+  if (value === undefined) return undefined;
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime()))
+    throw new TenantryError('validation_failed', `${name} must be an ISO 8601 date-time`, { field: name });
+  return date;
+}
+
 function optionalNumber(params: Params, name: string): number | undefined {
   const value = params[name];
   if (value === undefined) return undefined;
@@ -101,6 +110,8 @@ export const operations = {
       actor: optionalText(p, 'actor'),
       limit: optionalNumber(p, 'limit'),
       before: optionalText(p, 'before'),
+      since: optionalDate(p, 'since'),
+      until: optionalDate(p, 'until'),
     }),
 } satisfies Record<string, Operation>;
 

@@ -4,6 +4,7 @@ import { AdminTokenGuard } from './auth/admin-token.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { buildApp } from './http/app.js';
 import { startControlSocket } from './http/control-socket.js';
+import { auditPruning, Scheduler } from './runtime/scheduler.js';
 import { Tenantry } from './tenantry.js';
 
 export interface RunningServer {
@@ -54,6 +55,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const app = await buildApp({ tenantry, adminGuard: guard, logger, lifecycle });
     if (tenantry.db.driver === 'pglite') control = await startControlSocket(tenantry, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
+    // Cluster-wide jobs: whichever server process is due runs them, once.
+    const scheduler = new Scheduler(tenantry.db.owner, [auditPruning(config.logRetentionDays)], {
+      onRun: (run) => app.log.info({ job: run.job, ...run.result }, 'scheduled job ran'),
+      onError: (error) =>
+        app.log.warn({ err: error }, 'scheduled job failed; it runs again at the next check'),
+    });
+    scheduler.start();
     let closing: Promise<void> | undefined;
     return {
       app,
@@ -62,6 +70,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       close() {
         closing ??= (async () => {
           lifecycle.closing = true;
+          await scheduler.stop();
           const grace = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs);
           try {
             await app.close();

@@ -428,18 +428,35 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .option('--json', 'print JSON')
     .option('--tenant <idOrSlug>', 'only this tenant')
     .option('--action <action>', 'only this action (or its prefix, e.g. tenant)')
+    .option('--actor <actor>', 'only this actor (e.g. cli:alice, api-key:<id>)')
+    .option('--since <time>', 'only entries at or after this ISO 8601 time')
+    .option('--until <time>', 'only entries before this ISO 8601 time')
     .option('--limit <n>', 'how many entries (default 100)', positiveInteger)
-    .action(async (options: GlobalOptions & { tenant?: string; action?: string; limit?: number }) => {
-      const page = (await withOperations(config(options), (run) =>
-        run('audit.list', {
-          ...(options.tenant ? { tenant: options.tenant } : {}),
-          ...(options.action ? { action: options.action } : {}),
-          ...(options.limit ? { limit: options.limit } : {}),
-        }),
-      )) as { entries: Record<string, unknown>[] };
-      if (options.json) return out.json(page.entries);
-      out.table(page.entries, ['at', 'actor', 'action', 'outcome', 'tenantId', 'target', 'clientAddress']);
-    });
+    .action(
+      async (
+        options: GlobalOptions & {
+          tenant?: string;
+          action?: string;
+          actor?: string;
+          since?: string;
+          until?: string;
+          limit?: number;
+        },
+      ) => {
+        const page = (await withOperations(config(options), (run) =>
+          run('audit.list', {
+            ...(options.tenant ? { tenant: options.tenant } : {}),
+            ...(options.action ? { action: options.action } : {}),
+            ...(options.actor ? { actor: options.actor } : {}),
+            ...(options.since ? { since: options.since } : {}),
+            ...(options.until ? { until: options.until } : {}),
+            ...(options.limit ? { limit: options.limit } : {}),
+          }),
+        )) as { entries: Record<string, unknown>[] };
+        if (options.json) return out.json(page.entries);
+        out.table(page.entries, ['at', 'actor', 'action', 'outcome', 'tenantId', 'target', 'clientAddress']);
+      },
+    );
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

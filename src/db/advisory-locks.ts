@@ -19,6 +19,8 @@ export const LockKey = {
   ENTITY_VERSIONS: 5,
   /** Held while a database template is built on a server. */
   DATABASE_TEMPLATES: 6,
+  /** Scheduled jobs take keys from here up (one per job, per transaction, try-only). */
+  SCHEDULER_BASE: 100,
 } as const;
 
 /** Namespace of per-tenant locks: provisioning, migration, repair and purge of one tenant. */

@@ -216,5 +216,21 @@ describe('plans in the config file', () => {
     const missing = await get('branding.displayName');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('is not set');
+
+    // Each change is audited, and the audit can be filtered by action, actor and time range.
+    const audit = (...args: string[]) => fleet.cli(['audit', '--json', ...args], path);
+    const changes = await audit('--action', 'tenant.config', '--since', '2000-01-01T00:00:00Z');
+    expect(changes.code, changes.stderr).toBe(0);
+    const entries = JSON.parse(changes.stdout) as { action: string; actor: string; outcome: string }[];
+    expect(entries.filter((entry) => entry.outcome === 'success')).toHaveLength(3);
+    const actor = entries[0]!.actor;
+    expect(JSON.parse((await audit('--actor', actor, '--action', 'tenant.config')).stdout).length).toBe(
+      entries.length,
+    );
+    expect(JSON.parse((await audit('--actor', 'cli:nobody')).stdout)).toEqual([]);
+    expect(JSON.parse((await audit('--until', '2000-01-01T00:00:00Z')).stdout)).toEqual([]);
+    const badTime = await audit('--since', 'last tuesday');
+    expect(badTime.code).toBe(1);
+    expect(badTime.stderr).toContain('since must be an ISO 8601 date-time');
   });
 });
