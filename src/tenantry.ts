@@ -3,6 +3,7 @@ import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
 import type { Database } from './db/database.js';
+import { qualified, quoteIdent } from './db/identifiers.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
 import type { Entity } from './entities/entity.js';
@@ -296,6 +297,39 @@ export class Tenantry {
     return view;
   }
 
+  /** What a tenant uses against its limits: rows per entity and in all. */
+  async usage(idOrSlug: string): Promise<TenantUsage> {
+    const tenant = await this.tenants.get(idOrSlug);
+    if (tenant.status === 'provisioning')
+      throw new TenantryError('conflict', 'the tenant is still being provisioned');
+    const view = await this.loadEntityView(tenant);
+    const names = this.config.entities
+      .filter((entity) => entity.scope === 'tenant' && view.repository(entity.name))
+      .map((entity) => entity.name);
+    const db = this.data.forTenant(tenant);
+    const counts: Record<string, number> = {};
+    if (names.length > 0) {
+      const { rows } = await db.query<Record<string, number>>(
+        `SELECT ${names
+          .map(
+            (name) =>
+              `(SELECT count(*) FROM ${qualified(db.placement.schema, name)} WHERE tenant_id = $1::uuid) AS ${quoteIdent(name)}`,
+          )
+          .join(', ')}`,
+        [tenant.id],
+      );
+      for (const name of names) counts[name] = Number(rows[0]?.[name] ?? 0);
+    }
+    const { maxRows, maxRowsPerEntity } = tenant.effective.limits;
+    return {
+      rows: { byEntity: counts, total: Object.values(counts).reduce((sum, count) => sum + count, 0) },
+      limits: {
+        ...(maxRows === undefined ? {} : { maxRows }),
+        ...(maxRowsPerEntity === undefined ? {} : { maxRowsPerEntity }),
+      },
+    };
+  }
+
   /** The shared entities as the shared tables can serve them. */
   sharedEntityView(): EntityView {
     const version = this.#sharedVersion ?? this.versions.codeVersion ?? this.versions.latest;
@@ -373,6 +407,11 @@ export class Tenantry {
     await this.bus.close();
     if (this.#ownsDatabase) await this.db.close();
   }
+}
+
+export interface TenantUsage {
+  readonly rows: { readonly byEntity: Readonly<Record<string, number>>; readonly total: number };
+  readonly limits: { readonly maxRows?: number; readonly maxRowsPerEntity?: number };
 }
 
 function tooNew(slug: string): TenantryError {

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Row } from '../db/database.js';
+import { tenantLockKey } from '../db/advisory-locks.js';
+import type { Queryable, Row } from '../db/database.js';
 import { qualified, quoteIdent } from '../db/identifiers.js';
 import { constraintOf, SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
@@ -303,6 +304,53 @@ export function translateWriteError(entity: Entity, error: unknown): unknown {
   return error;
 }
 
+/** Row limits of a tenant (`limits.maxRowsPerEntity`, `limits.maxRows`), and the entities counted in the total. */
+export interface RowQuota {
+  readonly perEntity: number | undefined;
+  readonly total: number | undefined;
+  /** Every tenant entity the tenant's tables have. */
+  readonly entities: readonly string[];
+}
+
+const QUOTA_LOCK_NAMESPACE = 0x54_4e_54_51; // 'TNTQ'
+
+async function enforceRowQuota(
+  tx: Queryable,
+  db: TenantDb,
+  entity: string,
+  adding: number,
+  quota: RowQuota,
+): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [QUOTA_LOCK_NAMESPACE, tenantLockKey(db.tenantId)]);
+  const counted = quota.total === undefined ? [entity] : quota.entities;
+  const { rows } = await tx.query<Record<string, number>>(
+    `SELECT ${counted
+      .map(
+        (name) =>
+          `(SELECT count(*) FROM ${qualified(db.placement.schema, name)} WHERE tenant_id = $1::uuid) AS ${quoteIdent(name)}`,
+      )
+      .join(', ')}`,
+    [db.tenantId],
+  );
+  const counts = rows[0] ?? {};
+  const own = Number(counts[entity] ?? 0);
+  if (quota.perEntity !== undefined && own + adding > quota.perEntity) {
+    throw new TenantryError(
+      'quota_exceeded',
+      `quota maxRowsPerEntity: ${entity} may hold ${quota.perEntity} rows for this tenant (it has ${own})`,
+      { field: 'limits.maxRowsPerEntity' },
+    );
+  }
+  const total = Object.values(counts).reduce((sum, value) => sum + Number(value), 0);
+  if (quota.total !== undefined && total + adding > quota.total) {
+    throw new TenantryError(
+      'quota_exceeded',
+      `quota maxRows: this tenant may hold ${quota.total} rows in all (it has ${total})`,
+      { field: 'limits.maxRows' },
+    );
+  }
+}
+
 /**
  * Reads and writes one entity for one tenant, through its tenant-bound handle. Every statement
  * also filters on tenant_id (defence in depth, and the index is used); the database's policies
@@ -388,16 +436,16 @@ export class EntityRepository {
     return presentRow(this.#entity, rows[0]);
   }
 
-  async create(db: TenantDb, body: unknown): Promise<Record<string, unknown>> {
-    const [row] = await this.#insert(db, [body]);
+  async create(db: TenantDb, body: unknown, quota?: RowQuota): Promise<Record<string, unknown>> {
+    const [row] = await this.#insert(db, [body], quota);
     return row!;
   }
 
-  async createMany(db: TenantDb, bodies: unknown): Promise<Record<string, unknown>[]> {
+  async createMany(db: TenantDb, bodies: unknown, quota?: RowQuota): Promise<Record<string, unknown>[]> {
     if (!Array.isArray(bodies) || bodies.length === 0 || bodies.length > MAX_BATCH) {
       throw invalid('rows', `must be an array of 1 to ${MAX_BATCH} rows`);
     }
-    return this.#insert(db, bodies);
+    return this.#insert(db, bodies, quota);
   }
 
   async update(db: TenantDb, id: string, body: unknown): Promise<Record<string, unknown>> {
@@ -430,7 +478,11 @@ export class EntityRepository {
   }
 
   /** One INSERT for all rows: one statement, one transaction, one round trip. */
-  async #insert(db: TenantDb, bodies: readonly unknown[]): Promise<Record<string, unknown>[]> {
+  async #insert(
+    db: TenantDb,
+    bodies: readonly unknown[],
+    quota?: RowQuota,
+  ): Promise<Record<string, unknown>[]> {
     const rows = bodies.map((body, index) => {
       try {
         this.#refuseSystemFields(body);
@@ -471,7 +523,15 @@ export class EntityRepository {
       .join(', ');
     const sql = `INSERT INTO ${this.#table(db)} (${columns}) VALUES ${tuples.join(', ')} RETURNING ${selectList(this.#entity)}`;
     try {
-      const result = await db.query(sql, params.values);
+      // Without row limits, the insert is one statement (one round trip). With them, the tenant's
+      // writers take turns (a transaction-level advisory lock), count, and insert in one transaction.
+      const result =
+        quota && (quota.perEntity !== undefined || quota.total !== undefined)
+          ? await db.transaction(async (tx) => {
+              await enforceRowQuota(tx, db, this.#entity.name, rows.length, quota);
+              return tx.query(sql, params.values);
+            })
+          : await db.query(sql, params.values);
       return result.rows.map((row) => presentRow(this.#entity, row));
     } catch (error) {
       throw translateWriteError(this.#entity, error);

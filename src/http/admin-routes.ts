@@ -222,6 +222,38 @@ export function adminRoutes(tenantry: Tenantry) {
     });
 
     app.get(
+      '/admin/tenants/:idOrSlug/usage',
+      {
+        schema: {
+          tags,
+          security,
+          summary: "A tenant's usage against its limits: rows per entity and in all",
+          params: IdOrSlugParams,
+          response: {
+            200: Type.Object({
+              rows: Type.Object({
+                byEntity: Type.Record(Type.String(), Type.Integer()),
+                total: Type.Integer(),
+              }),
+              limits: Type.Object({
+                maxRows: Type.Optional(Type.Integer()),
+                maxRowsPerEntity: Type.Optional(Type.Integer()),
+              }),
+            }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request) => {
+        const usage = await tenantry.usage(request.params.idOrSlug);
+        return {
+          rows: { byEntity: { ...usage.rows.byEntity }, total: usage.rows.total },
+          limits: { ...usage.limits },
+        };
+      },
+    );
+
+    app.get(
       '/admin/tenants/:idOrSlug/config',
       {
         schema: {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Entity } from '../entities/entity.js';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
-import type { EntityRepository } from '../entities/entity-repository.js';
+import type { EntityRepository, RowQuota } from '../entities/entity-repository.js';
 import { type ListQuery, MAX_BATCH } from '../entities/entity-repository.js';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
@@ -65,6 +65,20 @@ function repositoryFor(
     }
   }
   return repository;
+}
+
+/** The tenant's row limits, when it has any (its plan's or its own). */
+function rowQuota(request: FastifyRequest, tenantry: Tenantry): RowQuota | undefined {
+  const limits = request.tenant?.effective.limits;
+  if (limits?.maxRows === undefined && limits?.maxRowsPerEntity === undefined) return undefined;
+  const view = request.entityView;
+  return {
+    perEntity: limits.maxRowsPerEntity,
+    total: limits.maxRows,
+    entities: tenantry.config.entities
+      .filter((entity) => entity.scope === 'tenant' && view?.repository(entity.name))
+      .map((entity) => entity.name),
+  };
 }
 
 /**
@@ -130,7 +144,11 @@ export function entityRoutes(tenantry: Tenantry) {
           },
         },
         async (request, reply) => {
-          const created = await repo(request, request.body).create(request.db, request.body);
+          const created = await repo(request, request.body).create(
+            request.db,
+            request.body,
+            rowQuota(request, tenantry),
+          );
           reply.code(201).header('location', `${base}/${created.id}`);
           return created;
         },
@@ -151,7 +169,11 @@ export function entityRoutes(tenantry: Tenantry) {
         },
         async (request, reply) => {
           const rows = (request.body as { rows: unknown[] }).rows;
-          const items = await repo(request, request.body).createMany(request.db, rows);
+          const items = await repo(request, request.body).createMany(
+            request.db,
+            rows,
+            rowQuota(request, tenantry),
+          );
           reply.code(201);
           return { items };
         },
