@@ -33,6 +33,7 @@ import { tenantDatabaseName } from '../src/isolation/tenant-placement.js';
 import type { ActionContext } from '../src/runtime/actor.js';
 import { Tenantry } from '../src/tenantry.js';
 import type { IsolationLevel } from '../src/tenants/tenant.js';
+import { exampleDeclaration } from '../test/helpers/entities.js';
 import { cpuSnapshot, machineBusyCores } from './lib/cpu-usage.js';
 import { createScratchDatabase, type ScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median, percentile } from './lib/stats.js';
@@ -59,34 +60,8 @@ const SERVER_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:54
 /** The lowest iteration count the config allows: creating 1,000 tenants is not about the key hash. */
 const FAST_ITERATIONS = 100_000;
 
-/** The entities of the isolation issue's example config (test/helpers/entities.ts). */
-const BASE_DECLARATION = {
-  projects: {
-    scope: 'tenant',
-    fields: {
-      name: { type: 'text', required: true, unique: true },
-      status: { type: 'enum', values: ['active', 'archived'], default: 'active' },
-    },
-  },
-  tasks: {
-    scope: 'tenant',
-    fields: {
-      project: { type: 'ref', to: 'projects', required: true, onDelete: 'cascade' },
-      title: { type: 'text', required: true, search: true },
-      done: { type: 'boolean', default: false },
-      due: { type: 'date' },
-      estimate: { type: 'number' },
-      meta: { type: 'json' },
-    },
-  },
-  countries: {
-    scope: 'shared',
-    fields: {
-      code: { type: 'text', required: true, unique: true },
-      name: { type: 'text' },
-    },
-  },
-};
+/** The entities of the isolation issue's example config. */
+const BASE_DECLARATION = exampleDeclaration();
 
 type Declaration = typeof BASE_DECLARATION & Record<string, { fields: Record<string, unknown> }>;
 

@@ -6,6 +6,7 @@
  *   npm run bench -- api-key           # ApiKeyVerifier.verify, cached vs uncached
  *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning
  *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
+ *   npm run bench -- metrics-observe   # what recording a request in the metrics costs
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -27,12 +28,13 @@ import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
+import { benchMetricsObserve } from './metrics-observe.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
 /** Run by default (and by `all`). */
 const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
 /** Diagnosis, or long: run only when named. */
-const EXTRA = ['tenant-info-breakdown', 'fleet'] as const;
+const EXTRA = ['tenant-info-breakdown', 'fleet', 'metrics-observe'] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
 const { values, positionals } = parseArgs({
@@ -119,6 +121,8 @@ async function main(): Promise<void> {
         log,
       });
       sections.push(report.markdown);
+    } else if (benchmark === 'metrics-observe') {
+      sections.push(benchMetricsObserve());
     } else if (benchmark === 'fleet') {
       sections.push(
         await runFleet({

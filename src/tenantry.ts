@@ -3,12 +3,12 @@ import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
 import type { Database } from './db/database.js';
-import { qualified, quoteIdent } from './db/identifiers.js';
 import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
 import type { Entity } from './entities/entity.js';
 import { storageVersion, versionFor } from './entities/entity-ledger.js';
 import { planEntityChange } from './entities/entity-migration.js';
+import { countTenantRows } from './entities/entity-repository.js';
 import { diffTables, readTables } from './entities/entity-schema.js';
 import {
   type EntityVersion,
@@ -307,19 +307,7 @@ export class Tenantry {
       .filter((entity) => entity.scope === 'tenant' && view.repository(entity.name))
       .map((entity) => entity.name);
     const db = this.data.forTenant(tenant);
-    const counts: Record<string, number> = {};
-    if (names.length > 0) {
-      const { rows } = await db.query<Record<string, number>>(
-        `SELECT ${names
-          .map(
-            (name) =>
-              `(SELECT count(*) FROM ${qualified(db.placement.schema, name)} WHERE tenant_id = $1::uuid) AS ${quoteIdent(name)}`,
-          )
-          .join(', ')}`,
-        [tenant.id],
-      );
-      for (const name of names) counts[name] = Number(rows[0]?.[name] ?? 0);
-    }
+    const counts = await countTenantRows(db, db, names);
     const { maxRows, maxRowsPerEntity } = tenant.effective.limits;
     return {
       rows: { byEntity: counts, total: Object.values(counts).reduce((sum, count) => sum + count, 0) },

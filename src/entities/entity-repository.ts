@@ -314,6 +314,23 @@ export interface RowQuota {
 
 const QUOTA_LOCK_NAMESPACE = 0x54_4e_54_51; // 'TNTQ'
 
+/** The tenant's rows in each of `entities` (its tables, in its schema), in one statement. */
+export async function countTenantRows(
+  queryable: Queryable,
+  db: TenantDb,
+  entities: readonly string[],
+): Promise<Record<string, number>> {
+  if (entities.length === 0) return {};
+  const counts = entities.map(
+    (name) =>
+      `(SELECT count(*) FROM ${qualified(db.placement.schema, name)} WHERE tenant_id = $1::uuid) AS ${quoteIdent(name)}`,
+  );
+  const { rows } = await queryable.query<Record<string, number>>(`SELECT ${counts.join(', ')}`, [
+    db.tenantId,
+  ]);
+  return Object.fromEntries(entities.map((name) => [name, Number(rows[0]?.[name] ?? 0)]));
+}
+
 async function enforceRowQuota(
   tx: Queryable,
   db: TenantDb,
@@ -322,18 +339,8 @@ async function enforceRowQuota(
   quota: RowQuota,
 ): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [QUOTA_LOCK_NAMESPACE, tenantLockKey(db.tenantId)]);
-  const counted = quota.total === undefined ? [entity] : quota.entities;
-  const { rows } = await tx.query<Record<string, number>>(
-    `SELECT ${counted
-      .map(
-        (name) =>
-          `(SELECT count(*) FROM ${qualified(db.placement.schema, name)} WHERE tenant_id = $1::uuid) AS ${quoteIdent(name)}`,
-      )
-      .join(', ')}`,
-    [db.tenantId],
-  );
-  const counts = rows[0] ?? {};
-  const own = Number(counts[entity] ?? 0);
+  const counts = await countTenantRows(tx, db, quota.total === undefined ? [entity] : quota.entities);
+  const own = counts[entity] ?? 0;
   if (quota.perEntity !== undefined && own + adding > quota.perEntity) {
     throw new TenantryError(
       'quota_exceeded',

@@ -1,7 +1,6 @@
-import type { Queryable, Session } from '../db/database.js';
-import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
+import type { Queryable } from '../db/database.js';
 import { type Entity, FIELD_TYPES } from './entity.js';
-import { SEARCH_COLUMN, sharedTablesDdl, tenantTablesDdl } from './entity-ddl.js';
+import { SEARCH_COLUMN } from './entity-ddl.js';
 
 /** Declared entities and the tables in the database disagree; serving would be wrong. */
 export class SchemaDriftError extends Error {
@@ -98,53 +97,4 @@ export function diffTables(entities: readonly Entity[], tables: Tables, where: s
     if (!declared.has(table)) differences.push(`${where}: table "${table}" belongs to no declared entity`);
   }
   return differences;
-}
-
-export interface EnsureSchemasOptions {
-  readonly entities: readonly Entity[];
-  readonly runtimeRole: string;
-  /** Schema that holds the row-level tenant tables (`app`). */
-  readonly rowSchema: string;
-  /** Schemas of `schema` tenants to check as well. */
-  readonly tenantSchemas?: readonly string[];
-}
-
-/**
- * Creates the row-level and shared tables the first time (all in one transaction), and
- * otherwise checks that every checked schema matches the declared entities.
- */
-export async function ensureEntitySchemas(db: Session, options: EnsureSchemasOptions): Promise<void> {
-  const tenantEntities = options.entities.filter((entity) => entity.scope === 'tenant');
-  const sharedEntities = options.entities.filter((entity) => entity.scope === 'shared');
-  const before = await readTables(db, [options.rowSchema, SHARED_SCHEMA]);
-  const statements: string[] = [];
-  if (before.get(options.rowSchema)!.size === 0) {
-    statements.push(
-      ...tenantTablesDdl(tenantEntities, { schema: options.rowSchema, runtimeRole: options.runtimeRole }),
-    );
-  }
-  if (before.get(SHARED_SCHEMA)!.size === 0) {
-    statements.push(
-      ...sharedTablesDdl(sharedEntities, { schema: SHARED_SCHEMA, runtimeRole: options.runtimeRole }),
-    );
-  }
-  if (statements.length > 0) {
-    await db.transaction(async (tx) => {
-      for (const statement of statements) await tx.query(statement);
-    });
-  }
-  const schemas = [options.rowSchema, SHARED_SCHEMA, ...(options.tenantSchemas ?? [])];
-  const actual = await readTables(db, schemas);
-  const differences = [
-    ...diffTables(
-      tenantEntities,
-      actual.get(options.rowSchema)!,
-      `schema ${options.rowSchema} (row tenants)`,
-    ),
-    ...diffTables(sharedEntities, actual.get(SHARED_SCHEMA)!, `schema ${SHARED_SCHEMA}`),
-    ...(options.tenantSchemas ?? []).flatMap((schema) =>
-      diffTables(tenantEntities, actual.get(schema)!, `schema ${schema}`),
-    ),
-  ];
-  if (differences.length > 0) throw new SchemaDriftError(differences);
 }

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { TenantryConfig } from '../config/config-schema.js';
-import type { Database, Queryable } from '../db/database.js';
+import type { Database, Queryable, Row } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { ensureRuntimeRole } from '../db/roles.js';
 import { isSqlState } from '../db/sqlstate.js';
@@ -204,17 +204,25 @@ export class DatabaseServers {
     return added;
   }
 
-  /** Drops databases on a server (its templates, when it is removed). */
-  async #dropDatabases(server: string, names: readonly string[]): Promise<void> {
-    if (names.length === 0) return;
+  /**
+   * Runs one statement as the owner of a server, outside any database's transaction (CREATE and
+   * DROP DATABASE, pg_database). On `main` it runs on `via`, the caller's session: a caller
+   * holding a lock must not wait for a second pool connection. Elsewhere, a short connection.
+   */
+  async onServer<R extends Row = Row>(
+    server: string,
+    via: Queryable,
+    sql: string,
+    params: readonly unknown[] = [],
+  ): Promise<R[]> {
+    if (server === MAIN_SERVER) return (await via.query<R>(sql, params)).rows;
     const client = new pg.Client({
-      connectionString: (await this.urls(server)).adminUrl,
-      connectionTimeoutMillis: 5_000,
+      connectionString: (await this.urls(server, via)).adminUrl,
+      connectionTimeoutMillis: 10_000,
     });
     await client.connect();
     try {
-      for (const database of names)
-        await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+      return (await client.query<R>(sql, [...params])).rows;
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -246,10 +254,9 @@ export class DatabaseServers {
       );
       await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
       await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
-      await this.#dropDatabases(
-        name,
-        templates.map((template) => template.name),
-      );
+      for (const template of templates) {
+        await this.onServer(name, tx, `DROP DATABASE IF EXISTS ${quoteIdent(template.name)} WITH (FORCE)`);
+      }
     });
     this.#cache.delete(name);
   }

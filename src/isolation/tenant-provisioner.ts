@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
 import type { Queryable, Session } from '../db/database.js';
@@ -11,7 +10,7 @@ import { tenantTablesDdl } from '../entities/entity-ddl.js';
 import { diffTables, readTables, SchemaDriftError } from '../entities/entity-schema.js';
 import type { EntityVersion } from '../entities/entity-versions.js';
 import type { IsolationLevel } from '../tenants/tenant.js';
-import { type DatabaseServers, MAIN_SERVER } from './database-servers.js';
+import type { DatabaseServers } from './database-servers.js';
 import { databaseUrl, type TenantDatabases } from './tenant-databases.js';
 import { databaseLocation, placementOf, type TenantPlacement } from './tenant-placement.js';
 
@@ -241,18 +240,13 @@ export class TenantProvisioner {
   }
 
   async #databaseExists(session: Session, server: string, name: string): Promise<boolean> {
-    const sql = 'SELECT 1 FROM pg_database WHERE datname = $1';
-    if (server === MAIN_SERVER) return (await session.query(sql, [name])).rows.length > 0;
-    const client = new pg.Client({
-      connectionString: (await this.#servers.urls(server, session)).adminUrl,
-      connectionTimeoutMillis: 10_000,
-    });
-    await client.connect();
-    try {
-      return (await client.query(sql, [name])).rows.length > 0;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    const rows = await this.#servers.onServer(
+      server,
+      session,
+      'SELECT 1 FROM pg_database WHERE datname = $1',
+      [name],
+    );
+    return rows.length > 0;
   }
 
   /** Drops the templates of versions other than `keep` (after a migration). */
@@ -273,18 +267,7 @@ export class TenantProvisioner {
 
   /** Runs a statement that must run outside a database (CREATE/DROP DATABASE) on a server. */
   async #onServer(session: Session, server: string, sql: string): Promise<void> {
-    if (server === MAIN_SERVER) {
-      await session.query(sql);
-      return;
-    }
-    const { adminUrl } = await this.#servers.urls(server, session);
-    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    await this.#servers.onServer(server, session, sql);
   }
 
   /**

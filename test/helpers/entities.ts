@@ -1,7 +1,11 @@
 import { normaliseEntities } from '../../src/entities/entity-config.js';
 
-/** The entities of the isolation issue's example config. */
-export const EXAMPLE_ENTITIES = normaliseEntities({
+/** The isolation issue's example config, as declared (a fresh copy each call). */
+export function exampleDeclaration() {
+  return structuredClone(EXAMPLE_DECLARATION);
+}
+
+const EXAMPLE_DECLARATION = {
   projects: {
     scope: 'tenant',
     fields: {
@@ -27,4 +31,7 @@ export const EXAMPLE_ENTITIES = normaliseEntities({
       name: { type: 'text' },
     },
   },
-});
+};
+
+/** The entities of the isolation issue's example config. */
+export const EXAMPLE_ENTITIES = normaliseEntities(EXAMPLE_DECLARATION);

@@ -8,32 +8,19 @@ import { loadConfig } from '../../src/config/load-config.js';
 import type { Row } from '../../src/db/database.js';
 import { openDatabase } from '../../src/db/open-database.js';
 import { type CliResult, runCli } from './cli.js';
+import { exampleDeclaration } from './entities.js';
 import type { TestDriver } from './harness.js';
 import { ADMIN_TOKEN } from './harness.js';
 import { createDatabase, databaseUrl, withServer } from './postgres.js';
 
 export type Declarations = Record<string, { scope: string; fields: Record<string, Record<string, unknown>> }>;
 
-/** Entities A: the declaration the fleet starts from. */
+/** Entities A: the declaration the fleet starts from (the example, without a few fields). */
 export function entitiesA(): Declarations {
-  return {
-    projects: {
-      scope: 'tenant',
-      fields: {
-        name: { type: 'text', required: true, unique: true },
-        status: { type: 'enum', values: ['active', 'archived'], default: 'active' },
-      },
-    },
-    tasks: {
-      scope: 'tenant',
-      fields: {
-        project: { type: 'ref', to: 'projects', required: true, onDelete: 'cascade' },
-        title: { type: 'text', required: true, search: true },
-        estimate: { type: 'number' },
-      },
-    },
-    countries: { scope: 'shared', fields: { code: { type: 'text', required: true, unique: true } } },
-  };
+  const entities: Declarations = exampleDeclaration();
+  for (const field of ['done', 'due', 'meta']) delete entities.tasks!.fields[field];
+  delete entities.countries!.fields.name;
+  return entities;
 }
 
 /** A: plus tasks.priority (indexed, with a default) and tasks.notes (searched). */

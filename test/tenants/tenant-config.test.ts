@@ -8,7 +8,7 @@ import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { ConfigError } from '../../src/errors.js';
 import { requireFeature, tenantryPlugin } from '../../src/fastify.js';
 import { FleetFixture } from '../helpers/fleet.js';
-import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
+import { ADMIN_TOKEN, DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 
 const PLANS = {
   free: {
@@ -145,6 +145,31 @@ describe.each(DRIVERS)('plans, tenant configuration and features, on %s', (drive
     expect(unknownPlan.statusCode).toBe(400);
     expect(unknownPlan.json()).toMatchObject({ code: 'validation_failed', field: 'plan' });
     expect((await env.admin('GET', '/admin/tenants/no-plan')).statusCode).toBe(404);
+  });
+
+  it('config and usage routes: admins only, a missing tenant is 404, a huge body is 413, nothing changes', async () => {
+    for (const url of [`/admin/tenants/${tenant.slug}/config`, `/admin/tenants/${tenant.slug}/usage`]) {
+      // A tenant's own key is no admin token, and neither is a forged one.
+      for (const headers of [{ 'x-api-key': tenant.key }, { authorization: `Bearer ${tenant.key}` }, {}]) {
+        expect((await env.inject({ url, headers })).statusCode, url).toBe(401);
+      }
+    }
+    for (const url of ['/admin/tenants/no-such-tenant/config', '/admin/tenants/no-such-tenant/usage']) {
+      const missing = await env.admin('GET', url);
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json().code).toBe('tenant_not_found');
+    }
+    const before = (await config()).json();
+    const huge = await config({ set: { 'settings.theme': 'x'.repeat(2 * 1024 * 1024) } });
+    expect(huge.statusCode).toBe(413);
+    const notJson = await env.inject({
+      method: 'PATCH',
+      url: `/admin/tenants/${tenant.slug}/config`,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      payload: '{"set": ',
+    });
+    expect(notJson.statusCode).toBe(400);
+    expect((await config()).json()).toEqual(before);
   });
 
   it('hand-written routes can require a feature; request.tenant.hasFeature answers', async () => {
