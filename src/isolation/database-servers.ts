@@ -248,15 +248,16 @@ export class DatabaseServers {
           `server "${name}" still holds ${count} tenant database(s); move or purge them first`,
         );
       }
+      // Its templates go first, while the server's record still says how to reach it.
       const { rows: templates } = await tx.query<{ name: string }>(
         'DELETE FROM tenantry.database_templates WHERE server = $1 RETURNING name',
         [name],
       );
-      await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
-      await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
       for (const template of templates) {
         await this.onServer(name, tx, `DROP DATABASE IF EXISTS ${quoteIdent(template.name)} WITH (FORCE)`);
       }
+      await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
+      await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
     });
     this.#cache.delete(name);
   }
