@@ -30,7 +30,10 @@ import { TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
 import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runtime/audit-log.js';
 import { ChangeBus } from './runtime/change-bus.js';
+import type { EngineLogger } from './runtime/engine-logger.js';
+import { silentLogger } from './runtime/engine-logger.js';
 import { Metrics } from './runtime/metrics.js';
+import { RedisConnection } from './runtime/redis-connection.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
 import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
@@ -50,6 +53,10 @@ export interface OpenTenantryOptions {
   readonly onBackgroundError?: (error: unknown) => void;
   /** Size of the owner pool when it has a URL of its own (the fleet migration needs one per worker). */
   readonly ownerConnections?: number;
+  /** Where operational events go (Redis down and back, reloads); silent by default. */
+  readonly logger?: EngineLogger;
+  /** Connect to Redis when `redisUrl` is set (default true; the CLI's short commands do not need it). */
+  readonly redis?: boolean;
 }
 
 /**
@@ -75,6 +82,9 @@ export class Tenantry {
   readonly versions: EntityVersions;
   readonly fleet: FleetMigration;
   readonly metrics: Metrics;
+  /** Shared state across server processes (limits, cache); undefined without REDIS_URL. */
+  readonly redis: RedisConnection | undefined;
+  readonly logger: EngineLogger;
   readonly #databases: TenantDatabases | undefined;
   #sharedVersion: number | undefined;
   #onBackgroundError: (error: unknown) => void;
@@ -87,7 +97,10 @@ export class Tenantry {
     bus: ChangeBus;
     migration: MigrationReport | undefined;
     onBackgroundError: (error: unknown) => void;
+    logger: EngineLogger;
+    redis: boolean;
   }) {
+    this.logger = options.logger;
     this.config = options.config;
     this.db = options.db;
     this.bus = options.bus;
@@ -119,6 +132,20 @@ export class Tenantry {
           }
         : {}),
     });
+    this.redis =
+      options.redis && this.config.redisUrl
+        ? new RedisConnection(this.config.redisUrl, {
+            onStateChange: (up, reason) => {
+              this.metrics.redisUp(up);
+              if (up) this.logger.info({}, 'Redis is reachable: limits are shared by every process again');
+              else
+                this.logger.warn(
+                  { reason },
+                  'Redis is unreachable: each process limits on its own until it is back',
+                );
+            },
+          })
+        : undefined;
     this.data = new TenantDataAccess(this.db, this.config, this.#databases, (tenant, seconds) =>
       this.metrics.observeDatabase(tenant, seconds),
     );
@@ -189,6 +216,8 @@ export class Tenantry {
         bus,
         migration,
         onBackgroundError,
+        logger: options.logger ?? silentLogger,
+        redis: options.redis ?? true,
       });
       try {
         await tenantry.#loadVersions(true);
@@ -391,6 +420,7 @@ export class Tenantry {
   }
 
   async close(): Promise<void> {
+    await this.redis?.close();
     await this.#databases?.close();
     await this.bus.close();
     if (this.#ownsDatabase) await this.db.close();

@@ -71,6 +71,20 @@ export const MetricsConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const RateLimitsConfigSchema = Type.Object(
+  {
+    /** Failed API-key checks one client address may make per minute before it is blocked. */
+    keyFailuresPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /** How long a client address stays blocked after too many failed checks. */
+    keyFailureBlockSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+    /** A request slot taken under a concurrency cap is freed after this long even if its process died. */
+    concurrencyLeaseSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600 })),
+    /** Prefix of every Redis key Tenantry writes (several deployments may share one Redis). */
+    redisPrefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -79,6 +93,7 @@ export const ConfigFileSchema = Type.Object(
     apiKeys: Type.Optional(ApiKeysConfigSchema),
     tenancy: Type.Optional(TenancyConfigSchema),
     metrics: Type.Optional(MetricsConfigSchema),
+    rateLimits: Type.Optional(RateLimitsConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
@@ -136,5 +151,12 @@ export interface TenantryConfig {
     readonly public: boolean;
   };
   readonly logRetentionDays: number;
+  /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;
+  readonly rateLimits: {
+    readonly keyFailuresPerMinute: number;
+    readonly keyFailureBlockSeconds: number;
+    readonly concurrencyLeaseSeconds: number;
+    readonly redisPrefix: string;
+  };
 }

@@ -74,6 +74,14 @@ function urlFromEnv(env: Environment, name: string, fallback: string | undefined
   return value;
 }
 
+function redisUrlFromEnv(env: Environment): string | undefined {
+  const value = env.REDIS_URL || undefined;
+  if (value !== undefined && !/^rediss?:\/\//.test(value)) {
+    throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
+  }
+  return value;
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
@@ -154,7 +162,13 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       public: file.metrics?.public ?? false,
     },
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
-    redisUrl: env.REDIS_URL || undefined,
+    redisUrl: redisUrlFromEnv(env),
+    rateLimits: {
+      keyFailuresPerMinute: file.rateLimits?.keyFailuresPerMinute ?? 20,
+      keyFailureBlockSeconds: file.rateLimits?.keyFailureBlockSeconds ?? 300,
+      concurrencyLeaseSeconds: file.rateLimits?.concurrencyLeaseSeconds ?? 60,
+      redisPrefix: file.rateLimits?.redisPrefix ?? 'tenantry:',
+    },
   };
   return deepFreeze(config);
 }

@@ -100,6 +100,10 @@ export class Metrics {
   readonly #requests: Counter<'tenant' | 'route' | 'method' | 'status'>;
   readonly #duration: Histogram<'tenant' | 'route' | 'method'>;
   readonly #dbDuration: Histogram<'tenant'>;
+  readonly #limited: Counter<'tenant' | 'reason'>;
+  readonly #quotaRefused: Counter<'tenant' | 'quota'>;
+  readonly #limiterFallback: Counter<'limiter'>;
+  readonly #redisUp: Gauge;
 
   constructor(options: MetricsOptions) {
     this.labels = new TenantLabels({
@@ -127,10 +131,35 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
+    this.#limited = new Counter({
+      name: 'tenantry_rate_limited_total',
+      help: 'Requests refused with 429, by tenant and reason (rate, concurrency, key_failures)',
+      labelNames: ['tenant', 'reason'],
+      registers,
+    });
+    this.#quotaRefused = new Counter({
+      name: 'tenantry_quota_refused_total',
+      help: 'Writes refused with quota_exceeded, by tenant and quota',
+      labelNames: ['tenant', 'quota'],
+      registers,
+    });
+    this.#limiterFallback = new Counter({
+      name: 'tenantry_limiter_fallback_total',
+      help: 'Limit decisions taken by this process alone because Redis did not answer',
+      labelNames: ['limiter'],
+      registers,
+    });
+    this.#redisUp = new Gauge({
+      name: 'tenantry_redis_up',
+      help: '1 while Redis answers (limits and cache shared by every process), 0 while it does not',
+      registers,
+    });
     this.labels.onDemote = (tenant) => {
       this.#requests.remove({ tenant });
       this.#duration.remove({ tenant });
       this.#dbDuration.remove({ tenant });
+      this.#limited.remove({ tenant });
+      this.#quotaRefused.remove({ tenant });
     };
     const control = options.control;
     new Gauge({
@@ -190,6 +219,23 @@ export class Metrics {
 
   observeDatabase(tenant: string, seconds: number): void {
     this.#dbDuration.observe({ tenant: this.labels.labelOf(tenant) }, seconds);
+  }
+
+  /** A request refused by a limit; `tenant` is a slug, or undefined before a tenant is known. */
+  rateLimited(tenant: string | undefined, reason: 'rate' | 'concurrency' | 'key_failures'): void {
+    this.#limited.inc({ tenant: tenant === undefined ? NO_TENANT : this.labels.labelOf(tenant), reason });
+  }
+
+  quotaRefused(tenant: string, quota: string): void {
+    this.#quotaRefused.inc({ tenant: this.labels.labelOf(tenant), quota });
+  }
+
+  limiterFallback(limiter: 'tenant_limits' | 'key_failures'): void {
+    this.#limiterFallback.inc({ limiter });
+  }
+
+  redisUp(up: boolean): void {
+    this.#redisUp.set(up ? 1 : 0);
   }
 
   text(): Promise<string> {
