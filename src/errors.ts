@@ -29,18 +29,22 @@ export interface TenantryErrorOptions {
   /** The input field the error is about, as a JSON pointer-ish path (`slug`, `hosts/0`). */
   readonly field?: string;
   readonly cause?: unknown;
+  /** For rate_limited and unavailable: seconds before a retry may succeed (the Retry-After header). */
+  readonly retryAfterSeconds?: number;
 }
 
 /** An expected failure with a stable code; its message is safe to show to the caller. */
 export class TenantryError extends Error {
   readonly code: ErrorCode;
   readonly field: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: TenantryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TenantryError';
     this.code = code;
     this.field = options.field;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

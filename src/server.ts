@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { AdminTokenGuard } from './auth/admin-token.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { buildApp } from './http/app.js';
@@ -34,10 +35,14 @@ export interface StartServerOptions {
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config } = options;
   const notice = options.notice ?? ((message: string) => process.stderr.write(`${message}\n`));
-  const logger = options.logger ?? { level: config.logLevel };
+  const logging = options.logger ?? { level: config.logLevel };
+  // One logger for the engine and the HTTP layer, so engine events (Redis down, reloads) are
+  // lines of the same stream.
+  const logger = logging ? pino(logging === true ? {} : logging) : undefined;
   let tenantryRef: Tenantry | undefined;
   const tenantry = await Tenantry.open({
     config,
+    ...(logger ? { logger } : {}),
     verifyEntities: true,
     onBackgroundError: (error) => tenantryRef && notice(`background error: ${String(error)}`),
   });
@@ -52,7 +57,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       );
     }
     const lifecycle = { closing: false };
-    const app = await buildApp({ tenantry, adminGuard: guard, logger, lifecycle });
+    const app = await buildApp({
+      tenantry,
+      adminGuard: guard,
+      ...(logger ? { loggerInstance: logger } : {}),
+      lifecycle,
+    });
     if (tenantry.db.driver === 'pglite') control = await startControlSocket(tenantry, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
     // Cluster-wide jobs: whichever server process is due runs them, once.

@@ -33,7 +33,9 @@ import { ChangeBus } from './runtime/change-bus.js';
 import type { EngineLogger } from './runtime/engine-logger.js';
 import { silentLogger } from './runtime/engine-logger.js';
 import { Metrics } from './runtime/metrics.js';
+import { KeyFailureLimiter } from './runtime/key-failure-limiter.js';
 import { RedisConnection } from './runtime/redis-connection.js';
+import { TenantLimiter } from './runtime/tenant-limiter.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
 import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
@@ -85,6 +87,10 @@ export class Tenantry {
   /** Shared state across server processes (limits, cache); undefined without REDIS_URL. */
   readonly redis: RedisConnection | undefined;
   readonly logger: EngineLogger;
+  /** Per-tenant rate limits and concurrency caps. */
+  readonly limiter: TenantLimiter;
+  /** Failed credential checks per client address. */
+  readonly keyFailures: KeyFailureLimiter;
   readonly #databases: TenantDatabases | undefined;
   #sharedVersion: number | undefined;
   #onBackgroundError: (error: unknown) => void;
@@ -146,6 +152,20 @@ export class Tenantry {
             },
           })
         : undefined;
+    const { rateLimits } = this.config;
+    this.limiter = new TenantLimiter({
+      redis: this.redis,
+      prefix: rateLimits.redisPrefix,
+      leaseMs: rateLimits.concurrencyLeaseSeconds * 1000,
+      onFallback: () => this.metrics.limiterFallback('tenant_limits'),
+    });
+    this.keyFailures = new KeyFailureLimiter({
+      redis: this.redis,
+      prefix: rateLimits.redisPrefix,
+      failuresPerMinute: rateLimits.keyFailuresPerMinute,
+      blockSeconds: rateLimits.keyFailureBlockSeconds,
+      onFallback: () => this.metrics.limiterFallback('key_failures'),
+    });
     this.data = new TenantDataAccess(this.db, this.config, this.#databases, (tenant, seconds) =>
       this.metrics.observeDatabase(tenant, seconds),
     );
@@ -219,6 +239,12 @@ export class Tenantry {
         logger: options.logger ?? silentLogger,
         redis: options.redis ?? true,
       });
+      if (tenantry.redis && !(await tenantry.redis.ready(2_000))) {
+        tenantry.logger.warn(
+          { redis: maskRedisUrl(options.config.redisUrl ?? '') },
+          'Redis is unreachable: each process limits on its own until it is back',
+        );
+      }
       try {
         await tenantry.#loadVersions(true);
       } catch (error) {
@@ -430,6 +456,10 @@ export class Tenantry {
 export interface TenantUsage {
   readonly rows: { readonly byEntity: Readonly<Record<string, number>>; readonly total: number };
   readonly limits: { readonly maxRows?: number; readonly maxRowsPerEntity?: number };
+}
+
+function maskRedisUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 function tooNew(slug: string): TenantryError {

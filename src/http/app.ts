@@ -18,6 +18,8 @@ export interface BuildAppOptions {
   readonly tenantry: Tenantry;
   readonly adminGuard: AdminTokenGuard;
   readonly logger?: FastifyServerOptions['logger'];
+  /** A pino logger to write through (instead of `logger` options). */
+  readonly loggerInstance?: FastifyServerOptions['loggerInstance'];
   /** Shared with the server: once `closing` is set, responses ask clients to drop the connection. */
   readonly lifecycle?: { closing: boolean };
 }
@@ -32,7 +34,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const { tenantry } = options;
   const config = tenantry.config;
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.loggerInstance
+      ? { loggerInstance: options.loggerInstance }
+      : { logger: options.logger ?? false }),
     bodyLimit: config.server.bodyLimitBytes,
     trustProxy: config.server.trustProxy,
     // A client may pass its own request id for correlation, but only a harmless one.

@@ -10,6 +10,8 @@ export interface Problem {
   readonly detail: string;
   readonly field?: string;
   readonly requestId?: string;
+  /** Seconds before a retry may succeed; sent as Retry-After, and in the body for clients that log it. */
+  readonly retryAfter?: number;
 }
 
 export function problemFor(code: ErrorCode, detail: string, field?: string): Problem {
@@ -49,8 +51,14 @@ function validationProblem(error: FastifyError): Problem {
 
 /** What a thrown error becomes on the wire: never a stack trace, SQL or internal name. */
 export function problemFromError(error: unknown): { problem: Problem; unexpected: boolean } {
-  if (isTenantryError(error))
-    return { problem: problemFor(error.code, error.message, error.field), unexpected: false };
+  if (isTenantryError(error)) {
+    const problem = problemFor(error.code, error.message, error.field);
+    return {
+      problem:
+        error.retryAfterSeconds === undefined ? problem : { ...problem, retryAfter: error.retryAfterSeconds },
+      unexpected: false,
+    };
+  }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) return { problem: validationProblem(fastifyError), unexpected: false };
   switch (fastifyError.code) {
@@ -102,6 +110,7 @@ export function problemFromError(error: unknown): { problem: Problem; unexpected
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem): FastifyReply {
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
+  if (problem.retryAfter !== undefined) reply.header('retry-after', String(problem.retryAfter));
   return reply
     .code(problem.status)
     .type('application/problem+json')

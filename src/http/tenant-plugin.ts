@@ -4,7 +4,7 @@ import { TenantryError } from '../errors.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
-import { actionContext } from './request-context.js';
+import { admitWithinLimits, resolveGuarded } from './tenant-limits-hook.js';
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
@@ -65,7 +65,7 @@ export function tenantScope(
           admit(request, reply, resolution, await tenantry.loadEntityView(resolution.tenant));
         })
         .then(
-          () => done(),
+          () => admitWithinLimits(tenantry, request, reply, done),
           (error: Error) => done(error),
         );
     };
@@ -80,7 +80,7 @@ export function tenantScope(
         const view = cached && tenantry.entityView(cached.tenant);
         if (cached && view) {
           admit(request, reply, cached, view);
-          done();
+          admitWithinLimits(tenantry, request, reply, done);
           return;
         }
       } catch (error) {
@@ -90,7 +90,7 @@ export function tenantScope(
       admitLater(
         request,
         reply,
-        cached ? Promise.resolve(cached) : tenantry.resolver.resolve(credentials, actionContext(request)),
+        cached ? Promise.resolve(cached) : resolveGuarded(tenantry, request, credentials),
         done,
       );
     });

@@ -1,0 +1,101 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { TenantryError } from '../errors.js';
+import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
+import type { Admission } from '../runtime/tenant-limiter.js';
+import type { Tenantry } from '../tenantry.js';
+import type { Tenant } from '../tenants/tenant.js';
+import { actionContext } from './request-context.js';
+
+type Done = (error?: Error) => void;
+
+/**
+ * The limits step of the request flow, after the tenant is known: its token bucket and its cap
+ * on requests in flight. Every response of a rate-limited tenant carries the RateLimit-* fields
+ * (draft-ietf-httpapi-ratelimit-headers); a refusal is 429 `rate_limited` with Retry-After.
+ * A callback, so a tenant limited in memory pays no promise.
+ */
+export function admitWithinLimits(
+  tenantry: Tenantry,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: Done,
+): void {
+  const tenant = request.tenant as Tenant;
+  const admission = tenantry.limiter.admit(tenant);
+  if (admission === undefined) {
+    done();
+    return;
+  }
+  if (admission instanceof Promise) {
+    admission.then(
+      (decided) => finish(tenantry, tenant, reply, decided, done),
+      (error: Error) => done(error),
+    );
+    return;
+  }
+  finish(tenantry, tenant, reply, admission, done);
+}
+
+function finish(
+  tenantry: Tenantry,
+  tenant: Tenant,
+  reply: FastifyReply,
+  admission: Admission,
+  done: Done,
+): void {
+  const rate = admission.rate;
+  if (rate) {
+    reply.headers({
+      'ratelimit-limit': rate.limit,
+      'ratelimit-remaining': rate.remaining,
+      'ratelimit-reset': rate.resetSeconds,
+      'ratelimit-policy': rate.policy,
+    });
+  }
+  if (!admission.allowed) {
+    const reason = admission.reason ?? 'rate';
+    tenantry.metrics.rateLimited(tenant.slug, reason);
+    done(
+      new TenantryError(
+        'rate_limited',
+        reason === 'rate'
+          ? 'this tenant is over its request rate; retry after the time in Retry-After'
+          : 'this tenant has too many requests in flight; retry shortly',
+        { retryAfterSeconds: admission.retryAfterSeconds },
+      ),
+    );
+    return;
+  }
+  // 'close' fires once whether the response finished or the client went away.
+  if (tenant.effective.limits.maxConcurrent !== undefined) reply.raw.once('close', admission.release);
+  done();
+}
+
+/**
+ * Resolution when nothing is cached: an API key that is not known yet costs a slow hash, so a
+ * client address that keeps failing is refused before it is hashed again.
+ */
+export async function resolveGuarded(
+  tenantry: Tenantry,
+  request: FastifyRequest,
+  credentials: TenantCredentials,
+): Promise<Resolution> {
+  if (credentials.apiKey === undefined) return tenantry.resolver.resolve(credentials, actionContext(request));
+  const wait = await tenantry.keyFailures.blockedFor(request.ip);
+  if (wait > 0) throw tooManyFailures(tenantry, wait);
+  try {
+    return await tenantry.resolver.resolve(credentials, actionContext(request));
+  } catch (error) {
+    if (error instanceof TenantryError && error.code === 'invalid_credentials') {
+      await tenantry.keyFailures.recordFailure(request.ip);
+    }
+    throw error;
+  }
+}
+
+function tooManyFailures(tenantry: Tenantry, waitMs: number): TenantryError {
+  tenantry.metrics.rateLimited(undefined, 'key_failures');
+  return new TenantryError('rate_limited', 'too many failed credential checks from this address', {
+    retryAfterSeconds: Math.ceil(waitMs / 1000),
+  });
+}
