@@ -32,8 +32,8 @@ import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runt
 import { ChangeBus } from './runtime/change-bus.js';
 import type { EngineLogger } from './runtime/engine-logger.js';
 import { silentLogger } from './runtime/engine-logger.js';
-import { Metrics } from './runtime/metrics.js';
 import { KeyFailureLimiter } from './runtime/key-failure-limiter.js';
+import { Metrics } from './runtime/metrics.js';
 import { RedisConnection } from './runtime/redis-connection.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { defineConfig } from '../../src/config/load-config.js';
@@ -66,7 +66,13 @@ async function slowApp(tenantry: Tenantry) {
     }),
   );
   await app.ready();
-  return { app, releaseAll: () => waiting.splice(0).forEach((go) => go()), waiting };
+  return {
+    app,
+    releaseAll: () => {
+      for (const go of waiting.splice(0)) go();
+    },
+    waiting,
+  };
 }
 
 async function until(condition: () => boolean, ms = 2_000): Promise<void> {
