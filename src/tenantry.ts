@@ -32,7 +32,7 @@ import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runt
 import { ChangeBus } from './runtime/change-bus.js';
 import type { EngineLogger } from './runtime/engine-logger.js';
 import { silentLogger } from './runtime/engine-logger.js';
-import { KeyFailureLimiter } from './runtime/key-failure-limiter.js';
+import { FailureLimiter } from './runtime/failure-limiter.js';
 import { Metrics } from './runtime/metrics.js';
 import { RedisConnection } from './runtime/redis-connection.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
@@ -90,7 +90,7 @@ export class Tenantry {
   /** Per-tenant rate limits and concurrency caps. */
   readonly limiter: TenantLimiter;
   /** Failed credential checks per client address. */
-  readonly keyFailures: KeyFailureLimiter;
+  readonly keyFailures: FailureLimiter;
   readonly #databases: TenantDatabases | undefined;
   #sharedVersion: number | undefined;
   #onBackgroundError: (error: unknown) => void;
@@ -159,10 +159,12 @@ export class Tenantry {
       leaseMs: rateLimits.concurrencyLeaseSeconds * 1000,
       onFallback: () => this.metrics.limiterFallback('tenant_limits'),
     });
-    this.keyFailures = new KeyFailureLimiter({
+    this.keyFailures = new FailureLimiter({
       redis: this.redis,
       prefix: rateLimits.redisPrefix,
-      failuresPerMinute: rateLimits.keyFailuresPerMinute,
+      name: 'key-failures',
+      failures: rateLimits.keyFailuresPerMinute,
+      windowSeconds: 60,
       blockSeconds: rateLimits.keyFailureBlockSeconds,
       onFallback: () => this.metrics.limiterFallback('key_failures'),
     });
