@@ -13,10 +13,11 @@ export { ConfigError, errorCatalogue, isTenantryError, TenantryError } from './e
 export type { Resolution, TenantCredentials } from './resolve/tenant-resolver.js';
 export type { ActionContext, Actor } from './runtime/actor.js';
 export type { AuditEntry, AuditFilter, AuditPage } from './runtime/audit-log.js';
-export type { OpenTenantryOptions } from './tenantry.js';
+export type { ConfigReloadReport, OpenTenantryOptions } from './tenantry.js';
 export { openTenantry, Tenantry } from './tenantry.js';
 export { normalizeHost } from './tenants/host.js';
 export { checkSlug } from './tenants/slug.js';
+export type { StaticSyncReport } from './tenants/static-tenant-sync.js';
 export type { PublicTenantView, Tenant, TenantConfig, TenantStatus } from './tenants/tenant.js';
 export { publicTenantView } from './tenants/tenant.js';
 export type { CreateTenantInput, ReplaceTenantInput, UpdateTenantInput } from './tenants/tenant-input.js';

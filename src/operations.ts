@@ -1,5 +1,6 @@
 import { TenantryError } from './errors.js';
 import type { ActionContext } from './runtime/actor.js';
+import { countQuotaRefusal } from './runtime/quota.js';
 import type { Tenantry } from './tenantry.js';
 
 type Params = Readonly<Record<string, unknown>>;
@@ -53,7 +54,10 @@ function sameEntities(tenantry: Tenantry, params: Params): void {
  * function runs either way.
  */
 export const operations = {
-  'tenants.create': (t, p, c) => t.tenants.create(p.input, c),
+  'tenants.create': (t, p, c) => {
+    const adminEmail = optionalText(p, 'adminEmail');
+    return t.createTenant(p.input, c, adminEmail === undefined ? {} : { adminEmail });
+  },
   'tenants.list': (t, p) =>
     t.tenants.list({
       includeInactive: p.includeInactive === true,
@@ -82,6 +86,56 @@ export const operations = {
   'tenants.hosts.remove': (t, p, c) => t.tenants.removeHost(text(p, 'idOrSlug'), text(p, 'host'), c),
   'tenants.keys.list': (t, p) =>
     t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
+  'tenants.keys.create': (t, p, c) =>
+    t.tenants.createApiKey(
+      text(p, 'idOrSlug'),
+      {
+        ...(p.name === undefined ? {} : { name: p.name }),
+        ...(p.expiresAt === undefined ? {} : { expiresAt: p.expiresAt }),
+      },
+      c,
+    ),
+  'tenants.keys.revoke': (t, p, c) => t.tenants.revokeApiKey(text(p, 'idOrSlug'), text(p, 'keyId'), c),
+  'users.create': async (t, p, c) => {
+    const password = optionalText(p, 'password');
+    if (p.globalAdmin === true) {
+      return t.identity.users.createGlobalAdmin(c, { email: p.email, ...(password ? { password } : {}) });
+    }
+    const tenant = await t.tenants.get(text(p, 'tenant'));
+    return t.identity.users.create(t.identity.operator(tenant.id, c), {
+      email: text(p, 'email'),
+      ...(password ? { password } : {}),
+      ...(Array.isArray(p.roles) && p.roles.length > 0 ? { roles: p.roles as string[] } : {}),
+    });
+  },
+  'users.list': async (t, p) => {
+    if (p.tenant === undefined) return t.identity.users.listGlobalAdmins();
+    return t.identity.users.list((await t.tenants.get(text(p, 'tenant'))).id);
+  },
+  'users.deactivate': async (t, p, c) => {
+    const tenant = await t.tenants.get(text(p, 'tenant'));
+    const user = await t.identity.users.lookup(tenant.id, text(p, 'user'));
+    return t.identity.users.update(t.identity.operator(tenant.id, c), user.id, { status: 'inactive' });
+  },
+  'users.resetPassword': async (t, p, c) => {
+    const tenant = await t.tenants.get(text(p, 'tenant'));
+    const user = await t.identity.users.lookup(tenant.id, text(p, 'user'));
+    return t.identity.users.resetPassword(t.identity.operator(tenant.id, c), user.id);
+  },
+  'roles.list': async (t, p) => t.identity.roles.list((await t.tenants.get(text(p, 'tenant'))).id),
+  'clients.create': async (t, p, c) => {
+    const tenant = p.tenant === undefined ? undefined : await t.tenants.get(text(p, 'tenant'));
+    return t.identity.clients.createForOperator(tenant?.id ?? null, { name: text(p, 'name') }, c);
+  },
+  'clients.list': async (t, p) => {
+    if (p.tenant === undefined) return t.identity.clients.listAll({ orphaned: p.orphaned === true });
+    return t.identity.clients.list((await t.tenants.get(text(p, 'tenant'))).id);
+  },
+  'clients.revoke': async (t, p, c) => {
+    const tenant = await t.tenants.get(text(p, 'tenant'));
+    await t.identity.clients.revoke(t.identity.operator(tenant.id, c), text(p, 'id'));
+    return { revoked: p.id };
+  },
   'servers.list': (t) => t.servers.list(),
   'servers.add': (t, p, c) =>
     t.servers.add({ name: text(p, 'name'), url: text(p, 'url'), adminUrl: optionalText(p, 'adminUrl') }, c),
@@ -128,6 +182,11 @@ export async function runOperation(
   params: Params,
   context: ActionContext,
 ): Promise<unknown> {
-  const result = await operations[name](tenantry, params, context);
-  return JSON.parse(JSON.stringify(result ?? null));
+  try {
+    const result = await operations[name](tenantry, params, context);
+    return JSON.parse(JSON.stringify(result ?? null));
+  } catch (error) {
+    countQuotaRefusal(tenantry.metrics, error);
+    throw error;
+  }
 }

@@ -3,10 +3,12 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { AdminTokenGuard } from './auth/admin-token.js';
 import type { TenantryConfig } from './config/config-schema.js';
+import { ConfigError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { startControlSocket } from './http/control-socket.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
-import { Tenantry } from './tenantry.js';
+import { type ConfigReloadReport, Tenantry } from './tenantry.js';
+import type { StaticSyncReport } from './tenants/static-tenant-sync.js';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -15,6 +17,12 @@ export interface RunningServer {
   readonly url: string;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the database. */
   close(): Promise<void>;
+  /**
+   * Reads the config again (`load`) and applies what changes without a restart (SIGHUP). A file
+   * that does not load or that the database contradicts is refused with an error log line, and
+   * the running config stays in force: resolves undefined then.
+   */
+  reload(load: () => TenantryConfig): Promise<ConfigReloadReport | undefined>;
 }
 
 export interface StartServerOptions {
@@ -49,13 +57,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   tenantryRef = tenantry;
   let control: Server | undefined;
   try {
+    await checkAuthSettings(tenantry);
     const { guard, generatedToken } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
-    if (generatedToken) {
+    if (generatedToken && config.auth.adminToken) {
       notice(
         `Generated admin token (shown once, stored only as a hash):\n\n  ${generatedToken}\n\n` +
           'Use it as "Authorization: Bearer <token>" on /admin routes, or set TENANTRY_ADMIN_TOKEN.',
       );
     }
+    // Before listening: the declared tenants exist when the first request comes.
+    announceCreatedTenants(notice, await tenantry.syncStaticTenants());
     const lifecycle = { closing: false };
     const app = await buildApp({
       tenantry,
@@ -77,6 +88,25 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       app,
       tenantry,
       url: address,
+      async reload(load) {
+        if (lifecycle.closing) return undefined;
+        const before = tenantry.config;
+        try {
+          const report = await tenantry.reloadConfig(load());
+          announceCreatedTenants(notice, report.sync);
+          return report;
+        } catch (error) {
+          tenantry.logger.error(
+            error instanceof ConfigError
+              ? { key: error.key, reason: error.message }
+              : { reason: error instanceof Error ? error.message : String(error) },
+            tenantry.config === before
+              ? 'config reload refused: the running config stays in force'
+              : 'config reloaded, but the static tenant sync stopped part way: fix the file and reload again',
+          );
+          return undefined;
+        }
+      },
       close() {
         closing ??= (async () => {
           lifecycle.closing = true;
@@ -97,6 +127,28 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
     await tenantry.close();
     throw error;
+  }
+}
+
+/** New tenants' keys go to the operator's terminal like the admin token, never to the JSON logs. */
+function announceCreatedTenants(notice: (message: string) => void, report: StaticSyncReport): void {
+  for (const { slug, apiKey } of report.created) {
+    notice(
+      `Created tenant ${slug} from the config file. Its API key (shown once, stored only as a hash):\n\n  ${apiKey.key}\n`,
+    );
+  }
+}
+
+/**
+ * Settings that need something in the database: refused at start (exit 2, naming the setting)
+ * rather than starting a server nobody can administer.
+ */
+async function checkAuthSettings(tenantry: Tenantry): Promise<void> {
+  if (!tenantry.config.auth.adminToken && (await tenantry.identity.users.countGlobalAdmins()) === 0) {
+    throw new ConfigError(
+      'auth.adminToken',
+      'is false, but no global admin user exists: create one first (tenantry users create --global-admin --email ...)',
+    );
   }
 }
 

@@ -1,5 +1,9 @@
-import { type ApiKeyInfo, listTenantKeys } from './auth/api-key-store.js';
+import { type ApiKeyInfo, countLiveKeys, listTenantKeys } from './auth/api-key-store.js';
 import { ApiKeyVerifier } from './auth/api-key-verifier.js';
+import { Identity } from './auth/identity.js';
+import { freezeSet, type PermissionSet } from './auth/permissions.js';
+import { normaliseEmail } from './auth/user-directory.js';
+import { planConfigReload } from './config/config-reload.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
 import type { Database } from './db/database.js';
@@ -20,13 +24,19 @@ import { TenantryError } from './errors.js';
 import { DatabaseServers } from './isolation/database-servers.js';
 import { prepareEntityStorage } from './isolation/entity-storage.js';
 import { FleetMigration, type MigrateOptions, type MigrateReport } from './isolation/fleet-migration.js';
+import {
+  bypassesRowSecurity,
+  countAllRows,
+  measureStorageSize,
+  type StorageSize,
+} from './isolation/storage-size.js';
 import { TenantDatabases } from './isolation/tenant-databases.js';
 import { TenantDataAccess, type TenantDb } from './isolation/tenant-db.js';
 import { TenantLocks } from './isolation/tenant-locks.js';
 import { databaseLocation, placementOf } from './isolation/tenant-placement.js';
 import { readDatabaseLedger, TenantProvisioner } from './isolation/tenant-provisioner.js';
 import { TenantCache } from './resolve/tenant-cache.js';
-import { TenantResolver } from './resolve/tenant-resolver.js';
+import { type Resolution, TenantResolver } from './resolve/tenant-resolver.js';
 import type { ActionContext } from './runtime/actor.js';
 import { type AuditFilter, type AuditPage, listAudit, recordAudit } from './runtime/audit-log.js';
 import { ChangeBus } from './runtime/change-bus.js';
@@ -35,8 +45,15 @@ import { silentLogger } from './runtime/engine-logger.js';
 import { FailureLimiter } from './runtime/failure-limiter.js';
 import { Metrics } from './runtime/metrics.js';
 import { RedisConnection } from './runtime/redis-connection.js';
+import { type StorageMeasurement, StorageMeter } from './runtime/storage-meter.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
+import {
+  applyStaticSync,
+  planStaticSync,
+  type StaticSyncPlan,
+  type StaticSyncReport,
+} from './tenants/static-tenant-sync.js';
 import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
 
@@ -59,6 +76,11 @@ export interface OpenTenantryOptions {
   readonly logger?: EngineLogger;
   /** Connect to Redis when `redisUrl` is set (default true; the CLI's short commands do not need it). */
   readonly redis?: boolean;
+  /**
+   * How long a tenant's storage measurement is trusted by the `maxStorageMb` check before a write
+   * measures again (default 30 000 ms, `STORAGE_MEASURE_INTERVAL_MS`).
+   */
+  readonly storageMeasureIntervalMs?: number;
 }
 
 /**
@@ -70,7 +92,6 @@ export interface OpenTenantryOptions {
  * const { tenant, apiKey } = await tenantry.tenants.create({ name: 'Acme', slug: 'acme' }, context);
  */
 export class Tenantry {
-  readonly config: TenantryConfig;
   readonly db: Database;
   readonly bus: ChangeBus;
   readonly tenants: TenantRegistry;
@@ -91,10 +112,21 @@ export class Tenantry {
   readonly limiter: TenantLimiter;
   /** Failed credential checks per client address. */
   readonly keyFailures: FailureLimiter;
+  /** Users, roles, groups, sessions and login inside tenants; global admins. */
+  readonly identity: Identity;
+  /** Each tenant's storage as last measured, and the `maxStorageMb` check on writes. */
+  readonly storageMeter: StorageMeter;
   readonly #databases: TenantDatabases | undefined;
   #sharedVersion: number | undefined;
   #onBackgroundError: (error: unknown) => void;
   readonly #ownsDatabase: boolean;
+  /** Swapped whole by `reloadConfig`; components that follow a reload read it through `config`. */
+  #config: TenantryConfig;
+  #reservedSlugs: ReadonlySet<string>;
+  readonly #tenantCache: TenantCache;
+  #configChanges: Promise<unknown> = Promise.resolve();
+  /** Whether the owner role reads past row policies (checked once), to count all rows of a table. */
+  #ownerReadsAllRows: Promise<boolean> | undefined;
 
   private constructor(options: {
     config: TenantryConfig;
@@ -105,9 +137,11 @@ export class Tenantry {
     onBackgroundError: (error: unknown) => void;
     logger: EngineLogger;
     redis: boolean;
+    storageMeasureIntervalMs: number | undefined;
   }) {
     this.logger = options.logger;
-    this.config = options.config;
+    this.#config = options.config;
+    this.#reservedSlugs = reservedSlugs(options.config);
     this.db = options.db;
     this.bus = options.bus;
     this.migration = options.migration;
@@ -168,9 +202,26 @@ export class Tenantry {
       blockSeconds: rateLimits.keyFailureBlockSeconds,
       onFallback: () => this.metrics.limiterFallback('key_failures'),
     });
+    this.identity = new Identity({
+      db: this.db,
+      bus: this.bus,
+      entities: this.config.entities,
+      settings: { ...this.config.auth, secretIterations: this.config.apiKeys.iterations },
+      redis: this.redis,
+      redisPrefix: rateLimits.redisPrefix,
+      onLimiterFallback: () => this.metrics.limiterFallback('login_failures'),
+      onLoginLimited: () => this.metrics.rateLimited(undefined, 'login_failures'),
+      onBackgroundError: options.onBackgroundError,
+    });
     this.data = new TenantDataAccess(this.db, this.config, this.#databases, (tenant, seconds) =>
       this.metrics.observeDatabase(tenant, seconds),
     );
+    this.storageMeter = new StorageMeter({
+      measure: (tenant) => this.#measureStorage(tenant),
+      ...(options.storageMeasureIntervalMs === undefined
+        ? {}
+        : { intervalMs: options.storageMeasureIntervalMs }),
+    });
     this.fleet = new FleetMigration({
       db: this.db,
       config: this.config,
@@ -179,7 +230,7 @@ export class Tenantry {
       databases: this.#databases,
       servers: this.servers,
     });
-    this.tenants = new TenantRegistry(this.db, this.bus, this.config, {
+    this.tenants = new TenantRegistry(this.db, this.bus, () => this.#config, {
       provisioner: this.provisioner,
       locks: this.locks,
       storage: {
@@ -197,17 +248,25 @@ export class Tenantry {
       cacheTtlSeconds: this.config.apiKeys.cacheTtlSeconds,
       onBackgroundError: options.onBackgroundError,
     });
-    const reserved = new Set([...BUILT_IN_RESERVED_SLUGS, ...this.config.tenancy.reservedSlugs]);
-    this.resolver = new TenantResolver(this.tenants, this.apiKeys, new TenantCache(this.bus), {
+    const credentials = { keys: this.apiKeys, sessions: this.identity.sessions };
+    this.#tenantCache = new TenantCache(this.bus);
+    this.resolver = new TenantResolver(this.tenants, credentials, this.#tenantCache, {
       baseDomain: this.config.server.baseDomain,
-      isReservedSlug: (label) => reserved.has(label),
-      onCrossTenant: async ({ host, key }, context) => {
+      isReservedSlug: (label) => this.#reservedSlugs.has(label),
+      onCrossTenant: async ({ claims }, context) => {
+        const named = (source: string) => claims.find((claim) => claim.source === source)?.tenantId;
+        const credential = named('apiKey') ?? named('session');
         await recordAudit(this.db.owner, context, {
           action: 'resolve.cross_tenant',
           outcome: 'denied',
-          tenantId: host.id,
-          target: key.id,
-          details: { hostTenant: host.id, keyTenant: key.id },
+          tenantId: named('host') ?? claims[0]?.tenantId,
+          target: credential,
+          details: Object.fromEntries(
+            claims.map((claim) => [
+              `${claim.source === 'apiKey' ? 'key' : claim.source}Tenant`,
+              claim.tenantId,
+            ]),
+          ),
         }).catch(options.onBackgroundError);
       },
     });
@@ -240,6 +299,7 @@ export class Tenantry {
         onBackgroundError,
         logger: options.logger ?? silentLogger,
         redis: options.redis ?? true,
+        storageMeasureIntervalMs: options.storageMeasureIntervalMs,
       });
       if (tenantry.redis && !(await tenantry.redis.ready(2_000))) {
         tenantry.logger.warn(
@@ -262,6 +322,99 @@ export class Tenantry {
       if (options.database === undefined) await db.close().catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * The configuration in force: a frozen value, replaced whole by `reloadConfig`. Hold on to it
+   * only for the length of one operation.
+   */
+  get config(): TenantryConfig {
+    return this.#config;
+  }
+
+  /**
+   * Makes the tenants the config file declares (`tenants:`) exist as declared: creates, updates
+   * and deactivates through the registry, audited as `system:config`. Under an advisory lock, so
+   * processes starting at once sync one after the other (the later ones find nothing to do).
+   * `serve` runs it at start. Throws ConfigError naming the key when the database contradicts
+   * the file; the keys of created tenants are in the report, shown once.
+   *
+   * @example
+   * const report = await tenantry.syncStaticTenants();
+   * for (const { slug, apiKey } of report.created) console.error(slug, apiKey.key);
+   */
+  syncStaticTenants(): Promise<StaticSyncReport> {
+    return this.#changeConfig(() =>
+      withAdvisoryLock(this.db.owner, LockKey.STATIC_TENANTS, async () => {
+        const plan = await planStaticSync(this.db.owner, this.#config);
+        return this.#applySync(plan, this.#config);
+      }),
+    );
+  }
+
+  /**
+   * Applies a config file read again (SIGHUP) without a restart: plans, `settingsSchema`,
+   * `tenancy.defaultPlan`, `defaultIsolation`, `reservedSlugs` and the static tenants. Other
+   * changed keys are logged as taking effect at restart and keep their running values. A config
+   * the database contradicts is refused with a ConfigError and nothing changes. Requests in
+   * flight finish with the tenant values they started with; the next ones see the new plans.
+   *
+   * @example
+   * process.on('SIGHUP', () => tenantry.reloadConfig(loadConfig()).catch((error) => log.error(error)));
+   */
+  reloadConfig(next: TenantryConfig): Promise<ConfigReloadReport> {
+    return this.#changeConfig(async () => {
+      const reload = planConfigReload(this.#config, next);
+      if (reload.restartRequired.length > 0) {
+        this.logger.warn(
+          { keys: reload.restartRequired },
+          `config reload: ${reload.restartRequired.join(', ')} changed; takes effect at restart (the running values stay)`,
+        );
+      }
+      const sync = await withAdvisoryLock(this.db.owner, LockKey.STATIC_TENANTS, async () => {
+        const plan = await planStaticSync(this.db.owner, reload.config);
+        // Nothing was changed before this point: a refused config leaves everything as it was.
+        this.#config = reload.config;
+        this.#reservedSlugs = reservedSlugs(reload.config);
+        // Cached tenants carry their plan's values: drop them in this process (each process
+        // reloads on its own signal, so nothing is announced to the others).
+        if (reload.changed.includes('plans')) this.#tenantCache.clear();
+        return this.#applySync(plan, reload.config);
+      });
+      this.logger.info(
+        { changed: reload.changed, restartRequired: reload.restartRequired },
+        'config reloaded',
+      );
+      return { changed: reload.changed, restartRequired: reload.restartRequired, sync };
+    });
+  }
+
+  async #applySync(plan: StaticSyncPlan, config: TenantryConfig): Promise<StaticSyncReport> {
+    const report = await applyStaticSync(plan, {
+      registry: this.tenants,
+      owner: this.db.owner,
+      config,
+      logger: this.logger,
+    });
+    if (report.created.length + report.updated.length + report.activated.length + report.deactivated.length) {
+      this.logger.info(
+        {
+          created: report.created.map((entry) => entry.slug),
+          updated: report.updated.map((entry) => entry.slug),
+          activated: report.activated,
+          deactivated: report.deactivated,
+        },
+        'static tenants synced with the config file',
+      );
+    }
+    return report;
+  }
+
+  /** Config changes run one at a time: two signals in a row apply in order. */
+  #changeConfig<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#configChanges.then(fn, fn);
+    this.#configChanges = run.catch(() => undefined);
+    return run;
   }
 
   async #loadVersions(initial: boolean): Promise<void> {
@@ -354,25 +507,105 @@ export class Tenantry {
     return view;
   }
 
-  /** What a tenant uses against its limits: rows per entity and in all. */
+  /**
+   * Creates a tenant (see `tenants.create`) and, with `adminEmail`, its first administrator: a
+   * user with the tenant-admin role and a one-time set-up token (shown once). The email is
+   * checked first, so a taken one refuses the whole creation.
+   *
+   * @example
+   * const { tenant, apiKey, admin } = await tenantry.createTenant({ name: 'Acme', slug: 'acme' }, context, { adminEmail: 'it@acme.test' });
+   */
+  async createTenant(input: unknown, context: ActionContext, options: { adminEmail?: string } = {}) {
+    const email =
+      options.adminEmail === undefined ? undefined : normaliseEmail(options.adminEmail, 'adminEmail');
+    if (email !== undefined && (await this.identity.users.emailTaken(email))) {
+      throw new TenantryError('conflict', 'an account with this email exists already', {
+        field: 'adminEmail',
+      });
+    }
+    const created = await this.tenants.create(input, context);
+    if (email === undefined) return created;
+    const admin = await this.identity.users.create(this.identity.operator(created.tenant.id, context), {
+      email,
+      roles: ['tenant-admin'],
+    });
+    return { ...created, admin };
+  }
+
+  /**
+   * What a tenant uses against its limits, measured now: rows per entity and in all, storage and
+   * live API keys, with the limits in force.
+   */
   async usage(idOrSlug: string): Promise<TenantUsage> {
-    const tenant = await this.tenants.get(idOrSlug);
+    return this.usageOf(await this.tenants.get(idOrSlug), { fresh: true });
+  }
+
+  /**
+   * A tenant's usage. Rows and keys are counted now; storage is the tenant's latest measurement
+   * while it is younger than the measurement interval (`fresh` measures again).
+   */
+  async usageOf(tenant: Tenant, options: { fresh?: boolean } = {}): Promise<TenantUsage> {
     if (tenant.status === 'provisioning')
       throw new TenantryError('conflict', 'the tenant is still being provisioned');
-    const view = await this.loadEntityView(tenant);
-    const names = this.config.entities
-      .filter((entity) => entity.scope === 'tenant' && view.repository(entity.name))
-      .map((entity) => entity.name);
     const db = this.data.forTenant(tenant);
-    const counts = await countTenantRows(db, db, names);
-    const { maxRows, maxRowsPerEntity } = tenant.effective.limits;
+    const [counts, storage, liveKeys] = await Promise.all([
+      this.#tenantTables(tenant).then((names) => countTenantRows(db, db, names)),
+      options.fresh ? this.storageMeter.measure(tenant) : this.storageMeter.current(tenant),
+      countLiveKeys(this.db.runtime, tenant.id),
+    ]);
+    const { maxRows, maxRowsPerEntity, maxStorageMb, maxApiKeys } = tenant.effective.limits;
     return {
       rows: { byEntity: counts, total: Object.values(counts).reduce((sum, count) => sum + count, 0) },
+      storage,
+      apiKeys: { live: liveKeys },
       limits: {
         ...(maxRows === undefined ? {} : { maxRows }),
         ...(maxRowsPerEntity === undefined ? {} : { maxRowsPerEntity }),
+        ...(maxStorageMb === undefined ? {} : { maxStorageMb }),
+        ...(maxApiKeys === undefined ? {} : { maxApiKeys }),
       },
     };
+  }
+
+  /** The tenant entities whose tables the tenant has (at its entity version). */
+  async #tenantTables(tenant: Tenant): Promise<string[]> {
+    const view = await this.loadEntityView(tenant);
+    return this.config.entities
+      .filter((entity) => entity.scope === 'tenant' && view.repository(entity.name))
+      .map((entity) => entity.name);
+  }
+
+  async #measureStorage(tenant: Tenant): Promise<StorageSize> {
+    const db = this.data.forTenant(tenant);
+    if (tenant.isolation !== 'row')
+      return measureStorageSize({ isolation: tenant.isolation, db, tables: [] });
+    this.#ownerReadsAllRows ??= bypassesRowSecurity(this.db.owner).catch(() => false);
+    const owner = this.db.owner;
+    return measureStorageSize({
+      isolation: 'row',
+      db,
+      tables: await this.#tenantTables(tenant),
+      ...((await this.#ownerReadsAllRows)
+        ? { countAllRows: (table: string) => countAllRows(owner, db.placement.schema, table) }
+        : {}),
+    });
+  }
+
+  /**
+   * What the caller of a resolved request may do in its tenant, from memory; undefined means
+   * "ask `permissionsOf`". A user's session holds its roles' permissions; an API key, for now,
+   * every tenant permission; a caller known only by the host, none.
+   */
+  permissionsCached(resolution: Resolution): PermissionSet | undefined {
+    if (resolution.session)
+      return this.identity.access.userPermissionsCached(resolution.tenant.id, resolution.session.userId);
+    return resolution.keyId ? this.identity.catalogue.all : NO_PERMISSIONS;
+  }
+
+  async permissionsOf(resolution: Resolution): Promise<PermissionSet> {
+    if (resolution.session)
+      return this.identity.access.userPermissions(resolution.tenant.id, resolution.session.userId);
+    return resolution.keyId ? this.identity.catalogue.all : NO_PERMISSIONS;
   }
 
   /** The shared entities as the shared tables can serve them. */
@@ -455,14 +688,43 @@ export class Tenantry {
   }
 }
 
+/** What `reloadConfig` applied. */
+export interface ConfigReloadReport {
+  /** Reloadable keys that changed and are in force now. */
+  readonly changed: readonly string[];
+  /** Keys that changed in the file but apply only at restart. */
+  readonly restartRequired: readonly string[];
+  readonly sync: StaticSyncReport;
+}
+
+function reservedSlugs(config: TenantryConfig): ReadonlySet<string> {
+  return new Set([...BUILT_IN_RESERVED_SLUGS, ...config.tenancy.reservedSlugs]);
+}
+
+/**
+ * What a tenant uses, one member per kind of quota; users (`limits.maxUsers`) join as
+ * `users` with the identity work.
+ */
 export interface TenantUsage {
   readonly rows: { readonly byEntity: Readonly<Record<string, number>>; readonly total: number };
-  readonly limits: { readonly maxRows?: number; readonly maxRowsPerEntity?: number };
+  /** Bytes on disk; `estimated` for row tenants (their share of shared tables). */
+  readonly storage: StorageMeasurement;
+  /** Keys that authenticate now: not revoked, not expired. */
+  readonly apiKeys: { readonly live: number };
+  /** The quotas in force (plan defaults under tenant overrides); absent ones are unlimited. */
+  readonly limits: {
+    readonly maxRows?: number;
+    readonly maxRowsPerEntity?: number;
+    readonly maxStorageMb?: number;
+    readonly maxApiKeys?: number;
+  };
 }
 
 function maskRedisUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
 }
+
+const NO_PERMISSIONS: PermissionSet = freezeSet([]);
 
 function tooNew(slug: string): TenantryError {
   return new TenantryError(

@@ -39,10 +39,11 @@ export async function insertApiKey(
   tenantId: string,
   prepared: PreparedApiKey,
   name = 'default',
+  expiresAt: Date | null = null,
 ): Promise<IssuedApiKey> {
   await tx.query(
-    `INSERT INTO tenantry.api_keys (id, key_id, tenant_id, name, salt, hash, iterations)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    `INSERT INTO tenantry.api_keys (id, key_id, tenant_id, name, salt, hash, iterations, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [
       uuidv7(),
       prepared.generated.keyId,
@@ -51,9 +52,38 @@ export async function insertApiKey(
       prepared.stored.salt,
       prepared.stored.hash,
       prepared.stored.iterations,
+      expiresAt,
     ],
   );
   return { keyId: prepared.generated.keyId, key: prepared.generated.plaintext, warning: SHOWN_ONCE_WARNING };
+}
+
+/** Keys of a tenant that can still authenticate: not revoked, not expired. */
+export async function countLiveKeys(db: Queryable, tenantId: string): Promise<number> {
+  const { rows } = await db.query<{ count: string | number }>(
+    `SELECT count(*) AS count FROM tenantry.api_keys
+      WHERE tenant_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
+    [tenantId],
+  );
+  return Number(rows[0]?.count ?? 0);
+}
+
+/**
+ * Revokes one key of a tenant. Returns whether it was live until now (false: revoked before),
+ * or undefined when the tenant has no such key.
+ */
+export async function revokeTenantKey(
+  tx: Queryable,
+  tenantId: string,
+  keyId: string,
+): Promise<boolean | undefined> {
+  const { rows } = await tx.query<{ revoked_now: boolean }>(
+    `UPDATE tenantry.api_keys SET revoked_at = coalesce(revoked_at, now())
+      WHERE tenant_id = $1 AND key_id = $2
+      RETURNING revoked_at = now() AS revoked_now`,
+    [tenantId, keyId],
+  );
+  return rows[0]?.revoked_now;
 }
 
 /** Revokes every live key of a tenant; returns the key ids revoked. */
@@ -84,13 +114,14 @@ export async function listTenantKeys(
   db: Queryable,
   tenantId: string,
   includeRevoked: boolean,
+  keyId: string | null = null,
 ): Promise<ApiKeyInfo[]> {
   const { rows } = await db.query<ApiKeyRow>(
     `SELECT id, key_id, name, created_at, last_used_at, revoked_at, expires_at
        FROM tenantry.api_keys
-      WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL)
+      WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL) AND ($3::text IS NULL OR key_id = $3::text)
       ORDER BY created_at, id`,
-    [tenantId, includeRevoked],
+    [tenantId, includeRevoked, keyId],
   );
   return rows.map((row) => ({
     id: row.id,
@@ -109,16 +140,20 @@ export interface KeyVerificationRow {
   hash: Buffer | Uint8Array;
   iterations: number;
   usable: boolean;
+  expires_at: Date | string | null;
   [column: string]: unknown;
 }
 
-/** The stored hash of a key and whether it may authenticate now (not revoked, not expired, tenant active). */
+/**
+ * The stored hash of a key, whether it may authenticate now (not revoked, not expired, tenant
+ * active), and when it expires (a cached verification must not outlive it).
+ */
 export async function findKeyForVerification(
   db: Queryable,
   keyId: string,
 ): Promise<KeyVerificationRow | undefined> {
   const { rows } = await db.query<KeyVerificationRow>(
-    `SELECT k.tenant_id, k.salt, k.hash, k.iterations,
+    `SELECT k.tenant_id, k.salt, k.hash, k.iterations, k.expires_at,
             (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status = 'active') AS usable
        FROM tenantry.api_keys k
        JOIN tenantry.tenants t ON t.id = k.tenant_id

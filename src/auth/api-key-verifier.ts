@@ -13,6 +13,8 @@ export interface VerifiedKey {
 interface CachedKey {
   readonly tenantId: string;
   readonly digest: Buffer;
+  /** Epoch ms after which the key no longer authenticates (it expires); Infinity when never. */
+  readonly expiresAt: number;
 }
 
 export interface ApiKeyVerifierOptions {
@@ -63,6 +65,7 @@ export class ApiKeyVerifier {
     if (!parsed) return undefined;
     const cached = this.#cache.get(parsed.keyId);
     if (!cached || !this.#digester.matches(parsed.secret, cached.digest)) return undefined;
+    if (cached.expiresAt !== Number.POSITIVE_INFINITY && Date.now() >= cached.expiresAt) return undefined;
     this.#touch(parsed.keyId);
     return { tenantId: cached.tenantId, keyId: parsed.keyId };
   }
@@ -74,7 +77,8 @@ export class ApiKeyVerifier {
       return undefined;
     }
     const cached = this.#options.bus.reliable ? this.#cache?.get(parsed.keyId) : undefined;
-    if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
+    if (cached && Date.now() >= cached.expiresAt) this.#cache?.delete(parsed.keyId);
+    else if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
       this.#touch(parsed.keyId);
       return { tenantId: cached.tenantId, keyId: parsed.keyId };
     }
@@ -94,6 +98,7 @@ export class ApiKeyVerifier {
       this.#cache?.set(parsed.keyId, {
         tenantId: row.tenant_id,
         digest: this.#digester.digest(parsed.secret),
+        expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
       });
     }
     this.#touch(parsed.keyId);

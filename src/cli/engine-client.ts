@@ -70,7 +70,7 @@ export async function withOperations<T>(
 ): Promise<T> {
   let tenantry: Tenantry;
   try {
-    tenantry = await Tenantry.open({ config });
+    tenantry = await Tenantry.open({ config, redis: false });
   } catch (error) {
     if (error instanceof DataDirInUseError) return fn(remoteRunner(config.dataDir));
     throw error;

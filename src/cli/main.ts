@@ -7,6 +7,7 @@ import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { parseConfigPath } from '../tenants/tenant-registry.js';
 import { cliActor, withOperations } from './engine-client.js';
+import { identityCommands } from './identity-commands.js';
 import { migrateCommand } from './migrate-command.js';
 import { createOutput, type Output } from './output.js';
 
@@ -110,19 +111,34 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   withConfigOption(program.command('serve').description('run the HTTP server'))
     .option('--port <n>', 'port to listen on', positiveInteger)
     .action(async (options: GlobalOptions & { port?: number }) => {
-      const cfg = config(options, options.port === undefined ? {} : { port: options.port });
+      const overrides = options.port === undefined ? {} : { port: options.port };
+      const cfg = config(options, overrides);
       // Loaded here: the other commands need neither Fastify nor the routes.
       const { startServer } = await import('../server.js');
-      const server = await startServer({ config: cfg, notice: (message) => stderr.write(`${message}\n`) });
-      stderr.write(
-        `tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`,
-      );
-      await (io.shutdownSignal ??
-        new Promise((resolve) => {
-          process.once('SIGTERM', resolve);
-          process.once('SIGINT', resolve);
-        }));
-      await server.close();
+      // SIGHUP reads the same file again (like nginx, each process on its own signal). One that
+      // comes while the server starts is applied once it listens.
+      let server: Awaited<ReturnType<typeof startServer>> | undefined;
+      let hangupWhileStarting = false;
+      const reload = () => {
+        if (server) void server.reload(() => config(options, overrides));
+        else hangupWhileStarting = true;
+      };
+      process.on('SIGHUP', reload);
+      try {
+        server = await startServer({ config: cfg, notice: (message) => stderr.write(`${message}\n`) });
+        stderr.write(
+          `tenantry listening on ${server.url} (${cfg.database.url ? 'PostgreSQL' : `embedded database in ${cfg.dataDir}`})\n`,
+        );
+        if (hangupWhileStarting) reload();
+        await (io.shutdownSignal ??
+          new Promise((resolve) => {
+            process.once('SIGTERM', resolve);
+            process.once('SIGINT', resolve);
+          }));
+        await server.close();
+      } finally {
+        process.off('SIGHUP', reload);
+      }
     });
 
   const tenants = program.command('tenants').description('manage tenants');
@@ -138,11 +154,18 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     )
     .option('--server <name>', 'database server of a database tenant (default: the one with the fewest)')
     .option('--plan <plan>', 'its plan (from plans in the config file)')
+    .option('--admin-email <email>', 'its first administrator: a one-time set-up token is printed')
     .action(
       async (
         name: string,
         slug: string,
-        options: GlobalOptions & { host: string[]; isolation?: string; server?: string; plan?: string },
+        options: GlobalOptions & {
+          host: string[];
+          isolation?: string;
+          server?: string;
+          plan?: string;
+          adminEmail?: string;
+        },
       ) => {
         const input = {
           name,
@@ -153,15 +176,24 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
           ...(options.plan ? { plan: options.plan } : {}),
         };
         const created = (await withOperations(config(options), (run) =>
-          run('tenants.create', { input }),
+          run('tenants.create', {
+            input,
+            ...(options.adminEmail === undefined ? {} : { adminEmail: options.adminEmail }),
+          }),
         )) as {
           tenant: TenantJson;
           apiKey: { keyId: string; key: string; warning: string };
+          admin?: { user: { email: string }; setupToken?: string; warning?: string };
         };
         if (options.json) return out.json(created);
         printTenant(out, created.tenant);
         out.line(`api key:   ${created.apiKey.key}`);
         out.error(created.apiKey.warning);
+        if (created.admin?.setupToken) {
+          out.line(`admin:     ${created.admin.user.email}`);
+          out.line(`set-up token: ${created.admin.setupToken}`);
+          out.error(created.admin.warning ?? '');
+        }
       },
     );
 
@@ -346,7 +378,35 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         run('tenants.keys.list', { idOrSlug, includeRevoked: options.includeRevoked === true }),
       )) as Record<string, unknown>[];
       if (options.json) return out.json(list);
-      out.table(list, ['keyId', 'name', 'createdAt', 'lastUsedAt', 'revokedAt']);
+      out.table(list, ['keyId', 'name', 'createdAt', 'lastUsedAt', 'revokedAt', 'expiresAt']);
+    });
+  withConfigOption(keys.command('create').description('issue a further key, keeping the others (shown once)'))
+    .option('--json', 'print JSON')
+    .option('--name <name>', 'what the key is for')
+    .option('--expires <date-time>', 'when it stops working (ISO 8601 with Z or an offset, or a date)')
+    .argument('<idOrSlug>')
+    .action(async (idOrSlug: string, options: GlobalOptions & { name?: string; expires?: string }) => {
+      const issued = (await withOperations(config(options), (run) =>
+        run('tenants.keys.create', {
+          idOrSlug,
+          ...(options.name === undefined ? {} : { name: options.name }),
+          ...(options.expires === undefined ? {} : { expiresAt: options.expires }),
+        }),
+      )) as { keyId: string; key: string; warning: string };
+      if (options.json) return out.json(issued);
+      out.line(issued.key);
+      out.error(issued.warning);
+    });
+  withConfigOption(keys.command('revoke').description('revoke one key: it stops working at once'))
+    .option('--json', 'print JSON')
+    .argument('<idOrSlug>')
+    .argument('<keyId>', 'the key id a listing shows')
+    .action(async (idOrSlug: string, keyId: string, options: GlobalOptions) => {
+      const info = (await withOperations(config(options), (run) =>
+        run('tenants.keys.revoke', { idOrSlug, keyId }),
+      )) as { keyId: string; revokedAt: string };
+      if (options.json) return out.json(info);
+      out.line(`revoked ${info.keyId} at ${info.revokedAt}`);
     });
 
   withConfigOption(
@@ -389,6 +449,8 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
         });
       },
     );
+
+  identityCommands(program, { withConfigOption, config, out });
 
   const servers = program.command('servers').description('PostgreSQL servers that hold database tenants');
   withConfigOption(servers.command('list').description('list servers and their tenant counts'))

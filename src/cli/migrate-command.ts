@@ -166,7 +166,7 @@ export async function migrateCommand(
   const sized: TenantryConfig = { ...config, database: { ...config.database, maxConnections: connections } };
   let tenantry: Tenantry | undefined;
   try {
-    tenantry = await Tenantry.open({ config: sized, ownerConnections: connections });
+    tenantry = await Tenantry.open({ config: sized, ownerConnections: connections, redis: false });
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error;
   }

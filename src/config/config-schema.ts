@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox';
 import type { Entity } from '../entities/entity.js';
 import { PlanSchema, type Plans } from '../tenants/tenant.js';
+import { type StaticTenant, StaticTenantSchema } from './static-tenants.js';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 
@@ -85,6 +86,22 @@ export const RateLimitsConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const AuthConfigSchema = Type.Object(
+  {
+    /** Accept the admin token on /admin routes; false leaves them to global admin users. */
+    adminToken: Type.Optional(Type.Boolean()),
+    sessionTtlHours: Type.Optional(Type.Number({ minimum: 0.05, maximum: 24 * 90 })),
+    /** Failed logins one account may have before it is locked for `loginLockMinutes`. */
+    loginFailuresPerAccount: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
+    loginLockMinutes: Type.Optional(Type.Number({ minimum: 0.1, maximum: 1_440 })),
+    /** Failed logins one client address may have per minute. */
+    loginFailuresPerAddress: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /** Mark the session cookie Secure (only a plain-http development set-up wants false). */
+    secureCookie: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -94,12 +111,15 @@ export const ConfigFileSchema = Type.Object(
     tenancy: Type.Optional(TenancyConfigSchema),
     metrics: Type.Optional(MetricsConfigSchema),
     rateLimits: Type.Optional(RateLimitsConfigSchema),
+    auth: Type.Optional(AuthConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
     plans: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' }), PlanSchema)),
     /** A JSON Schema that every tenant's effective `settings` must satisfy. */
     settingsSchema: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Static tenants: created and kept as declared at start and on reload (SIGHUP). */
+    tenants: Type.Optional(Type.Array(StaticTenantSchema, { maxItems: 100_000 })),
   },
   { additionalProperties: false },
 );
@@ -145,6 +165,8 @@ export interface TenantryConfig {
   readonly plans: Plans;
   /** JSON Schema of tenant settings (checked to compile at load). */
   readonly settingsSchema: Readonly<Record<string, unknown>> | undefined;
+  /** Tenants the config file declares; undefined: the file manages no tenants (no sync). */
+  readonly tenants: readonly StaticTenant[] | undefined;
   readonly logLevel: string;
   readonly metrics: {
     readonly tenantLabels: number;
@@ -153,6 +175,14 @@ export interface TenantryConfig {
   readonly logRetentionDays: number;
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;
+  readonly auth: {
+    readonly adminToken: boolean;
+    readonly sessionTtlSeconds: number;
+    readonly loginFailuresPerAccount: number;
+    readonly loginLockSeconds: number;
+    readonly loginFailuresPerAddress: number;
+    readonly secureCookie: boolean;
+  };
   readonly rateLimits: {
     readonly keyFailuresPerMinute: number;
     readonly keyFailureBlockSeconds: number;

@@ -7,6 +7,7 @@ import { normalizeHost } from '../tenants/host.js';
 import { settingsValidator } from '../tenants/tenant-settings.js';
 import { firstSchemaProblem } from '../validation.js';
 import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
+import { normaliseStaticTenants } from './static-tenants.js';
 
 const DEFAULT_FILES = ['tenantry.config.yaml', 'tenantry.config.yml', 'tenantry.config.json'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -82,7 +83,7 @@ function redisUrlFromEnv(env: Environment): string | undefined {
   return value;
 }
 
-function deepFreeze<T>(value: T): T {
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
     Object.freeze(value);
@@ -122,6 +123,16 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   if (defaultPlan !== undefined && !Object.hasOwn(file.plans ?? {}, defaultPlan)) {
     throw new ConfigError('tenancy.defaultPlan', `names no plan in plans (${defaultPlan})`);
   }
+  const plans = file.plans ?? {};
+  const settingsSchema = checkSettingsSchema(file.settingsSchema);
+  const tenants = normaliseStaticTenants(file.tenants, {
+    plans,
+    defaultPlan,
+    reservedSlugs,
+    baseDomain: baseDomain.host,
+    settingsSchema,
+    embedded: url === undefined,
+  });
   const config: TenantryConfig = {
     source: path,
     server: {
@@ -154,8 +165,9 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       defaultPlan: file.tenancy?.defaultPlan,
     },
     entities: normaliseEntities(file.entities),
-    plans: file.plans ?? {},
-    settingsSchema: checkSettingsSchema(file.settingsSchema),
+    plans,
+    settingsSchema,
+    tenants,
     logLevel,
     metrics: {
       tenantLabels: file.metrics?.tenantLabels ?? 50,
@@ -163,6 +175,14 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     },
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
     redisUrl: redisUrlFromEnv(env),
+    auth: {
+      adminToken: file.auth?.adminToken ?? true,
+      sessionTtlSeconds: Math.round((file.auth?.sessionTtlHours ?? 12) * 3600),
+      loginFailuresPerAccount: file.auth?.loginFailuresPerAccount ?? 5,
+      loginLockSeconds: Math.round((file.auth?.loginLockMinutes ?? 15) * 60),
+      loginFailuresPerAddress: file.auth?.loginFailuresPerAddress ?? 20,
+      secureCookie: file.auth?.secureCookie ?? true,
+    },
     rateLimits: {
       keyFailuresPerMinute: file.rateLimits?.keyFailuresPerMinute ?? 20,
       keyFailureBlockSeconds: file.rateLimits?.keyFailureBlockSeconds ?? 300,

@@ -19,6 +19,8 @@ export const LockKey = {
   ENTITY_VERSIONS: 5,
   /** Held while a database template is built on a server. */
   DATABASE_TEMPLATES: 6,
+  /** Held while the static tenants of the config file are synced: processes starting at once sync once. */
+  STATIC_TENANTS: 7,
   /** Scheduled jobs take keys from here up (one per job, per transaction, try-only). */
   SCHEDULER_BASE: 100,
 } as const;

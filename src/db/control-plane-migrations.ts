@@ -119,6 +119,144 @@ export const controlPlaneMigrations: readonly Migration[] = [
       CREATE INDEX tenants_purge_idx ON tenantry.tenants (id) WHERE purge_requested_at IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'identity: users, roles, groups, sessions, scoped keys, machine clients',
+    sql: `
+      -- A user belongs to one tenant or to none (a global admin). Login names are unique across
+      -- all tenants, so the tenant follows from the user.
+      CREATE TABLE tenantry.users (
+        id uuid PRIMARY KEY,
+        tenant_id uuid REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        email text NOT NULL CHECK (email = lower(email) AND length(email) <= 254),
+        name text,
+        status text NOT NULL CHECK (status IN ('active', 'inactive')),
+        global_admin boolean NOT NULL DEFAULT false,
+        password_hash text,
+        setup_token_hash bytea UNIQUE,
+        setup_expires_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        last_login_at timestamptz,
+        CHECK (NOT global_admin OR tenant_id IS NULL),
+        UNIQUE (tenant_id, id)
+      );
+      CREATE UNIQUE INDEX users_email_key ON tenantry.users (email);
+      CREATE INDEX users_tenant_idx ON tenantry.users (tenant_id, email);
+
+      CREATE TABLE tenantry.roles (
+        id uuid PRIMARY KEY,
+        tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        name text NOT NULL,
+        built_in text CHECK (built_in IN ('tenant-admin', 'member', 'read-only')),
+        permissions text[] NOT NULL DEFAULT '{}',
+        is_default boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (tenant_id, name),
+        UNIQUE (tenant_id, id)
+      );
+      CREATE UNIQUE INDEX roles_default_key ON tenantry.roles (tenant_id) WHERE is_default;
+
+      CREATE TABLE tenantry.groups (
+        id uuid PRIMARY KEY,
+        tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        name text NOT NULL,
+        root boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (tenant_id, name),
+        UNIQUE (tenant_id, id)
+      );
+      CREATE UNIQUE INDEX groups_root_key ON tenantry.groups (tenant_id) WHERE root;
+
+      -- Composite foreign keys: a membership can only join a user, role and group of one tenant.
+      CREATE TABLE tenantry.user_roles (
+        tenant_id uuid NOT NULL,
+        user_id uuid NOT NULL,
+        role_id uuid NOT NULL,
+        PRIMARY KEY (user_id, role_id),
+        FOREIGN KEY (tenant_id, user_id) REFERENCES tenantry.users (tenant_id, id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, role_id) REFERENCES tenantry.roles (tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX user_roles_role_idx ON tenantry.user_roles (role_id);
+      CREATE TABLE tenantry.group_members (
+        tenant_id uuid NOT NULL,
+        group_id uuid NOT NULL,
+        user_id uuid NOT NULL,
+        PRIMARY KEY (group_id, user_id),
+        FOREIGN KEY (tenant_id, group_id) REFERENCES tenantry.groups (tenant_id, id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, user_id) REFERENCES tenantry.users (tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX group_members_user_idx ON tenantry.group_members (user_id);
+      CREATE TABLE tenantry.group_roles (
+        tenant_id uuid NOT NULL,
+        group_id uuid NOT NULL,
+        role_id uuid NOT NULL,
+        PRIMARY KEY (group_id, role_id),
+        FOREIGN KEY (tenant_id, group_id) REFERENCES tenantry.groups (tenant_id, id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, role_id) REFERENCES tenantry.roles (tenant_id, id) ON DELETE CASCADE
+      );
+      CREATE INDEX group_roles_role_idx ON tenantry.group_roles (role_id);
+
+      -- Opaque session tokens, stored only as their SHA-256 (they carry 256 random bits).
+      CREATE TABLE tenantry.sessions (
+        id uuid PRIMARY KEY,
+        token_hash bytea NOT NULL UNIQUE,
+        user_id uuid NOT NULL REFERENCES tenantry.users (id) ON DELETE CASCADE,
+        tenant_id uuid REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        revoked_at timestamptz,
+        last_used_at timestamptz,
+        client_address text,
+        user_agent text
+      );
+      CREATE INDEX sessions_user_idx ON tenantry.sessions (user_id) WHERE revoked_at IS NULL;
+      CREATE INDEX sessions_tenant_idx ON tenantry.sessions (tenant_id) WHERE revoked_at IS NULL;
+      CREATE INDEX sessions_expires_idx ON tenantry.sessions (expires_at);
+
+      -- Scoped keys: null permissions means every tenant permission (keys made by operators).
+      ALTER TABLE tenantry.api_keys
+        ADD COLUMN permissions text[],
+        ADD COLUMN created_by uuid REFERENCES tenantry.users (id) ON DELETE SET NULL;
+
+      -- Machines. A client whose tenant is gone keeps its row, orphaned (tenant_id null).
+      CREATE TABLE tenantry.clients (
+        id uuid PRIMARY KEY,
+        client_id text NOT NULL UNIQUE,
+        tenant_id uuid REFERENCES tenantry.tenants (id) ON DELETE SET NULL,
+        name text NOT NULL,
+        salt bytea NOT NULL,
+        hash bytea NOT NULL,
+        iterations integer NOT NULL CHECK (iterations >= 100000),
+        created_by text NOT NULL,
+        inventory jsonb NOT NULL DEFAULT '{}'::jsonb,
+        connection_token_hash bytea UNIQUE,
+        connected_at timestamptz,
+        last_seen_at timestamptz,
+        last_address text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+      );
+      CREATE INDEX clients_tenant_idx ON tenantry.clients (tenant_id, created_at);
+    `,
+  },
+  {
+    version: 4,
+    name: 'static tenants: which tenants and fields the config file manages',
+    sql: `
+      -- managed_by: the config file that declares the tenant (null: managed through the API only).
+      -- managed_fields: what that file declares (name, hosts, plan, ...), refused to the admin API.
+      -- config_released_at: the sync deactivated the tenant because the file stopped declaring it,
+      -- so declaring it again activates it (a tenant an operator deactivated stays inactive).
+      ALTER TABLE tenantry.tenants
+        ADD COLUMN managed_by text,
+        ADD COLUMN managed_fields text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN config_released_at timestamptz;
+      CREATE INDEX tenants_managed_idx ON tenantry.tenants (slug) WHERE managed_by IS NOT NULL;
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

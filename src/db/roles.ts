@@ -43,4 +43,13 @@ export async function grantControlPlaneAccess(db: Queryable, role: string): Prom
   await db.query(`GRANT SELECT ON tenantry.entity_versions, tenantry.storage_versions TO ${r}`);
   // Runtime connections to tenant databases on other servers; the owner's URL stays private.
   await db.query(`GRANT SELECT (name, url) ON tenantry.database_servers TO ${r}`);
+  // Sessions and permissions are checked on the request path; password hashes are not readable.
+  await db.query(
+    `GRANT SELECT (id, tenant_id, email, name, status, global_admin) ON tenantry.users TO ${r}`,
+  );
+  await db.query(
+    `GRANT SELECT ON tenantry.sessions, tenantry.roles, tenantry.groups, tenantry.user_roles,
+       tenantry.group_members, tenantry.group_roles TO ${r}`,
+  );
+  await db.query(`GRANT UPDATE (last_used_at) ON tenantry.sessions TO ${r}`);
 }

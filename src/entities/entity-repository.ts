@@ -6,6 +6,7 @@ import { constraintOf, SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
+import { QuotaExceededError } from '../runtime/quota.js';
 import { validate } from '../validation.js';
 import { type Entity, FIELD_TYPES, type Field, type FieldType, fieldByName } from './entity.js';
 import { SEARCH_COLUMN, uniqueConstraintName } from './entity-ddl.js';
@@ -310,6 +311,8 @@ export interface RowQuota {
   readonly total: number | undefined;
   /** Every tenant entity the tenant's tables have. */
   readonly entities: readonly string[];
+  /** The tenant's slug, which a refusal carries to the metrics. */
+  readonly tenantSlug: string;
 }
 
 const QUOTA_LOCK_NAMESPACE = 0x54_4e_54_51; // 'TNTQ'
@@ -342,18 +345,18 @@ async function enforceRowQuota(
   const counts = await countTenantRows(tx, db, quota.total === undefined ? [entity] : quota.entities);
   const own = counts[entity] ?? 0;
   if (quota.perEntity !== undefined && own + adding > quota.perEntity) {
-    throw new TenantryError(
-      'quota_exceeded',
-      `quota maxRowsPerEntity: ${entity} may hold ${quota.perEntity} rows for this tenant (it has ${own})`,
-      { field: 'limits.maxRowsPerEntity' },
+    throw new QuotaExceededError(
+      quota.tenantSlug,
+      'maxRowsPerEntity',
+      `${entity} may hold ${quota.perEntity} rows for this tenant (it has ${own})`,
     );
   }
   const total = Object.values(counts).reduce((sum, value) => sum + Number(value), 0);
   if (quota.total !== undefined && total + adding > quota.total) {
-    throw new TenantryError(
-      'quota_exceeded',
-      `quota maxRows: this tenant may hold ${quota.total} rows in all (it has ${total})`,
-      { field: 'limits.maxRows' },
+    throw new QuotaExceededError(
+      quota.tenantSlug,
+      'maxRows',
+      `this tenant may hold ${quota.total} rows in all (it has ${total})`,
     );
   }
 }

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { CreateApiKeyInputSchema } from '../auth/api-key-input.js';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import {
@@ -26,6 +27,7 @@ import {
   IssuedKeySchema,
   problemResponses,
 } from './schemas.js';
+import { presentUsage, TenantUsageSchema } from './usage-view.js';
 
 const tags = ['admin'];
 const security = [{ adminToken: [] }];
@@ -74,18 +76,43 @@ export function adminRoutes(tenantry: Tenantry) {
         schema: {
           tags,
           security,
-          summary: 'Create a tenant and its first API key',
-          body: CreateTenantInputSchema,
+          summary: 'Create a tenant and its first API key (with adminEmail, its first administrator too)',
+          body: Type.Object(
+            {
+              ...CreateTenantInputSchema.properties,
+              adminEmail: Type.Optional(Type.String({ minLength: 3, maxLength: 254 })),
+            },
+            { additionalProperties: false },
+          ),
           response: {
-            201: Type.Object({ tenant: AdminTenantSchema, apiKey: IssuedKeySchema }),
+            201: Type.Object({
+              tenant: AdminTenantSchema,
+              apiKey: IssuedKeySchema,
+              admin: Type.Optional(
+                Type.Object({
+                  user: Type.Object({ id: Type.String(), email: Type.String() }),
+                  setupToken: Type.Optional(Type.String()),
+                  warning: Type.Optional(Type.String()),
+                }),
+              ),
+            }),
             ...problemResponses,
           },
         },
       },
       async (request, reply) => {
-        const created = await tenantry.tenants.create(request.body, actionContext(request));
+        const { adminEmail, ...input } = request.body as { adminEmail?: string };
+        const created = await tenantry.createTenant(
+          input,
+          actionContext(request),
+          adminEmail === undefined ? {} : { adminEmail },
+        );
         reply.code(201).header('location', `/admin/tenants/${created.tenant.id}`);
-        return { tenant: adminView(created.tenant), apiKey: created.apiKey };
+        return {
+          tenant: adminView(created.tenant),
+          apiKey: created.apiKey,
+          ...('admin' in created ? { admin: created.admin } : {}),
+        };
       },
     );
 
@@ -227,30 +254,13 @@ export function adminRoutes(tenantry: Tenantry) {
         schema: {
           tags,
           security,
-          summary: "A tenant's usage against its limits: rows per entity and in all",
+          summary:
+            "A tenant's usage against its limits, measured now: rows, storage (estimated for row tenants), live API keys",
           params: IdOrSlugParams,
-          response: {
-            200: Type.Object({
-              rows: Type.Object({
-                byEntity: Type.Record(Type.String(), Type.Integer()),
-                total: Type.Integer(),
-              }),
-              limits: Type.Object({
-                maxRows: Type.Optional(Type.Integer()),
-                maxRowsPerEntity: Type.Optional(Type.Integer()),
-              }),
-            }),
-            ...problemResponses,
-          },
+          response: { 200: TenantUsageSchema, ...problemResponses },
         },
       },
-      async (request) => {
-        const usage = await tenantry.usage(request.params.idOrSlug);
-        return {
-          rows: { byEntity: { ...usage.rows.byEntity }, total: usage.rows.total },
-          limits: { ...usage.limits },
-        };
-      },
+      async (request) => presentUsage(await tenantry.usage(request.params.idOrSlug)),
     );
 
     app.get(
@@ -369,6 +379,71 @@ export function adminRoutes(tenantry: Tenantry) {
         },
       },
       async (request) => tenantry.tenants.regenerateApiKey(request.params.idOrSlug, actionContext(request)),
+    );
+
+    app.post(
+      '/admin/tenants/:idOrSlug/api-keys',
+      {
+        schema: {
+          tags,
+          security,
+          summary:
+            'Issue a further API key (shown once), keeping the others; refused at limits.maxApiKeys live keys',
+          params: IdOrSlugParams,
+          body: CreateApiKeyInputSchema,
+          response: {
+            201: Type.Object({
+              ...IssuedKeySchema.properties,
+              name: Type.String(),
+              expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+            }),
+            ...problemResponses,
+          },
+        },
+        // Every member is optional: a POST without a body is an empty one.
+        preValidation: (request, _reply, done) => {
+          request.body ??= {};
+          done();
+        },
+      },
+      async (request, reply) => {
+        const created = await tenantry.tenants.createApiKey(
+          request.params.idOrSlug,
+          request.body,
+          actionContext(request),
+        );
+        reply.code(201);
+        return { ...created, expiresAt: created.expiresAt?.toISOString() ?? null };
+      },
+    );
+
+    app.delete(
+      '/admin/tenants/:idOrSlug/api-keys/:keyId',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Revoke one API key: it stops authenticating at once, in every server process',
+          params: Type.Object(
+            {
+              idOrSlug: Type.String({ minLength: 1, maxLength: 100 }),
+              keyId: Type.String({ minLength: 1, maxLength: 100 }),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: ApiKeyInfoSchema, ...problemResponses },
+        },
+      },
+      async (request) =>
+        JSON.parse(
+          JSON.stringify(
+            await tenantry.tenants.revokeApiKey(
+              request.params.idOrSlug,
+              request.params.keyId,
+              actionContext(request),
+            ),
+          ),
+        ),
     );
 
     app.get(

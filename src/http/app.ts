@@ -8,8 +8,11 @@ import { adminFleetRoutes } from './admin-fleet-routes.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminSharedRoutes } from './admin-shared-routes.js';
+import { authRoutes } from './auth-routes.js';
+import { adminClientRoutes, clientConnectionRoutes, tenantClientRoutes } from './client-routes.js';
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
+import { identityRoutes } from './identity-routes.js';
 import { tenantScope } from './tenant-plugin.js';
 import { tenantRoutes } from './tenant-routes.js';
 import { tenantryPlugin } from './tenantry-plugin.js';
@@ -105,16 +108,25 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   // Per-tenant traffic is business information: behind the admin token unless configured public.
   if (tenantry.config.metrics.public) await app.register(async (scope) => metricsRoute(scope));
   await app.register(
-    adminScope(options.adminGuard, (scope) => {
-      adminRoutes(tenantry)(scope);
-      adminFleetRoutes(tenantry)(scope);
-      adminSharedRoutes(tenantry)(scope);
-      if (!tenantry.config.metrics.public) metricsRoute(scope);
-    }),
+    adminScope(
+      options.adminGuard,
+      (scope) => {
+        adminRoutes(tenantry)(scope);
+        adminFleetRoutes(tenantry)(scope);
+        adminSharedRoutes(tenantry)(scope);
+        adminClientRoutes(tenantry)(scope);
+        if (!tenantry.config.metrics.public) metricsRoute(scope);
+      },
+      { sessions: tenantry.identity.sessions, adminToken: tenantry.config.auth.adminToken },
+    ),
   );
   // /tenant-info shows only what a tenant's own login page would: the host alone may ask.
   await app.register(tenantScope(tenantry, tenantRoutes, { allowAnonymous: true }));
   await app.register(tenantScope(tenantry, entityRoutes(tenantry)));
+  await app.register(tenantScope(tenantry, identityRoutes(tenantry)));
+  await app.register(tenantScope(tenantry, tenantClientRoutes(tenantry)));
+  await app.register(async (scope) => authRoutes(tenantry)(scope));
+  await app.register(async (scope) => clientConnectionRoutes(tenantry)(scope));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // The interactive docs page serves its own bundled assets: no CDN, works offline.
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
+import { type EntityAction, entityPermission } from '../auth/permissions.js';
 import type { Entity } from '../entities/entity.js';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
 import type { EntityRepository, RowQuota } from '../entities/entity-repository.js';
@@ -30,8 +31,12 @@ function repositoryFor(
   request: FastifyRequest,
   tenantry: Tenantry,
   entity: Entity,
+  action: EntityAction,
   body?: unknown,
 ): EntityRepository {
+  if (entity.scope === 'tenant' && !request.permissions?.has(entityPermission(entity.name, action))) {
+    throw new TenantryError('forbidden', `this needs the permission ${entityPermission(entity.name, action)}`);
+  }
   if (entity.feature !== undefined && !request.tenant?.hasFeature(entity.feature)) {
     throw new TenantryError(
       'feature_disabled',
@@ -75,6 +80,7 @@ function rowQuota(request: FastifyRequest, tenantry: Tenantry): RowQuota | undef
   return {
     perEntity: limits.maxRowsPerEntity,
     total: limits.maxRows,
+    tenantSlug: request.tenant!.slug,
     entities: tenantry.config.entities
       .filter((entity) => entity.scope === 'tenant' && view?.repository(entity.name))
       .map((entity) => entity.name),
@@ -88,8 +94,8 @@ function rowQuota(request: FastifyRequest, tenantry: Tenantry): RowQuota | undef
 export function entityRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
     for (const entity of tenantry.config.entities) {
-      const repo = (request: FastifyRequest, body?: unknown) =>
-        repositoryFor(request, tenantry, entity, body);
+      const repo = (request: FastifyRequest, action: EntityAction, body?: unknown) =>
+        repositoryFor(request, tenantry, entity, action, body);
       const base = `/api/v1/${entity.name}`;
       const tags = [entity.name];
       const row = outputSchema(entity);
@@ -107,7 +113,7 @@ export function entityRoutes(tenantry: Tenantry) {
             },
           },
         },
-        async (request) => repo(request).list(request.db, listQuery(request)),
+        async (request) => repo(request, 'read').list(request.db, listQuery(request)),
       );
 
       app.get(
@@ -120,7 +126,7 @@ export function entityRoutes(tenantry: Tenantry) {
             response: { 200: row, ...problemResponses },
           },
         },
-        async (request) => repo(request).get(request.db, (request.params as { id: string }).id),
+        async (request) => repo(request, 'read').get(request.db, (request.params as { id: string }).id),
       );
 
       if (readOnly) {
@@ -144,11 +150,9 @@ export function entityRoutes(tenantry: Tenantry) {
           },
         },
         async (request, reply) => {
-          const created = await repo(request, request.body).create(
-            request.db,
-            request.body,
-            rowQuota(request, tenantry),
-          );
+          const repository = repo(request, 'create', request.body);
+          await tenantry.storageMeter.admitInsert(request.tenant!);
+          const created = await repository.create(request.db, request.body, rowQuota(request, tenantry));
           reply.code(201).header('location', `${base}/${created.id}`);
           return created;
         },
@@ -169,11 +173,9 @@ export function entityRoutes(tenantry: Tenantry) {
         },
         async (request, reply) => {
           const rows = (request.body as { rows: unknown[] }).rows;
-          const items = await repo(request, request.body).createMany(
-            request.db,
-            rows,
-            rowQuota(request, tenantry),
-          );
+          const repository = repo(request, 'create', request.body);
+          await tenantry.storageMeter.admitInsert(request.tenant!);
+          const items = await repository.createMany(request.db, rows, rowQuota(request, tenantry));
           reply.code(201);
           return { items };
         },
@@ -191,7 +193,7 @@ export function entityRoutes(tenantry: Tenantry) {
           },
         },
         async (request) =>
-          repo(request, request.body).update(request.db, (request.params as { id: string }).id, request.body),
+          repo(request, 'update', request.body).update(request.db, (request.params as { id: string }).id, request.body),
       );
 
       app.delete(
@@ -205,7 +207,7 @@ export function entityRoutes(tenantry: Tenantry) {
           },
         },
         async (request, reply) => {
-          await repo(request).delete(request.db, (request.params as { id: string }).id);
+          await repo(request, 'delete').delete(request.db, (request.params as { id: string }).id);
           reply.code(204).send();
         },
       );

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { PermissionSet } from '../auth/permissions.js';
 import type { EntityView } from '../entities/entity-versions.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
@@ -13,6 +14,8 @@ declare module 'fastify' {
     tenantResolution: Resolution | null;
     /** Who is calling; null until an authentication hook ran. */
     actor: Actor | null;
+    /** What the caller may do in the request's tenant; null outside tenant scope. */
+    permissions: PermissionSet | null;
     /**
      * The database bound to the request's tenant. Reading it outside a tenant route throws
      * (tenant_required): a query can never run without a tenant.

@@ -1,9 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { PermissionSet } from '../auth/permissions.js';
 import type { EntityView } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
+import { sessionTokenOf } from './session-cookie.js';
 import { admitWithinLimits, resolveGuarded } from './tenant-limits-hook.js';
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {
@@ -38,17 +40,24 @@ export function tenantScope(
       reply: FastifyReply,
       resolution: Resolution,
       view: EntityView,
+      permissions: PermissionSet,
     ): void => {
       request.tenant = resolution.tenant;
       request.tenantResolution = resolution;
-      request.actor = resolution.keyId
-        ? { kind: 'api-key', id: resolution.keyId }
-        : { kind: 'anonymous', id: 'host' };
+      request.actor = resolution.session
+        ? { kind: 'user', id: resolution.session.userId }
+        : resolution.keyId
+          ? { kind: 'api-key', id: resolution.keyId }
+          : { kind: 'anonymous', id: 'host' };
+      request.permissions = permissions;
       // Both loggers: Fastify writes the "request completed" line through the reply's.
       request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
       reply.log = request.log;
       if (request.actor.kind === 'anonymous' && !options.allowAnonymous) {
-        throw new TenantryError('unauthenticated', 'this route needs credentials: send an X-API-Key');
+        throw new TenantryError(
+          'unauthenticated',
+          'this route needs credentials: send an X-API-Key or a session token',
+        );
       }
       request.entityView = view;
       request.tenantDb = tenantry.data.forTenant(resolution.tenant);
@@ -62,7 +71,11 @@ export function tenantScope(
     ): void => {
       resolving
         .then(async (resolution) => {
-          admit(request, reply, resolution, await tenantry.loadEntityView(resolution.tenant));
+          const [view, permissions] = await Promise.all([
+            tenantry.loadEntityView(resolution.tenant),
+            tenantry.permissionsOf(resolution),
+          ]);
+          admit(request, reply, resolution, view, permissions);
         })
         .then(
           () => admitWithinLimits(tenantry, request, reply, done),
@@ -73,13 +86,18 @@ export function tenantScope(
     // on without a promise or a tick.
     scope.addHook('onRequest', (request, reply, done) => {
       // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
-      const credentials = { host: hostFromHeader(request.host), apiKey: headerValue(request, 'x-api-key') };
+      const credentials = {
+        host: hostFromHeader(request.host),
+        apiKey: headerValue(request, 'x-api-key'),
+        session: sessionTokenOf(request),
+      };
       let cached: Resolution | undefined;
       try {
         cached = tenantry.resolver.resolveCached(credentials);
         const view = cached && tenantry.entityView(cached.tenant);
-        if (cached && view) {
-          admit(request, reply, cached, view);
+        const permissions = cached && tenantry.permissionsCached(cached);
+        if (cached && view && permissions) {
+          admit(request, reply, cached, view, permissions);
           admitWithinLimits(tenantry, request, reply, done);
           return;
         }

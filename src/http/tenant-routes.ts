@@ -1,17 +1,45 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type from 'typebox';
+import { TenantryError } from '../errors.js';
 import { publicTenantView } from '../tenants/tenant.js';
 import { ProblemSchema, PublicTenantSchema } from './schemas.js';
+import { presentUsage, TenantUsageSchema } from './usage-view.js';
 
 /** Routes of the resolved tenant itself. Registered inside `tenantScope`. */
 export function tenantRoutes(scope: FastifyInstance): void {
+  const tenantry = scope.tenantry;
   const schema = {
     tags: ['tenant'],
     summary: 'The tenant this request resolved to',
+    description:
+      '`?include=usage` adds its usage against its quotas (rows, storage, live API keys); it needs credentials (an API key or a session), as the host alone is not a secret.',
     security: [{ apiKey: [] }, {}] as Record<string, string[]>[],
-    response: { 200: PublicTenantSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema },
+    response: {
+      200: Type.Object({ ...PublicTenantSchema.properties, usage: Type.Optional(TenantUsageSchema) }),
+      400: ProblemSchema,
+      401: ProblemSchema,
+      403: ProblemSchema,
+      404: ProblemSchema,
+    },
   };
   // The tenant hook has run: a request without a resolved tenant never reaches a handler here.
-  const handler = async (request: FastifyRequest) => publicTenantView(request.tenant!);
+  // The query is read by hand rather than validated by a schema, so the default answer costs
+  // nothing more than before.
+  const handler = async (request: FastifyRequest) => {
+    const include = (request.query as Record<string, unknown>).include;
+    if (include === undefined) return publicTenantView(request.tenant!);
+    if (include !== 'usage') {
+      throw new TenantryError('validation_failed', 'include may only be "usage"', { field: 'include' });
+    }
+    if (request.actor?.kind === 'anonymous') {
+      throw new TenantryError(
+        'unauthenticated',
+        'usage needs credentials: send an X-API-Key or a session token',
+      );
+    }
+    const usage = await tenantry.usageOf(request.tenant!);
+    return { ...publicTenantView(request.tenant!), usage: presentUsage(usage) };
+  };
   scope.get('/tenant-info', { schema }, handler);
   scope.get('/tenants/current', { schema }, handler);
 }

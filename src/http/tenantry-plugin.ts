@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TenantryError } from '../errors.js';
+import { countQuotaRefusal } from '../runtime/quota.js';
 import type { Tenantry } from '../tenantry.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
 import { ProblemSchema } from './schemas.js';
@@ -49,6 +50,7 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
     app.decorateRequest('tenant', null);
     app.decorateRequest('tenantResolution', null);
     app.decorateRequest('actor', null);
+    app.decorateRequest('permissions', null);
     app.decorateRequest('tenantDb', null);
     app.decorateRequest('entityView', null);
     app.decorateRequest('db', {
@@ -68,6 +70,11 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
         reply.statusCode,
         reply.elapsedTime / 1000,
       );
+      done();
+    });
+    // Quota refusals count by tenant wherever they surface (tenant and admin routes alike).
+    app.addHook('onError', (_request, _reply, error, done) => {
+      countQuotaRefusal(options.tenantry.metrics, error);
       done();
     });
     if (options.problemErrors !== false) {

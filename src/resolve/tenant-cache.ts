@@ -30,6 +30,8 @@ export class TenantCache {
     this.#hosts = new LRUCache({ max: max * 2, ttl });
     this.#slugs = new LRUCache({ max, ttl });
     bus.subscribe((change) => {
+      // Who may do what inside a tenant says nothing about which tenant a request names.
+      if (change !== 'all' && change.kind === 'access') return;
       this.#generation += 1;
       this.#hosts.clear();
       this.#slugs.clear();
@@ -37,6 +39,17 @@ export class TenantCache {
       if (change === 'all' || change.kind === 'entities') this.#byId.clear();
       else this.#byId.delete(change.tenantId);
     });
+  }
+
+  /**
+   * Drops every cached tenant and lookup in this process: cached tenants carry their plan's
+   * values, which a config reload may change (verified API keys stay: they name no plan).
+   */
+  clear(): void {
+    this.#generation += 1;
+    this.#byId.clear();
+    this.#hosts.clear();
+    this.#slugs.clear();
   }
 
   /** A token to pass back to the setters: a fill that raced with an invalidation is dropped. */

@@ -1,4 +1,5 @@
 import type { ApiKeyVerifier } from '../auth/api-key-verifier.js';
+import type { SessionStore, VerifiedSession } from '../auth/session-store.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
 import type { Tenant } from '../tenants/tenant.js';
@@ -10,18 +11,24 @@ export interface TenantCredentials {
   /** The normalised request host (see `hostFromHeader`). */
   readonly host?: string | undefined;
   readonly apiKey?: string | undefined;
+  /** A session token (Authorization: Bearer or the session cookie). */
+  readonly session?: string | undefined;
 }
 
 /** How the tenant of a request was established. */
+export type CredentialSource = 'host' | 'apiKey' | 'session';
+
 export interface Resolution {
   readonly tenant: Tenant;
-  readonly via: readonly ('host' | 'apiKey')[];
+  readonly via: readonly CredentialSource[];
   /** The key id when an API key authenticated the request. */
   readonly keyId?: string;
+  /** The session when a user's session token authenticated the request. */
+  readonly session?: VerifiedSession;
 }
 
 interface Claim {
-  readonly source: 'host' | 'apiKey';
+  readonly source: CredentialSource;
   readonly tenant: Tenant;
 }
 
@@ -30,7 +37,7 @@ export interface ResolverOptions {
   readonly isReservedSlug: (label: string) => boolean;
   /** Called for every refused disagreement between credentials, before the error is thrown. */
   readonly onCrossTenant: (
-    details: { host: Tenant; key: Tenant; keyId: string },
+    details: { claims: readonly { source: CredentialSource; tenantId: string }[] },
     context: ActionContext,
   ) => Promise<void>;
 }
@@ -42,45 +49,66 @@ export interface ResolverOptions {
 export class TenantResolver {
   readonly #registry: TenantRegistry;
   readonly #keys: ApiKeyVerifier;
+  readonly #sessions: SessionStore;
   readonly #cache: TenantCache;
   readonly #options: ResolverOptions;
 
-  constructor(registry: TenantRegistry, keys: ApiKeyVerifier, cache: TenantCache, options: ResolverOptions) {
+  constructor(
+    registry: TenantRegistry,
+    credentials: { keys: ApiKeyVerifier; sessions: SessionStore },
+    cache: TenantCache,
+    options: ResolverOptions,
+  ) {
     this.#registry = registry;
-    this.#keys = keys;
+    this.#keys = credentials.keys;
+    this.#sessions = credentials.sessions;
     this.#cache = cache;
     this.#options = options;
   }
 
   async resolve(credentials: TenantCredentials, context: ActionContext): Promise<Resolution> {
-    const [hostClaim, keyClaim] = await Promise.all([
+    const [hostClaim, keyClaim, sessionClaim] = await Promise.all([
       credentials.host === undefined ? undefined : this.#claimFromHost(credentials.host),
       credentials.apiKey === undefined ? undefined : this.#claimFromKey(credentials.apiKey),
+      credentials.session === undefined ? undefined : this.#claimFromSession(credentials.session),
     ]);
     if (credentials.apiKey !== undefined && !keyClaim) {
       throw new TenantryError('invalid_credentials', 'the API key is not valid');
+    }
+    if (credentials.session !== undefined && !sessionClaim) {
+      throw new TenantryError('invalid_credentials', 'the session is not valid or has ended: log in again');
+    }
+    if (sessionClaim === 'no-tenant') {
+      throw new TenantryError('forbidden', 'this user belongs to no tenant: it has no tenant routes');
     }
     // A tenant host that names no live tenant is refused even with a valid key: the request was
     // meant for a tenant that is not there.
     if (hostClaim === 'unknown')
       throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
-    if (hostClaim && keyClaim && hostClaim.tenant.id !== keyClaim.tenant.id) {
+    const claims = [hostClaim, keyClaim, sessionClaim].filter((claim): claim is Claim => claim !== undefined);
+    if (new Set(claims.map((claim) => claim.tenant.id)).size > 1) {
+      const actor =
+        sessionClaim !== undefined
+          ? { kind: 'user' as const, id: sessionClaim.session.userId }
+          : { kind: 'api-key' as const, id: keyClaim?.keyId ?? 'unknown' };
       await this.#options.onCrossTenant(
-        { host: hostClaim.tenant, key: keyClaim.tenant, keyId: keyClaim.keyId },
-        { ...context, actor: { kind: 'api-key', id: keyClaim.keyId } },
+        { claims: claims.map((claim) => ({ source: claim.source, tenantId: claim.tenant.id })) },
+        { ...context, actor },
       );
-      throw new TenantryError('cross_tenant', 'the request host and the API key belong to different tenants');
+      throw new TenantryError('cross_tenant', 'the credentials of this request belong to different tenants');
     }
-    const claim = keyClaim ?? hostClaim;
+    const claim = keyClaim ?? sessionClaim ?? hostClaim;
     if (!claim) throw new TenantryError('tenant_required', 'send an X-API-Key or call a tenant host');
     const tenant = claim.tenant;
     if (tenant.status === 'inactive') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
     if (tenant.status !== 'active')
       throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
-    const via: ('host' | 'apiKey')[] = [];
-    if (hostClaim) via.push('host');
-    if (keyClaim) via.push('apiKey');
-    return keyClaim ? { tenant, via, keyId: keyClaim.keyId } : { tenant, via };
+    return {
+      tenant,
+      via: claims.map((each) => each.source),
+      ...(keyClaim ? { keyId: keyClaim.keyId } : {}),
+      ...(sessionClaim ? { session: sessionClaim.session } : {}),
+    };
   }
 
   /**
@@ -97,6 +125,15 @@ export class TenantResolver {
       keyTenant = this.#cache.tenant(verified.tenantId);
       if (keyTenant?.status !== 'active') return undefined;
       keyId = verified.keyId;
+    }
+    let session: VerifiedSession | undefined;
+    let sessionTenant: Tenant | undefined;
+    if (credentials.session !== undefined) {
+      session = this.#sessions.verifyCached(credentials.session);
+      if (!session || session.tenantId === null) return undefined;
+      sessionTenant = this.#cache.tenant(session.tenantId);
+      if (sessionTenant?.status !== 'active') return undefined;
+      if (keyTenant && keyTenant.id !== sessionTenant.id) return undefined;
     }
     let hostTenant: Tenant | undefined;
     if (credentials.host !== undefined) {
@@ -117,11 +154,14 @@ export class TenantResolver {
       if (hostTenant && hostTenant.status !== 'active') return undefined;
     }
     if (hostTenant && keyTenant && hostTenant.id !== keyTenant.id) return undefined;
-    const tenant = keyTenant ?? hostTenant;
+    if (hostTenant && sessionTenant && hostTenant.id !== sessionTenant.id) return undefined;
+    const tenant = keyTenant ?? sessionTenant ?? hostTenant;
     if (!tenant) return undefined;
-    const via: ('host' | 'apiKey')[] = [];
+    const via: CredentialSource[] = [];
     if (hostTenant) via.push('host');
     if (keyTenant) via.push('apiKey');
+    if (sessionTenant) via.push('session');
+    if (session) return keyId ? { tenant, via, keyId, session } : { tenant, via, session };
     return keyId ? { tenant, via, keyId } : { tenant, via };
   }
 
@@ -141,6 +181,17 @@ export class TenantResolver {
     // A key authenticates only for an active tenant: for any other, it is simply not valid.
     if (tenant?.status !== 'active') return undefined;
     return { source: 'apiKey', tenant, keyId: verified.keyId };
+  }
+
+  async #claimFromSession(
+    token: string,
+  ): Promise<(Claim & { session: VerifiedSession }) | 'no-tenant' | undefined> {
+    const session = await this.#sessions.verify(token);
+    if (!session) return undefined;
+    if (session.tenantId === null) return 'no-tenant';
+    const tenant = await this.tenantById(session.tenantId);
+    if (tenant?.status !== 'active') return undefined;
+    return { source: 'session', tenant, session };
   }
 
   /** undefined: the host names no tenant (the service's own name); 'unknown': it names one that is not there. */

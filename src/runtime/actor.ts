@@ -1,7 +1,7 @@
 /** Who performed an action, as the audit log records it. */
 export interface Actor {
-  readonly kind: 'admin-token' | 'cli' | 'system' | 'api-key' | 'anonymous';
-  /** A stable, non-secret name: an OS user for the CLI, a key id for a key, `admin` for the token. */
+  readonly kind: 'admin-token' | 'cli' | 'system' | 'api-key' | 'anonymous' | 'user' | 'client';
+  /** A stable, non-secret name: an OS user for the CLI, a key id for a key, a user or client id, `admin` for the token. */
   readonly id: string;
 }
 

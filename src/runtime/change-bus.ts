@@ -5,7 +5,9 @@ export type Change =
   | { readonly kind: 'tenant'; readonly tenantId: string }
   | { readonly kind: 'key'; readonly tenantId: string; readonly keyId: string }
   /** Entity versions or the versions of shared tables changed (a migration ran). */
-  | { readonly kind: 'entities' };
+  | { readonly kind: 'entities' }
+  /** Who may do what in a tenant changed: users, roles, groups, memberships, sessions. */
+  | { readonly kind: 'access'; readonly tenantId: string | null; readonly userId?: string };
 
 export type ChangeHandler = (change: Change | 'all') => void;
 
@@ -17,6 +19,11 @@ function parseChange(payload: string): Change | undefined {
     if (value.kind === 'tenant' && typeof value.tenantId === 'string')
       return { kind: 'tenant', tenantId: value.tenantId };
     if (value.kind === 'entities') return { kind: 'entities' };
+    if (value.kind === 'access' && (typeof value.tenantId === 'string' || value.tenantId === null)) {
+      return typeof value.userId === 'string'
+        ? { kind: 'access', tenantId: value.tenantId, userId: value.userId }
+        : { kind: 'access', tenantId: value.tenantId };
+    }
     if (value.kind === 'key' && typeof value.tenantId === 'string' && typeof value.keyId === 'string') {
       return { kind: 'key', tenantId: value.tenantId, keyId: value.keyId };
     }

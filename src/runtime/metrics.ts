@@ -222,7 +222,10 @@ export class Metrics {
   }
 
   /** A request refused by a limit; `tenant` is a slug, or undefined before a tenant is known. */
-  rateLimited(tenant: string | undefined, reason: 'rate' | 'concurrency' | 'key_failures'): void {
+  rateLimited(
+    tenant: string | undefined,
+    reason: 'rate' | 'concurrency' | 'key_failures' | 'login_failures',
+  ): void {
     this.#limited.inc({ tenant: tenant === undefined ? NO_TENANT : this.labels.labelOf(tenant), reason });
   }
 
@@ -230,7 +233,7 @@ export class Metrics {
     this.#quotaRefused.inc({ tenant: this.labels.labelOf(tenant), quota });
   }
 
-  limiterFallback(limiter: 'tenant_limits' | 'key_failures'): void {
+  limiterFallback(limiter: 'tenant_limits' | 'key_failures' | 'login_failures'): void {
     this.#limiterFallback.inc({ limiter });
   }
 

@@ -1,6 +1,15 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { IssuedApiKey } from '../auth/api-key-store.js';
-import { insertApiKey, prepareApiKey, revokeTenantKeys } from '../auth/api-key-store.js';
+import { checkKeyId, parseApiKeyRequest } from '../auth/api-key-input.js';
+import type { ApiKeyInfo, IssuedApiKey } from '../auth/api-key-store.js';
+import {
+  countLiveKeys,
+  insertApiKey,
+  listTenantKeys,
+  prepareApiKey,
+  revokeTenantKey,
+  revokeTenantKeys,
+} from '../auth/api-key-store.js';
+import { revokeTenantSessions } from '../auth/session-store.js';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
 import type { Database, Queryable, Session } from '../db/database.js';
@@ -15,8 +24,10 @@ import type { ProvisionedTenant, TenantProvisioner } from '../isolation/tenant-p
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { Change, ChangeBus } from '../runtime/change-bus.js';
+import { QuotaExceededError } from '../runtime/quota.js';
 import { validate } from '../validation.js';
 import { normalizeHost } from './host.js';
+import { assertNotDeclared, assertNotManaged, changedFields } from './managed-tenants.js';
 import { checkSlug, isUuid } from './slug.js';
 import {
   type EffectiveTenantConfig,
@@ -44,6 +55,12 @@ import { settingsProblem } from './tenant-settings.js';
 export interface CreatedTenant {
   readonly tenant: Tenant;
   readonly apiKey: IssuedApiKey;
+}
+
+/** A further key of a tenant, shown once. */
+export interface CreatedApiKey extends IssuedApiKey {
+  readonly name: string;
+  readonly expiresAt: Date | null;
 }
 
 export interface ListTenantsOptions {
@@ -93,24 +110,29 @@ export interface RepairReport {
 export class TenantRegistry {
   readonly #db: Database;
   readonly #bus: ChangeBus;
-  readonly #config: TenantryConfig;
+  readonly #currentConfig: () => TenantryConfig;
 
   readonly #provisioner: TenantProvisioner;
   readonly #locks: TenantLocks;
   readonly #storage: TenantStorage;
 
+  /** `config` is read at each use: plans and tenancy defaults follow a config reload. */
   constructor(
     db: Database,
     bus: ChangeBus,
-    config: TenantryConfig,
+    config: TenantryConfig | (() => TenantryConfig),
     provisioning: { provisioner: TenantProvisioner; locks: TenantLocks; storage: TenantStorage },
   ) {
     this.#db = db;
     this.#bus = bus;
-    this.#config = config;
+    this.#currentConfig = typeof config === 'function' ? config : () => config;
     this.#provisioner = provisioning.provisioner;
     this.#locks = provisioning.locks;
     this.#storage = provisioning.storage;
+  }
+
+  get #config(): TenantryConfig {
+    return this.#currentConfig();
   }
 
   async create(input: unknown, context: ActionContext): Promise<CreatedTenant> {
@@ -475,7 +497,9 @@ export class TenantRegistry {
       context,
       { action: 'tenant.delete', target: current.slug, tenantId: current.id },
       async (tx) => {
+        await assertNotDeclared(tx, current, context);
         const revoked = await revokeTenantKeys(tx, current.id);
+        await revokeTenantSessions(tx, current.id);
         await tx.query('DELETE FROM tenantry.tenant_hosts WHERE tenant_id = $1', [current.id]);
         const { rowCount } = await tx.query(
           `UPDATE tenantry.tenants SET status = 'deleted', deleted_at = now(), updated_at = now(),
@@ -505,6 +529,7 @@ export class TenantRegistry {
         await lockNamespace(tx);
         const locked = await this.#lockLive(tx, current.id, idOrSlug);
         if (locked.hosts.includes(host)) return { result: locked, changes: [] };
+        await assertNotManaged(tx, locked, ['hosts'], context);
         await this.#assertHostsFree(tx, [host], current.id, locked.slug);
         await insertHosts(tx, current.id, [host]);
         return {
@@ -532,6 +557,7 @@ export class TenantRegistry {
             field: 'host',
           });
         }
+        await assertNotManaged(tx, current, ['hosts'], context);
         return {
           result: await this.#load(tx, current.id),
           changes: [{ kind: 'tenant', tenantId: current.id }],
@@ -553,6 +579,66 @@ export class TenantRegistry {
         const issued = await insertApiKey(tx, current.id, prepared);
         const changes = revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId }));
         return { result: issued, changes };
+      },
+    );
+  }
+
+  /**
+   * Issues a further key (shown once), keeping the others. Refused with `quota_exceeded` when the
+   * tenant already has `limits.maxApiKeys` live keys: they are counted with the tenant's row
+   * locked, so concurrent creations take turns and never pass the limit together.
+   */
+  async createApiKey(idOrSlug: string, input: unknown, context: ActionContext): Promise<CreatedApiKey> {
+    const request = parseApiKeyRequest(input);
+    const current = await this.get(idOrSlug);
+    // Hashed before the transaction: the slow hash must not hold the tenant's lock.
+    const prepared = await prepareApiKey(this.#config.apiKeys.iterations);
+    return this.#mutate(
+      context,
+      { action: 'tenant.key.create', target: current.slug, tenantId: current.id },
+      async (tx) => {
+        const locked = await this.#lockLive(tx, current.id, idOrSlug);
+        if (locked.status === 'provisioning') {
+          throw new TenantryError('conflict', 'the tenant is still being provisioned');
+        }
+        const max = locked.effective.limits.maxApiKeys;
+        if (max !== undefined) {
+          const live = await countLiveKeys(tx, current.id);
+          if (live >= max) {
+            throw new QuotaExceededError(
+              locked.slug,
+              'maxApiKeys',
+              `this tenant may have ${max} live API keys (it has ${live}); revoke one first`,
+            );
+          }
+        }
+        const issued = await insertApiKey(tx, current.id, prepared, request.name, request.expiresAt);
+        return { result: { ...issued, name: request.name, expiresAt: request.expiresAt }, changes: [] };
+      },
+    );
+  }
+
+  /**
+   * Revokes one key; it stops authenticating at once, here and (through the change bus) in every
+   * other process. Revoking a revoked key changes nothing.
+   */
+  async revokeApiKey(idOrSlug: string, keyId: string, context: ActionContext): Promise<ApiKeyInfo> {
+    const checked = checkKeyId(keyId);
+    const current = await this.get(idOrSlug);
+    return this.#mutate(
+      context,
+      { action: 'tenant.key.revoke', target: checked, tenantId: current.id },
+      async (tx) => {
+        await this.#lockLive(tx, current.id, idOrSlug);
+        const revokedNow = await revokeTenantKey(tx, current.id, checked);
+        if (revokedNow === undefined) {
+          throw new TenantryError('not_found', `tenant "${current.slug}" has no key ${checked}`, {
+            field: 'keyId',
+          });
+        }
+        const [info] = await listTenantKeys(tx, current.id, true, checked);
+        const changes: Change[] = revokedNow ? [{ kind: 'key', tenantId: current.id, keyId: checked }] : [];
+        return { result: info!, changes };
       },
     );
   }
@@ -580,6 +666,7 @@ export class TenantRegistry {
     return this.#mutate(context, { action, target: current.slug, tenantId: current.id }, async (tx) => {
       await lockNamespace(tx);
       const locked = await this.#lockLive(tx, current.id, idOrSlug);
+      await assertNotManaged(tx, locked, changedFields(locked, { name, slug, hosts, config }), context);
       const newSlug = slug ?? locked.slug;
       if (slug !== undefined && slug !== locked.slug) await this.#assertSlugFree(tx, slug, current.id);
       if (hosts !== undefined) {
@@ -611,10 +698,13 @@ export class TenantRegistry {
         throw new TenantryError('conflict', 'the tenant is still being provisioned', { field: 'status' });
       }
       if (locked.status === status) return { result: locked, changes: [] };
-      await tx.query('UPDATE tenantry.tenants SET status = $2, updated_at = now() WHERE id = $1', [
-        current.id,
-        status,
-      ]);
+      // An operator's decision replaces the sync's: a tenant deactivated by hand stays so.
+      await tx.query(
+        'UPDATE tenantry.tenants SET status = $2, config_released_at = NULL, updated_at = now() WHERE id = $1',
+        [current.id, status],
+      );
+      // Its users' sessions end with it: reactivating the tenant does not bring them back.
+      if (status === 'inactive') await revokeTenantSessions(tx, current.id);
       return {
         result: await this.#load(tx, current.id),
         changes: [{ kind: 'tenant', tenantId: current.id }],
@@ -710,6 +800,7 @@ export class TenantRegistry {
           next = withPath(next, parseConfigPath(path), value);
         }
         const checked = this.#checkConfig(validate(TenantConfigSchema, next));
+        await assertNotManaged(tx, locked, changedFields(locked, { config: checked }), context);
         await tx.query('UPDATE tenantry.tenants SET config = $2::jsonb, updated_at = now() WHERE id = $1', [
           current.id,
           JSON.stringify(checked),

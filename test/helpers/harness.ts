@@ -5,6 +5,7 @@ import { defineConfig } from '../../src/config/load-config.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
 import { buildApp } from '../../src/http/app.js';
 import { tenantDatabaseName } from '../../src/isolation/tenant-placement.js';
+import type { EngineLogger } from '../../src/runtime/engine-logger.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { createDatabase, postgresAvailable, withServer } from './postgres.js';
 
@@ -35,15 +36,25 @@ export interface TestEnv {
   close(): Promise<void>;
 }
 
-export async function startTestEnv(driver: TestDriver, overrides: ConfigOverrides = {}): Promise<TestEnv> {
+export async function startTestEnv(
+  driver: TestDriver,
+  overrides: ConfigOverrides = {},
+  options: { logger?: EngineLogger; storageMeasureIntervalMs?: number } = {},
+): Promise<TestEnv> {
   const database = driver === 'postgres' ? await createDatabase() : undefined;
   const config = defineConfig({
     ...overrides,
     adminToken: ADMIN_TOKEN,
     database: { ...(overrides.database ?? {}), ...(database ? { url: database.url } : {}) },
   });
+  const logger = {
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.storageMeasureIntervalMs === undefined
+      ? {}
+      : { storageMeasureIntervalMs: options.storageMeasureIntervalMs }),
+  };
   const tenantry = await Tenantry.open(
-    driver === 'pglite' ? { config, database: await openPglite() } : { config },
+    driver === 'pglite' ? { config, database: await openPglite(), ...logger } : { config, ...logger },
   );
   const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
   const app = await buildApp({ tenantry, adminGuard: guard });

@@ -45,10 +45,18 @@ describe.each(DRIVERS)('row quotas at write time, on %s', (driver) => {
 
     const usage = await env.admin('GET', `/admin/tenants/${tenant.slug}/usage`);
     expect(usage.statusCode, usage.body).toBe(200);
-    expect(usage.json()).toEqual({
+    expect(usage.json()).toMatchObject({
       rows: { byEntity: { projects: 2, notes: 1 }, total: 3 },
-      limits: { maxRows: 3, maxRowsPerEntity: 2 },
+      apiKeys: { live: 1 },
     });
+    expect(usage.json().limits).toEqual({ maxRows: 3, maxRowsPerEntity: 2 });
+
+    // Every refusal is counted by tenant and quota.
+    const metrics = (await env.admin('GET', '/metrics')).body;
+    expect(metrics).toContain(
+      'tenantry_quota_refused_total{tenant="quota-small",quota="maxRowsPerEntity"} 1',
+    );
+    expect(metrics).toContain('tenantry_quota_refused_total{tenant="quota-small",quota="maxRows"} 2');
   });
 
   it('an override lifts the quota; a tenant without limits is not counted', async () => {
@@ -64,7 +72,8 @@ describe.each(DRIVERS)('row quotas at write time, on %s', (driver) => {
       expect((await post(free.key, '/api/v1/projects', { name: `p${i}` })).statusCode).toBe(201);
     }
     const usage = await env.admin('GET', `/admin/tenants/${free.slug}/usage`);
-    expect(usage.json()).toEqual({ rows: { byEntity: { projects: 5, notes: 0 }, total: 5 }, limits: {} });
+    expect(usage.json()).toMatchObject({ rows: { byEntity: { projects: 5, notes: 0 }, total: 5 } });
+    expect(usage.json().limits).toEqual({});
   });
 
   it.runIf(driver === 'postgres')('concurrent writers never exceed the quota', async () => {

@@ -1,0 +1,55 @@
+import { parseCookie, stringifySetCookie } from 'cookie';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+/** The cookie a browser keeps its session in: host-only (no Domain), HttpOnly, SameSite=Lax. */
+export const SESSION_COOKIE = 'tenantry_session';
+
+/**
+ * The session token of a request: `Authorization: Bearer <token>` first, else the session cookie.
+ * The cookie is parsed only when one of ours is there (no parsing cost for API clients).
+ */
+export function sessionTokenOf(request: FastifyRequest): string | undefined {
+  const authorization = request.headers.authorization;
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+    return match ? match[1] : authorization;
+  }
+  const cookie = request.headers.cookie;
+  if (cookie === undefined || !cookie.includes(`${SESSION_COOKIE}=`)) return undefined;
+  return parseCookie(cookie)[SESSION_COOKIE];
+}
+
+export function setSessionCookie(
+  reply: FastifyReply,
+  token: string,
+  maxAgeSeconds: number,
+  secure: boolean,
+): void {
+  reply.header(
+    'set-cookie',
+    stringifySetCookie({
+      name: SESSION_COOKIE,
+      value: token,
+      httpOnly: true,
+      secure,
+      sameSite: 'lax',
+      path: '/',
+      maxAge: maxAgeSeconds,
+    }),
+  );
+}
+
+export function clearSessionCookie(reply: FastifyReply, secure: boolean): void {
+  reply.header(
+    'set-cookie',
+    stringifySetCookie({
+      name: SESSION_COOKIE,
+      value: '',
+      httpOnly: true,
+      secure,
+      sameSite: 'lax',
+      path: '/',
+      maxAge: 0,
+    }),
+  );
+}

@@ -1,0 +1,31 @@
+import { TenantryError } from '../errors.js';
+
+/** The limits enforced when something is created, by their name under `limits`. */
+export type QuotaName = 'maxRows' | 'maxRowsPerEntity' | 'maxStorageMb' | 'maxApiKeys' | 'maxUsers';
+
+/**
+ * A creation refused because the tenant is at one of its quotas: 403 `quota_exceeded` whose
+ * `field` names the quota (`limits.maxApiKeys`). It carries the tenant's slug, so the refusal is
+ * counted by tenant wherever it reaches a caller (`countQuotaRefusal`), admin routes included.
+ */
+export class QuotaExceededError extends TenantryError {
+  readonly quota: QuotaName;
+  readonly tenantSlug: string;
+
+  constructor(tenantSlug: string, quota: QuotaName, message: string) {
+    super('quota_exceeded', `quota ${quota}: ${message}`, { field: `limits.${quota}` });
+    this.quota = quota;
+    this.tenantSlug = tenantSlug;
+  }
+}
+
+/**
+ * Counts a quota refusal in the metrics (`tenantry_quota_refused_total`); anything else is
+ * ignored. Called where errors leave the engine: the HTTP error hook and the CLI operations.
+ */
+export function countQuotaRefusal(
+  metrics: { quotaRefused(tenant: string, quota: string): void },
+  error: unknown,
+): void {
+  if (error instanceof QuotaExceededError) metrics.quotaRefused(error.tenantSlug, error.quota);
+}

@@ -1,0 +1,543 @@
+import type { InjectOptions } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SYSTEM_CONTEXT } from '../../src/runtime/actor.js';
+import { EXAMPLE_ENTITIES } from '../helpers/entities.js';
+import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
+
+const PASSWORD = 'correct horse battery staple';
+
+describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver) => {
+  let env: TestEnv;
+  let a: { id: string; slug: string; key: string };
+  let b: { id: string; slug: string; key: string };
+  let adminToken: string;
+  let adminId: string;
+  let bUserId: string;
+
+  const hostOf = (tenant: { slug: string }) => `${tenant.slug}.localhost`;
+  const as = (token: string, tenant: { slug: string }, options: InjectOptions) =>
+    env.inject({
+      ...options,
+      headers: { host: hostOf(tenant), authorization: `Bearer ${token}`, ...(options.headers ?? {}) },
+    });
+  const login = async (
+    email: string,
+    password: string,
+    tenant?: { slug: string },
+    remoteAddress = '10.1.1.1',
+  ) =>
+    env.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: tenant ? { host: hostOf(tenant) } : {},
+      payload: { email, password },
+      remoteAddress,
+    });
+  const tokenOf = async (email: string, tenant: { slug: string }) => {
+    const response = await login(email, PASSWORD, tenant);
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json().token as string;
+  };
+  const createUser = async (token: string, body: Record<string, unknown>, tenant: { slug: string } = a) =>
+    as(token, tenant, { method: 'POST', url: '/api/v1/users', payload: { password: PASSWORD, ...body } });
+
+  beforeAll(async () => {
+    env = await startTestEnv(driver, { entities: EXAMPLE_ENTITIES });
+    a = await env.createTenant('idn-a');
+    b = await env.createTenant('idn-b', { isolation: 'schema' });
+    const identity = env.tenantry.identity;
+    const created = await identity.users.create(identity.operator(a.id, SYSTEM_CONTEXT), {
+      email: 'Admin@A.test',
+      password: PASSWORD,
+      roles: ['tenant-admin'],
+    });
+    adminId = created.user.id;
+    const bUser = await identity.users.create(identity.operator(b.id, SYSTEM_CONTEXT), {
+      email: 'bob@b.test',
+      password: PASSWORD,
+      roles: ['tenant-admin'],
+    });
+    bUserId = bUser.user.id;
+    adminToken = await tokenOf('admin@a.test', a);
+  });
+  afterAll(async () => env?.close());
+
+  it('logs in, shows the session, and lets the user work with its tenant’s data', async () => {
+    const me = await as(adminToken, a, { url: '/auth/me' });
+    expect(me.statusCode).toBe(200);
+    expect(me.json()).toMatchObject({
+      user: { email: 'admin@a.test', tenantId: a.id },
+      tenant: { slug: a.slug },
+    });
+    expect(me.json().permissions).toContain('projects:delete');
+    const created = await as(adminToken, a, {
+      method: 'POST',
+      url: '/api/v1/projects',
+      payload: { name: 'From a session' },
+    });
+    expect(created.statusCode).toBe(201);
+    // The session cookie works the same way, host-only and HttpOnly.
+    const response = await login('admin@a.test', PASSWORD, a);
+    const cookie = String(response.headers['set-cookie']);
+    expect(cookie).toMatch(/tenantry_session=tns_/);
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/Secure/i);
+    expect(cookie).toMatch(/SameSite=Lax/i);
+    expect(cookie).not.toMatch(/Domain=/i);
+    const viaCookie = await env.inject({
+      url: '/api/v1/projects',
+      headers: { host: hostOf(a), cookie: cookie.split(';')[0]! },
+    });
+    expect(viaCookie.statusCode).toBe(200);
+    expect(viaCookie.json().items.map((item: { name: string }) => item.name)).toContain('From a session');
+  });
+
+  it('answers every failed login the same way, in about the same time', async () => {
+    const wrongPassword = await login('admin@a.test', 'not the password at all', a, '10.2.0.1');
+    const unknown = await login('nobody@a.test', PASSWORD, a, '10.2.0.2');
+    const otherTenant = await login('bob@b.test', PASSWORD, a, '10.2.0.3');
+    for (const response of [wrongPassword, unknown, otherTenant]) {
+      expect(response.statusCode).toBe(401);
+      expect(response.json()).toMatchObject({
+        code: 'invalid_credentials',
+        detail: 'the email or the password is not correct',
+      });
+      expect(response.headers['set-cookie']).toBeUndefined();
+    }
+    const time = async (email: string, address: string) => {
+      const started = process.hrtime.bigint();
+      await login(email, 'wrong wrong wrong', undefined, address);
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+      email: 'timed@a.test',
+      password: PASSWORD,
+    });
+    const existing: number[] = [];
+    const missing: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      existing.push(await time('timed@a.test', `10.3.0.${i}`));
+      missing.push(await time(`ghost${i}@a.test`, `10.4.0.${i}`));
+    }
+    const median = (values: number[]) => values.sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+    // Both pay one password hash (tens of milliseconds); without the decoy, a missing account
+    // would answer in about a millisecond.
+    expect(median(missing)).toBeGreaterThan(median(existing) * 0.5);
+    expect(median(missing)).toBeLessThan(median(existing) * 2);
+  });
+
+  it('locks an account after repeated failures, whether or not it exists, without locking others', async () => {
+    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+      email: 'lockme@a.test',
+      password: PASSWORD,
+    });
+    for (let i = 0; i < 5; i += 1)
+      expect((await login('lockme@a.test', 'bad password!!', a, `10.5.0.${i}`)).statusCode).toBe(401);
+    const locked = await login('lockme@a.test', PASSWORD, a, '10.5.1.1');
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json()).toMatchObject({ code: 'rate_limited' });
+    expect(Number(locked.headers['retry-after'])).toBeGreaterThan(0);
+    for (let i = 0; i < 5; i += 1) await login('ghost-lock@a.test', 'bad password!!', a, `10.6.0.${i}`);
+    expect((await login('ghost-lock@a.test', PASSWORD, a, '10.6.1.1')).statusCode).toBe(429);
+    expect((await login('admin@a.test', PASSWORD, a, '10.5.1.2')).statusCode).toBe(200);
+  });
+
+  it('refuses a session of tenant A on tenant B’s host, and audits it', async () => {
+    const response = await as(adminToken, b, { url: '/api/v1/projects' });
+    expect(response.statusCode).toBe(403);
+    expect(response.json()).toMatchObject({ code: 'cross_tenant' });
+    const audit = (await env.admin('GET', '/admin/audit?action=resolve.cross_tenant')).json().entries;
+    expect(audit.some((entry: { actor: string }) => entry.actor === `user:${adminId}`)).toBe(true);
+    // With A's key and A's session but B's host, still refused.
+    const mixed = await as(adminToken, b, { url: '/tenant-info', headers: { 'x-api-key': a.key } });
+    expect(mixed.statusCode).toBe(403);
+  });
+
+  it('never reaches another tenant’s users, roles or groups by id', async () => {
+    const bRoles = await env.tenantry.identity.roles.list(b.id);
+    const bAdminRole = bRoles.find((role) => role.name === 'tenant-admin')!;
+    const bGroups = await env.tenantry.identity.groups.list(b.id);
+    for (const [method, url, payload] of [
+      ['GET', `/api/v1/users/${bUserId}`, undefined],
+      ['PATCH', `/api/v1/users/${bUserId}`, { status: 'inactive' }],
+      ['DELETE', `/api/v1/users/${bUserId}`, undefined],
+      ['POST', `/api/v1/users/${bUserId}/reset-password`, undefined],
+      ['GET', `/api/v1/roles/${bAdminRole.id}`, undefined],
+      ['PATCH', `/api/v1/groups/${bGroups[0]!.id}`, { name: 'taken-over' }],
+    ] as const) {
+      const response = await as(adminToken, a, { method, url, ...(payload ? { payload } : {}) });
+      expect(response.statusCode, `${method} ${url}`).toBe(404);
+    }
+    // A role or group of B cannot be given in A, and B's user cannot join A's group.
+    expect((await createUser(adminToken, { email: 'x1@a.test', roles: [bAdminRole.id] })).statusCode).toBe(
+      404,
+    );
+    const group = await as(adminToken, a, {
+      method: 'POST',
+      url: '/api/v1/groups',
+      payload: { name: 'crew', members: [bUserId] },
+    });
+    expect(group.statusCode).toBe(404);
+    // Nothing of B changed.
+    expect((await env.tenantry.identity.users.get(b.id, bUserId)).status).toBe('active');
+    expect(await env.tenantry.identity.users.list(a.id)).not.toContainEqual(
+      expect.objectContaining({ id: bUserId }),
+    );
+  });
+
+  describe('safe delegation', () => {
+    let managerToken: string;
+    let managerId: string;
+
+    beforeAll(async () => {
+      const manager = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/roles',
+        payload: {
+          name: 'manager',
+          permissions: ['users:manage', 'roles:manage', 'groups:manage', 'projects:read', 'projects:create'],
+        },
+      });
+      expect(manager.statusCode, manager.body).toBe(201);
+      const created = await createUser(adminToken, { email: 'manager@a.test', roles: ['manager'] });
+      expect(created.statusCode, created.body).toBe(201);
+      managerId = created.json().user.id;
+      managerToken = await tokenOf('manager@a.test', a);
+      const admins = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/groups',
+        payload: { name: 'admins', roles: ['tenant-admin'] },
+      });
+      expect(admins.statusCode, admins.body).toBe(201);
+    });
+
+    const expectForbidden = (response: { statusCode: number; json(): unknown }, label: string) => {
+      expect(response.statusCode, label).toBe(403);
+      expect(response.json(), label).toMatchObject({ code: 'forbidden' });
+    };
+
+    it('lets a manager create roles only from permissions it holds', async () => {
+      const ok = await as(managerToken, a, {
+        method: 'POST',
+        url: '/api/v1/roles',
+        payload: { name: 'viewer', permissions: ['projects:read'] },
+      });
+      expect(ok.statusCode).toBe(201);
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'POST',
+          url: '/api/v1/roles',
+          payload: { name: 'sneaky', permissions: ['projects:read', 'tasks:delete'] },
+        }),
+        'create a role with a permission not held',
+      );
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: '/api/v1/roles/viewer',
+          payload: { permissions: ['projects:read', 'audit:read'] },
+        }),
+        'edit a role to add a permission not held',
+      );
+      // Its own role cannot be raised either.
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: '/api/v1/roles/manager',
+          payload: {
+            permissions: [
+              'users:manage',
+              'roles:manage',
+              'groups:manage',
+              'projects:read',
+              'projects:create',
+              'keys:manage',
+            ],
+          },
+        }),
+        'raise its own role',
+      );
+      expect(
+        (
+          await as(managerToken, a, {
+            method: 'PATCH',
+            url: '/api/v1/roles/tenant-admin',
+            payload: { permissions: [] },
+          })
+        ).statusCode,
+      ).toBe(409);
+    });
+
+    it('refuses permissions that are not tenant permissions at all', async () => {
+      for (const permission of [
+        'admin:tenants',
+        'countries:create',
+        'sql:execute',
+        `${b.id}:projects:read`,
+      ]) {
+        const response = await as(adminToken, a, {
+          method: 'POST',
+          url: '/api/v1/roles',
+          payload: { name: 'bad-role', permissions: [permission] },
+        });
+        expect(response.statusCode, permission).toBe(400);
+        expect(response.json()).toMatchObject({ code: 'validation_failed', field: 'permissions' });
+      }
+    });
+
+    it('refuses every assignment that would raise someone, itself included', async () => {
+      expectForbidden(
+        await createUser(managerToken, { email: 'minion@a.test', roles: ['tenant-admin'] }),
+        'create an admin',
+      );
+      expectForbidden(
+        await createUser(managerToken, { email: 'minion@a.test', groups: ['admins'] }),
+        'create into the admins group',
+      );
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: `/api/v1/users/${managerId}`,
+          payload: { roles: ['manager', 'tenant-admin'] },
+        }),
+        'give itself a role',
+      );
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: `/api/v1/users/${managerId}`,
+          payload: { groups: ['admins'] },
+        }),
+        'join the admins group',
+      );
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: '/api/v1/groups/admins',
+          payload: { members: [managerId] },
+        }),
+        'add itself to the admins group',
+      );
+      const crew = await as(managerToken, a, {
+        method: 'POST',
+        url: '/api/v1/groups',
+        payload: { name: 'crew2', members: [managerId] },
+      });
+      expect(crew.statusCode).toBe(201);
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: '/api/v1/groups/crew2',
+          payload: { roles: ['tenant-admin'] },
+        }),
+        'give its group a role',
+      );
+      // Taking over a stronger account: a reset token or a new email would hand it over.
+      expectForbidden(
+        await as(managerToken, a, { method: 'POST', url: `/api/v1/users/${adminId}/reset-password` }),
+        'reset the admin’s password',
+      );
+      expectForbidden(
+        await as(managerToken, a, {
+          method: 'PATCH',
+          url: `/api/v1/users/${adminId}`,
+          payload: { email: 'mine@evil.test' },
+        }),
+        'change the admin’s email',
+      );
+      const me = await as(managerToken, a, { url: '/auth/me' });
+      expect(me.json().permissions).not.toContain('keys:manage');
+      expect(me.json().permissions).not.toContain('tasks:read');
+      // Restricting is allowed: the manager may take a role away from someone it created.
+      const minion = await createUser(managerToken, { email: 'minion2@a.test', roles: ['viewer'] });
+      expect(minion.statusCode).toBe(201);
+      const restricted = await as(managerToken, a, {
+        method: 'PATCH',
+        url: `/api/v1/users/${minion.json().user.id}`,
+        payload: { roles: [] },
+      });
+      expect(restricted.statusCode).toBe(200);
+    });
+
+    it('never removes the last tenant admin', async () => {
+      const self = `/api/v1/users/${adminId}`;
+      expect(
+        (await as(adminToken, a, { method: 'PATCH', url: self, payload: { roles: [] } })).statusCode,
+      ).toBe(409);
+      expect(
+        (await as(adminToken, a, { method: 'PATCH', url: self, payload: { status: 'inactive' } })).statusCode,
+      ).toBe(409);
+      expect((await as(adminToken, a, { method: 'DELETE', url: self })).statusCode).toBe(409);
+      // With a second admin (through the admins group), the first may step down.
+      const second = await createUser(adminToken, { email: 'second@a.test', groups: ['admins'] });
+      expect(second.statusCode).toBe(201);
+      expect(
+        (await as(adminToken, a, { method: 'PATCH', url: self, payload: { roles: ['member'] } })).statusCode,
+      ).toBe(200);
+      // Now the group is the last path to an admin: deleting it, even by that admin, is refused.
+      const secondToken = await tokenOf('second@a.test', a);
+      const dropGroup = await as(secondToken, a, { method: 'DELETE', url: '/api/v1/groups/admins' });
+      expect(dropGroup.statusCode, dropGroup.body).toBe(409);
+      const restored = await as(secondToken, a, {
+        method: 'PATCH',
+        url: self,
+        payload: { roles: ['tenant-admin'] },
+      });
+      expect(restored.statusCode, restored.body).toBe(200);
+    });
+  });
+
+  it('enforces entity permissions: a read-only user reads but cannot write', async () => {
+    const created = await createUser(adminToken, { email: 'reader@a.test', roles: ['read-only'] });
+    expect(created.statusCode).toBe(201);
+    const token = await tokenOf('reader@a.test', a);
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(200);
+    const write = await as(token, a, { method: 'POST', url: '/api/v1/projects', payload: { name: 'nope' } });
+    expect(write.statusCode).toBe(403);
+    expect(write.json()).toMatchObject({ code: 'forbidden' });
+    expect((await as(token, a, { url: '/api/v1/users' })).statusCode).toBe(403);
+    // Shared data stays readable, never writable.
+    expect((await as(token, a, { url: '/api/v1/countries' })).statusCode).toBe(200);
+  });
+
+  it('ends sessions at once when the user or the tenant is deactivated', async () => {
+    const created = await createUser(adminToken, { email: 'leaver@a.test' });
+    const token = await tokenOf('leaver@a.test', a);
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(200);
+    const deactivated = await as(adminToken, a, {
+      method: 'PATCH',
+      url: `/api/v1/users/${created.json().user.id}`,
+      payload: { status: 'inactive' },
+    });
+    expect(deactivated.statusCode).toBe(200);
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(401);
+    expect((await login('leaver@a.test', PASSWORD, a)).statusCode).toBe(401);
+
+    const c = await env.createTenant('idn-c');
+    await env.tenantry.identity.users.create(env.tenantry.identity.operator(c.id, SYSTEM_CONTEXT), {
+      email: 'carol@c.test',
+      password: PASSWORD,
+      roles: ['tenant-admin'],
+    });
+    const carol = await tokenOf('carol@c.test', c);
+    expect((await as(carol, c, { url: '/api/v1/projects' })).statusCode).toBe(200);
+    expect((await env.admin('POST', `/admin/tenants/${c.slug}/deactivate`)).statusCode).toBe(200);
+    expect(
+      (await env.inject({ url: '/api/v1/projects', headers: { authorization: `Bearer ${carol}` } }))
+        .statusCode,
+    ).toBe(401);
+    expect((await env.admin('POST', `/admin/tenants/${c.slug}/activate`)).statusCode).toBe(200);
+    // Reactivating the tenant does not bring the ended session back.
+    expect(
+      (await env.inject({ url: '/api/v1/projects', headers: { authorization: `Bearer ${carol}` } }))
+        .statusCode,
+    ).toBe(401);
+  });
+
+  it('logs out: the token stops working', async () => {
+    const token = await tokenOf('admin@a.test', a);
+    expect((await as(token, a, { method: 'POST', url: '/auth/logout' })).statusCode).toBe(204);
+    expect((await as(token, a, { url: '/auth/me' })).statusCode).toBe(401);
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(401);
+  });
+
+  it('sets a first password with a one-time set-up token', async () => {
+    const created = await as(adminToken, a, {
+      method: 'POST',
+      url: '/api/v1/users',
+      payload: { email: 'newbie@a.test' },
+    });
+    expect(created.statusCode).toBe(201);
+    const { setupToken, warning } = created.json();
+    expect(setupToken).toMatch(/^tnu_/);
+    expect(warning).toMatch(/only once/);
+    expect((await login('newbie@a.test', PASSWORD, a)).statusCode).toBe(401);
+    const short = await env.inject({
+      method: 'POST',
+      url: '/auth/setup',
+      payload: { token: setupToken, password: 'short' },
+    });
+    expect(short.statusCode).toBe(400);
+    expect(
+      (
+        await env.inject({
+          method: 'POST',
+          url: '/auth/setup',
+          payload: { token: setupToken, password: PASSWORD },
+        })
+      ).statusCode,
+    ).toBe(204);
+    expect((await login('newbie@a.test', PASSWORD, a)).statusCode).toBe(200);
+    expect(
+      (
+        await env.inject({
+          method: 'POST',
+          url: '/auth/setup',
+          payload: { token: setupToken, password: PASSWORD },
+        })
+      ).statusCode,
+    ).toBe(401);
+    // The hash, never the password or the token, is stored.
+    const { rows } = await env.tenantry.db.owner.query<{
+      password_hash: string;
+      setup_token_hash: Buffer | null;
+    }>("SELECT password_hash, setup_token_hash FROM tenantry.users WHERE email = 'newbie@a.test'");
+    expect(rows[0]?.password_hash).toMatch(/^scrypt\$/);
+    expect(rows[0]?.password_hash).not.toContain(PASSWORD);
+    expect(rows[0]?.setup_token_hash).toBeNull();
+  });
+
+  it('gives a user without a tenant who is no global admin nothing: no tenant data, no admin routes', async () => {
+    const { hashPassword } = await import('../../src/auth/password.js');
+    await env.tenantry.db.owner.query(
+      `INSERT INTO tenantry.users (id, tenant_id, email, status, global_admin, password_hash)
+       VALUES (gen_random_uuid(), NULL, 'drifter@nowhere.test', 'active', false, $1)`,
+      [await hashPassword(PASSWORD)],
+    );
+    const response = await login('drifter@nowhere.test', PASSWORD);
+    expect(response.statusCode).toBe(200);
+    const token = response.json().token as string;
+    for (const url of [
+      '/api/v1/projects',
+      '/api/v1/users',
+      '/api/v1/roles',
+      '/api/v1/clients',
+      '/tenant-info',
+    ]) {
+      const refused = await env.inject({ url, headers: { authorization: `Bearer ${token}` } });
+      expect(refused.statusCode, url).toBe(403);
+      expect(JSON.stringify(refused.json())).not.toContain('items');
+    }
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(403);
+    expect(
+      (await env.inject({ url: '/admin/tenants', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(403);
+    const me = await env.inject({ url: '/auth/me', headers: { authorization: `Bearer ${token}` } });
+    expect(me.json()).toMatchObject({ tenant: null, permissions: [] });
+  });
+
+  it('opens the admin routes to global admins only, and never to tenant users', async () => {
+    await env.tenantry.identity.users.createGlobalAdmin(SYSTEM_CONTEXT, {
+      email: 'root@ops.test',
+      password: PASSWORD,
+    });
+    const response = await login('root@ops.test', PASSWORD);
+    expect(response.statusCode).toBe(200);
+    const token = response.json().token as string;
+    expect(response.json().user).toMatchObject({ tenantId: null, globalAdmin: true });
+    const tenants = await env.inject({
+      url: '/admin/tenants',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(tenants.statusCode).toBe(200);
+    const tenantUser = await env.inject({
+      url: '/admin/tenants',
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    expect(tenantUser.statusCode).toBe(403);
+    // A global admin has no tenant routes.
+    expect((await as(token, a, { url: '/api/v1/projects' })).statusCode).toBe(403);
+    // A global admin cannot log in through a tenant's host.
+    expect((await login('root@ops.test', PASSWORD, a)).statusCode).toBe(401);
+  });
+});
