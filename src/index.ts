@@ -13,7 +13,10 @@ export { ConfigError, errorCatalogue, isTenantryError, TenantryError } from './e
 export type { Resolution, TenantCredentials } from './resolve/tenant-resolver.js';
 export type { ActionContext, Actor } from './runtime/actor.js';
 export type { AuditEntry, AuditFilter, AuditPage } from './runtime/audit-log.js';
-export type { ConfigReloadReport, OpenTenantryOptions } from './tenantry.js';
+export type { QuotaName } from './runtime/quota.js';
+export { QuotaExceededError } from './runtime/quota.js';
+export type { StorageMeasurement } from './runtime/storage-meter.js';
+export type { ConfigReloadReport, OpenTenantryOptions, TenantUsage } from './tenantry.js';
 export { openTenantry, Tenantry } from './tenantry.js';
 export { normalizeHost } from './tenants/host.js';
 export { checkSlug } from './tenants/slug.js';
@@ -21,4 +24,9 @@ export type { StaticSyncReport } from './tenants/static-tenant-sync.js';
 export type { PublicTenantView, Tenant, TenantConfig, TenantStatus } from './tenants/tenant.js';
 export { publicTenantView } from './tenants/tenant.js';
 export type { CreateTenantInput, ReplaceTenantInput, UpdateTenantInput } from './tenants/tenant-input.js';
-export type { CreatedTenant, ListTenantsOptions, TenantPage } from './tenants/tenant-registry.js';
+export type {
+  CreatedApiKey,
+  CreatedTenant,
+  ListTenantsOptions,
+  TenantPage,
+} from './tenants/tenant-registry.js';
