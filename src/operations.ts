@@ -87,11 +87,12 @@ export const operations = {
   'tenants.keys.list': (t, p) =>
     t.listKeys(text(p, 'idOrSlug'), { includeRevoked: p.includeRevoked === true }),
   'tenants.keys.create': (t, p, c) =>
-    t.tenants.createApiKey(
+    t.createApiKey(
       text(p, 'idOrSlug'),
       {
         ...(p.name === undefined ? {} : { name: p.name }),
         ...(p.expiresAt === undefined ? {} : { expiresAt: p.expiresAt }),
+        ...(Array.isArray(p.permissions) && p.permissions.length > 0 ? { permissions: p.permissions } : {}),
       },
       c,
     ),

@@ -1,7 +1,10 @@
+import { parseApiKeyRequest } from './auth/api-key-input.js';
 import { type ApiKeyInfo, countLiveKeys, listTenantKeys } from './auth/api-key-store.js';
+import type { KeyScope } from './auth/api-key-verifier.js';
 import { ApiKeyVerifier } from './auth/api-key-verifier.js';
+import { assertCanGrant, type Principal, requirePermission } from './auth/delegation.js';
 import { Identity } from './auth/identity.js';
-import { freezeSet, type PermissionSet } from './auth/permissions.js';
+import { freezeSet, intersection, type PermissionSet } from './auth/permissions.js';
 import { normaliseEmail } from './auth/user-directory.js';
 import { planConfigReload } from './config/config-reload.js';
 import type { TenantryConfig } from './config/config-schema.js';
@@ -533,6 +536,46 @@ export class Tenantry {
   }
 
   /**
+   * A further API key of a tenant, made by an operator: `permissions` (optional) must name tenant
+   * permissions; without it the key holds every tenant permission. `maxApiKeys` applies.
+   */
+  async createApiKey(idOrSlug: string, input: unknown, context: ActionContext) {
+    const request = parseApiKeyRequest(input);
+    if (request.permissions) this.#checkKeyPermissions(request.permissions);
+    return this.tenants.createApiKey(idOrSlug, input, context);
+  }
+
+  /**
+   * A key made by a tenant actor (`keys:manage`): it holds at most what its maker holds, and a key
+   * made by a user never more than that user holds later either. Without `permissions` it gets
+   * the maker's permissions of today.
+   */
+  async createScopedKey(principal: Principal, input: unknown) {
+    requirePermission(principal, 'keys:manage');
+    const request = parseApiKeyRequest(input);
+    const permissions = request.permissions ?? [...principal.permissions].sort();
+    this.#checkKeyPermissions(permissions);
+    assertCanGrant(principal, permissions, 'this key');
+    return this.tenants.createApiKey(
+      principal.tenantId,
+      { ...(input as object), permissions },
+      principal.context,
+      { createdBy: principal.userId ?? null },
+    );
+  }
+
+  #checkKeyPermissions(permissions: readonly string[]): void {
+    const unknown = this.identity.catalogue.unknown(permissions);
+    if (unknown.length > 0) {
+      throw new TenantryError(
+        'validation_failed',
+        `not tenant permissions (a key cannot hold them): ${unknown.slice(0, 10).join(', ')}`,
+        { field: 'permissions' },
+      );
+    }
+  }
+
+  /**
    * What a tenant uses against its limits, measured now: rows per entity and in all, storage and
    * live API keys, with the limits in force.
    */
@@ -593,19 +636,73 @@ export class Tenantry {
 
   /**
    * What the caller of a resolved request may do in its tenant, from memory; undefined means
-   * "ask `permissionsOf`". A user's session holds its roles' permissions; an API key, for now,
-   * every tenant permission; a caller known only by the host, none.
+   * "ask `permissionsOf`". A user's session holds its roles' permissions; an API key its scope
+   * (every tenant permission when unscoped), never more than the user who made it holds now; a
+   * request with both holds what both allow; a caller known only by its host, nothing.
    */
   permissionsCached(resolution: Resolution): PermissionSet | undefined {
-    if (resolution.session)
-      return this.identity.access.userPermissionsCached(resolution.tenant.id, resolution.session.userId);
-    return resolution.keyId ? this.identity.catalogue.all : NO_PERMISSIONS;
+    const tenantId = resolution.tenant.id;
+    let held: PermissionSet | undefined;
+    if (resolution.session) {
+      held = this.identity.access.userPermissionsCached(tenantId, resolution.session.userId);
+      if (!held) return undefined;
+    }
+    if (resolution.keyScope) {
+      const scope = resolution.keyScope;
+      const creator =
+        scope.createdBy === null
+          ? undefined
+          : this.identity.access.userPermissionsCached(tenantId, scope.createdBy);
+      if (scope.createdBy !== null && !creator) return undefined;
+      const key = this.#keyPermissions(scope, creator);
+      held = held ? intersection(held, key) : key;
+    }
+    return held ?? NO_PERMISSIONS;
   }
 
   async permissionsOf(resolution: Resolution): Promise<PermissionSet> {
-    if (resolution.session)
-      return this.identity.access.userPermissions(resolution.tenant.id, resolution.session.userId);
-    return resolution.keyId ? this.identity.catalogue.all : NO_PERMISSIONS;
+    const cached = this.permissionsCached(resolution);
+    if (cached) return cached;
+    const tenantId = resolution.tenant.id;
+    const access = this.identity.access;
+    const [user, creator] = await Promise.all([
+      resolution.session ? access.userPermissions(tenantId, resolution.session.userId) : undefined,
+      resolution.keyScope?.createdBy
+        ? access.userPermissions(tenantId, resolution.keyScope.createdBy)
+        : undefined,
+    ]);
+    return this.#permissionsUncached(resolution, [user, creator]);
+  }
+
+  #permissionsUncached(
+    resolution: Resolution,
+    [user, creator]: [PermissionSet | undefined, PermissionSet | undefined],
+  ): PermissionSet {
+    let held = user;
+    if (resolution.keyScope) {
+      const key = this.#keyPermissions(resolution.keyScope, creator);
+      held = held ? intersection(held, key) : key;
+    }
+    return held ?? NO_PERMISSIONS;
+  }
+
+  readonly #keyPermissionCache = new WeakMap<
+    KeyScope,
+    { creator: PermissionSet | undefined; held: PermissionSet }
+  >();
+
+  /** Memoised per verified key (its scope object) and its creator's current permissions. */
+  #keyPermissions(scope: KeyScope, creator: PermissionSet | undefined): PermissionSet {
+    if (scope.permissions === null && scope.createdBy === null) return this.identity.catalogue.all;
+    const memo = this.#keyPermissionCache.get(scope);
+    if (memo && memo.creator === creator) return memo.held;
+    const own =
+      scope.permissions === null
+        ? this.identity.catalogue.all
+        : intersection(freezeSet(scope.permissions), this.identity.catalogue.all);
+    const held = creator ? intersection(own, creator) : own;
+    this.#keyPermissionCache.set(scope, { creator, held });
+    return held;
   }
 
   /** The shared entities as the shared tables can serve them. */

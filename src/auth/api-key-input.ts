@@ -8,6 +8,8 @@ export const CreateApiKeyInputSchema = Type.Object(
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     /** ISO 8601 date-time with offset (or a date: midnight UTC) after which the key no longer authenticates. */
     expiresAt: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
+    /** What the key may do; absent: every tenant permission (an operator's key) or its creator's. */
+    permissions: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 1000 })),
   },
   { additionalProperties: false },
 );
@@ -15,6 +17,8 @@ export const CreateApiKeyInputSchema = Type.Object(
 export interface ApiKeyRequest {
   readonly name: string;
   readonly expiresAt: Date | null;
+  /** Null: not restricted by the key itself. */
+  readonly permissions: readonly string[] | null;
 }
 
 /** The public id of a key, as listings show it (`keyId`): 16 hex characters. */
@@ -33,7 +37,8 @@ export function parseApiKeyRequest(input: unknown, now = Date.now()): ApiKeyRequ
       field: 'name',
     });
   }
-  if (data.expiresAt === undefined) return { name, expiresAt: null };
+  const permissions = data.permissions === undefined ? null : [...new Set(data.permissions)].sort();
+  if (data.expiresAt === undefined) return { name, expiresAt: null, permissions };
   const expiresAt = new Date(data.expiresAt);
   if (
     !ISO_DATE_TIME.test(data.expiresAt) ||
@@ -51,7 +56,7 @@ export function parseApiKeyRequest(input: unknown, now = Date.now()): ApiKeyRequ
   if (expiresAt.getTime() <= now) {
     throw new TenantryError('validation_failed', 'expiresAt must be in the future', { field: 'expiresAt' });
   }
-  return { name, expiresAt };
+  return { name, expiresAt, permissions };
 }
 
 /** `2030-02-30` parses (as March 2nd) but names no day. */

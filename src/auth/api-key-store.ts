@@ -11,6 +11,10 @@ export interface ApiKeyInfo {
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
   readonly expiresAt: Date | null;
+  /** Null: every tenant permission (bounded by its creator's, when a user made it). */
+  readonly permissions: readonly string[] | null;
+  /** The user who made it, or null (an operator). */
+  readonly createdBy: string | null;
 }
 
 /** A freshly made key: the plaintext leaves the engine once, in this value, and is never stored. */
@@ -40,10 +44,14 @@ export async function insertApiKey(
   prepared: PreparedApiKey,
   name = 'default',
   expiresAt: Date | null = null,
+  scope: { permissions: readonly string[] | null; createdBy: string | null } = {
+    permissions: null,
+    createdBy: null,
+  },
 ): Promise<IssuedApiKey> {
   await tx.query(
-    `INSERT INTO tenantry.api_keys (id, key_id, tenant_id, name, salt, hash, iterations, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    `INSERT INTO tenantry.api_keys (id, key_id, tenant_id, name, salt, hash, iterations, expires_at, permissions, created_by)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
     [
       uuidv7(),
       prepared.generated.keyId,
@@ -53,6 +61,8 @@ export async function insertApiKey(
       prepared.stored.hash,
       prepared.stored.iterations,
       expiresAt,
+      scope.permissions === null ? null : [...scope.permissions],
+      scope.createdBy,
     ],
   );
   return { keyId: prepared.generated.keyId, key: prepared.generated.plaintext, warning: SHOWN_ONCE_WARNING };
@@ -105,6 +115,8 @@ interface ApiKeyRow {
   last_used_at: Date | string | null;
   revoked_at: Date | string | null;
   expires_at: Date | string | null;
+  permissions: string[] | null;
+  created_by: string | null;
   [column: string]: unknown;
 }
 
@@ -117,7 +129,7 @@ export async function listTenantKeys(
   keyId: string | null = null,
 ): Promise<ApiKeyInfo[]> {
   const { rows } = await db.query<ApiKeyRow>(
-    `SELECT id, key_id, name, created_at, last_used_at, revoked_at, expires_at
+    `SELECT id, key_id, name, created_at, last_used_at, revoked_at, expires_at, permissions, created_by
        FROM tenantry.api_keys
       WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL) AND ($3::text IS NULL OR key_id = $3::text)
       ORDER BY created_at, id`,
@@ -131,6 +143,8 @@ export async function listTenantKeys(
     lastUsedAt: dateOrNull(row.last_used_at),
     revokedAt: dateOrNull(row.revoked_at),
     expiresAt: dateOrNull(row.expires_at),
+    permissions: row.permissions ?? null,
+    createdBy: row.created_by ?? null,
   }));
 }
 
@@ -141,6 +155,8 @@ export interface KeyVerificationRow {
   iterations: number;
   usable: boolean;
   expires_at: Date | string | null;
+  permissions: string[] | null;
+  created_by: string | null;
   [column: string]: unknown;
 }
 
@@ -153,7 +169,7 @@ export async function findKeyForVerification(
   keyId: string,
 ): Promise<KeyVerificationRow | undefined> {
   const { rows } = await db.query<KeyVerificationRow>(
-    `SELECT k.tenant_id, k.salt, k.hash, k.iterations, k.expires_at,
+    `SELECT k.tenant_id, k.salt, k.hash, k.iterations, k.expires_at, k.permissions, k.created_by,
             (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status = 'active') AS usable
        FROM tenantry.api_keys k
        JOIN tenantry.tenants t ON t.id = k.tenant_id

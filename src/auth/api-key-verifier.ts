@@ -5,13 +5,23 @@ import type { ChangeBus } from '../runtime/change-bus.js';
 import { hashSecret, parseApiKey, VerifiedSecretDigester, verifySecret } from './api-key.js';
 import { findKeyForVerification, touchKey } from './api-key-store.js';
 
+/** What a key may do, beyond its tenant: null permissions mean every tenant permission. */
+export interface KeyScope {
+  readonly permissions: readonly string[] | null;
+  /** The user who made it: the key never holds more than that user holds now. */
+  readonly createdBy: string | null;
+}
+
 export interface VerifiedKey {
   readonly tenantId: string;
   readonly keyId: string;
+  readonly scope: KeyScope;
 }
 
+const UNSCOPED: KeyScope = Object.freeze({ permissions: null, createdBy: null });
+
 interface CachedKey {
-  readonly tenantId: string;
+  readonly verified: VerifiedKey;
   readonly digest: Buffer;
   /** Epoch ms after which the key no longer authenticates (it expires); Infinity when never. */
   readonly expiresAt: number;
@@ -40,6 +50,8 @@ export class ApiKeyVerifier {
   readonly #digester = new VerifiedSecretDigester();
   readonly #lastTouched = new LRUCache<string, number>({ max: 100_000 });
   readonly #decoy: Promise<Awaited<ReturnType<typeof hashSecret>>>;
+  /** Checks running now, by presented key: concurrent requests with one new key pay one slow hash. */
+  readonly #inFlight = new Map<string, Promise<VerifiedKey | undefined>>();
   /** Bumped on every invalidation, so a lookup that raced with one does not fill the cache. */
   #generation = 0;
 
@@ -54,7 +66,8 @@ export class ApiKeyVerifier {
       this.#generation += 1;
       if (change === 'all') this.#cache?.clear();
       else if (change.kind === 'key') this.#cache?.delete(change.keyId);
-      else if (change.kind === 'tenant') this.#forgetTenant(change.tenantId);
+      // A tenant change keeps its keys cached: whether the tenant may be served is checked on
+      // every request against the tenant cache, and deletion revokes (and announces) its keys.
     });
   }
 
@@ -67,10 +80,18 @@ export class ApiKeyVerifier {
     if (!cached || !this.#digester.matches(parsed.secret, cached.digest)) return undefined;
     if (cached.expiresAt !== Number.POSITIVE_INFINITY && Date.now() >= cached.expiresAt) return undefined;
     this.#touch(parsed.keyId);
-    return { tenantId: cached.tenantId, keyId: parsed.keyId };
+    return cached.verified;
   }
 
   async verify(presented: string): Promise<VerifiedKey | undefined> {
+    const running = this.#inFlight.get(presented);
+    if (running) return running;
+    const check = this.#verify(presented).finally(() => this.#inFlight.delete(presented));
+    this.#inFlight.set(presented, check);
+    return check;
+  }
+
+  async #verify(presented: string): Promise<VerifiedKey | undefined> {
     const parsed = parseApiKey(presented);
     if (!parsed) {
       await this.#spendDecoyTime(presented);
@@ -80,7 +101,7 @@ export class ApiKeyVerifier {
     if (cached && Date.now() >= cached.expiresAt) this.#cache?.delete(parsed.keyId);
     else if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
       this.#touch(parsed.keyId);
-      return { tenantId: cached.tenantId, keyId: parsed.keyId };
+      return cached.verified;
     }
     const generation = this.#generation;
     const row = await findKeyForVerification(this.#options.db, parsed.keyId);
@@ -94,15 +115,26 @@ export class ApiKeyVerifier {
       iterations: row.iterations,
     });
     if (!valid) return undefined;
+    const verified: VerifiedKey = Object.freeze({
+      tenantId: row.tenant_id,
+      keyId: parsed.keyId,
+      scope:
+        row.permissions === null && row.created_by === null
+          ? UNSCOPED
+          : Object.freeze({
+              permissions: row.permissions === null ? null : Object.freeze([...row.permissions]),
+              createdBy: row.created_by,
+            }),
+    });
     if (generation === this.#generation && this.#options.bus.reliable) {
       this.#cache?.set(parsed.keyId, {
-        tenantId: row.tenant_id,
+        verified,
         digest: this.#digester.digest(parsed.secret),
         expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
       });
     }
     this.#touch(parsed.keyId);
-    return { tenantId: row.tenant_id, keyId: parsed.keyId };
+    return verified;
   }
 
   /** Drops every cached verification (tests, and a reload of the whole process state). */
@@ -113,12 +145,6 @@ export class ApiKeyVerifier {
 
   async #spendDecoyTime(secret: string): Promise<void> {
     await verifySecret(secret, await this.#decoy);
-  }
-
-  #forgetTenant(tenantId: string): void {
-    if (!this.#cache) return;
-    for (const [keyId, entry] of this.#cache.entries())
-      if (entry.tenantId === tenantId) this.#cache.delete(keyId);
   }
 
   #touch(keyId: string): void {

@@ -384,19 +384,26 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .option('--json', 'print JSON')
     .option('--name <name>', 'what the key is for')
     .option('--expires <date-time>', 'when it stops working (ISO 8601 with Z or an offset, or a date)')
+    .option('--permission <permission>', 'what it may do (repeatable; default: everything)', collect, [])
     .argument('<idOrSlug>')
-    .action(async (idOrSlug: string, options: GlobalOptions & { name?: string; expires?: string }) => {
-      const issued = (await withOperations(config(options), (run) =>
-        run('tenants.keys.create', {
-          idOrSlug,
-          ...(options.name === undefined ? {} : { name: options.name }),
-          ...(options.expires === undefined ? {} : { expiresAt: options.expires }),
-        }),
-      )) as { keyId: string; key: string; warning: string };
-      if (options.json) return out.json(issued);
-      out.line(issued.key);
-      out.error(issued.warning);
-    });
+    .action(
+      async (
+        idOrSlug: string,
+        options: GlobalOptions & { name?: string; expires?: string; permission: string[] },
+      ) => {
+        const issued = (await withOperations(config(options), (run) =>
+          run('tenants.keys.create', {
+            idOrSlug,
+            ...(options.name === undefined ? {} : { name: options.name }),
+            ...(options.expires === undefined ? {} : { expiresAt: options.expires }),
+            ...(options.permission.length > 0 ? { permissions: options.permission } : {}),
+          }),
+        )) as { keyId: string; key: string; warning: string };
+        if (options.json) return out.json(issued);
+        out.line(issued.key);
+        out.error(issued.warning);
+      },
+    );
   withConfigOption(keys.command('revoke').description('revoke one key: it stops working at once'))
     .option('--json', 'print JSON')
     .argument('<idOrSlug>')

@@ -396,6 +396,7 @@ export function adminRoutes(tenantry: Tenantry) {
               ...IssuedKeySchema.properties,
               name: Type.String(),
               expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+              permissions: Type.Union([Type.Array(Type.String()), Type.Null()]),
             }),
             ...problemResponses,
           },
@@ -407,13 +408,17 @@ export function adminRoutes(tenantry: Tenantry) {
         },
       },
       async (request, reply) => {
-        const created = await tenantry.tenants.createApiKey(
+        const created = await tenantry.createApiKey(
           request.params.idOrSlug,
           request.body,
           actionContext(request),
         );
         reply.code(201);
-        return { ...created, expiresAt: created.expiresAt?.toISOString() ?? null };
+        return {
+          ...created,
+          expiresAt: created.expiresAt?.toISOString() ?? null,
+          permissions: created.permissions === null ? null : [...created.permissions],
+        };
       },
     );
 

@@ -165,6 +165,41 @@ export function identityRoutes(tenantry: Tenantry) {
     );
 
     app.get(
+      '/api/v1/keys',
+      schema('keys', 'The API keys of this tenant, never their secrets (keys:manage)'),
+      async (request) => {
+        const principal = reading('keys:manage')(request);
+        return { items: await tenantry.listKeys(principal.tenantId) };
+      },
+    );
+    app.post(
+      '/api/v1/keys',
+      schema('keys', 'A new key (shown once) holding at most your permissions; optional expiry', {
+        body: Type.Object(
+          {
+            name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+            permissions: Type.Optional(Permissions),
+            expiresAt: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
+          },
+          { additionalProperties: false },
+        ),
+      }),
+      async (request, reply) => {
+        const created = await tenantry.createScopedKey(principalOf(tenantry, request), request.body ?? {});
+        reply.code(201);
+        return created;
+      },
+    );
+    app.delete(
+      '/api/v1/keys/:id',
+      schema('keys', 'Revoke a key of this tenant (keys:manage)', { params: IdParams }),
+      async (request) => {
+        const principal = reading('keys:manage')(request);
+        return tenantry.tenants.revokeApiKey(principal.tenantId, id(request), principal.context);
+      },
+    );
+
+    app.get(
       '/api/v1/groups',
       schema('groups', 'List the groups of this tenant (groups:manage)'),
       async (request) => ({

@@ -1,4 +1,4 @@
-import type { ApiKeyVerifier } from '../auth/api-key-verifier.js';
+import type { ApiKeyVerifier, KeyScope } from '../auth/api-key-verifier.js';
 import type { SessionStore, VerifiedSession } from '../auth/session-store.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
@@ -23,6 +23,8 @@ export interface Resolution {
   readonly via: readonly CredentialSource[];
   /** The key id when an API key authenticated the request. */
   readonly keyId?: string;
+  /** What that key may do. */
+  readonly keyScope?: KeyScope;
   /** The session when a user's session token authenticated the request. */
   readonly session?: VerifiedSession;
 }
@@ -106,7 +108,7 @@ export class TenantResolver {
     return {
       tenant,
       via: claims.map((each) => each.source),
-      ...(keyClaim ? { keyId: keyClaim.keyId } : {}),
+      ...(keyClaim ? { keyId: keyClaim.keyId, keyScope: keyClaim.scope } : {}),
       ...(sessionClaim ? { session: sessionClaim.session } : {}),
     };
   }
@@ -119,12 +121,14 @@ export class TenantResolver {
   resolveCached(credentials: TenantCredentials): Resolution | undefined {
     let keyTenant: Tenant | undefined;
     let keyId: string | undefined;
+    let keyScope: KeyScope | undefined;
     if (credentials.apiKey !== undefined) {
       const verified = this.#keys.verifyCached(credentials.apiKey);
       if (!verified) return undefined;
       keyTenant = this.#cache.tenant(verified.tenantId);
       if (keyTenant?.status !== 'active') return undefined;
       keyId = verified.keyId;
+      keyScope = verified.scope;
     }
     let session: VerifiedSession | undefined;
     let sessionTenant: Tenant | undefined;
@@ -161,8 +165,9 @@ export class TenantResolver {
     if (hostTenant) via.push('host');
     if (keyTenant) via.push('apiKey');
     if (sessionTenant) via.push('session');
-    if (session) return keyId ? { tenant, via, keyId, session } : { tenant, via, session };
-    return keyId ? { tenant, via, keyId } : { tenant, via };
+    if (session)
+      return keyId ? { tenant, via, keyId, keyScope: keyScope!, session } : { tenant, via, session };
+    return keyId ? { tenant, via, keyId, keyScope: keyScope! } : { tenant, via };
   }
 
   async tenantById(id: string): Promise<Tenant | undefined> {
@@ -174,13 +179,13 @@ export class TenantResolver {
     return tenant;
   }
 
-  async #claimFromKey(apiKey: string): Promise<(Claim & { keyId: string }) | undefined> {
+  async #claimFromKey(apiKey: string): Promise<(Claim & { keyId: string; scope: KeyScope }) | undefined> {
     const verified = await this.#keys.verify(apiKey);
     if (!verified) return undefined;
     const tenant = await this.tenantById(verified.tenantId);
     // A key authenticates only for an active tenant: for any other, it is simply not valid.
     if (tenant?.status !== 'active') return undefined;
-    return { source: 'apiKey', tenant, keyId: verified.keyId };
+    return { source: 'apiKey', tenant, keyId: verified.keyId, scope: verified.scope };
   }
 
   async #claimFromSession(

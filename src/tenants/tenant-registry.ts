@@ -61,6 +61,8 @@ export interface CreatedTenant {
 export interface CreatedApiKey extends IssuedApiKey {
   readonly name: string;
   readonly expiresAt: Date | null;
+  /** Null: every tenant permission. */
+  readonly permissions: readonly string[] | null;
 }
 
 export interface ListTenantsOptions {
@@ -588,7 +590,12 @@ export class TenantRegistry {
    * tenant already has `limits.maxApiKeys` live keys: they are counted with the tenant's row
    * locked, so concurrent creations take turns and never pass the limit together.
    */
-  async createApiKey(idOrSlug: string, input: unknown, context: ActionContext): Promise<CreatedApiKey> {
+  async createApiKey(
+    idOrSlug: string,
+    input: unknown,
+    context: ActionContext,
+    options: { createdBy?: string | null } = {},
+  ): Promise<CreatedApiKey> {
     const request = parseApiKeyRequest(input);
     const current = await this.get(idOrSlug);
     // Hashed before the transaction: the slow hash must not hold the tenant's lock.
@@ -612,8 +619,14 @@ export class TenantRegistry {
             );
           }
         }
-        const issued = await insertApiKey(tx, current.id, prepared, request.name, request.expiresAt);
-        return { result: { ...issued, name: request.name, expiresAt: request.expiresAt }, changes: [] };
+        const issued = await insertApiKey(tx, current.id, prepared, request.name, request.expiresAt, {
+          permissions: request.permissions,
+          createdBy: options.createdBy ?? null,
+        });
+        return {
+          result: { ...issued, name: request.name, expiresAt: request.expiresAt, permissions: request.permissions },
+          changes: [],
+        };
       },
     );
   }

@@ -387,6 +387,103 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     });
   });
 
+  describe('API keys with scopes', () => {
+    const withKey = (key: string, options: InjectOptions) =>
+      env.inject({ ...options, headers: { 'x-api-key': key, ...(options.headers ?? {}) } });
+
+    it('holds only its permissions, and refuses unknown ones', async () => {
+      const created = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { name: 'reporting', permissions: ['projects:read'] },
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      const key = created.json().key as string;
+      expect((await withKey(key, { url: '/api/v1/projects' })).statusCode).toBe(200);
+      expect(
+        (await withKey(key, { method: 'POST', url: '/api/v1/projects', payload: { name: 'k' } })).statusCode,
+      ).toBe(403);
+      expect((await withKey(key, { url: '/api/v1/tasks' })).statusCode).toBe(403);
+      expect((await withKey(key, { url: '/api/v1/users' })).statusCode).toBe(403);
+      const bad = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { permissions: ['admin:tenants'] },
+      });
+      expect(bad.statusCode).toBe(400);
+      const byOperator = await env.admin('POST', `/admin/tenants/${a.slug}/api-keys`, {
+        permissions: ['sql:raw'],
+      });
+      expect(byOperator.statusCode).toBe(400);
+      const listed = (await as(adminToken, a, { url: '/api/v1/keys' })).json().items;
+      expect(listed.find((item: { name: string }) => item.name === 'reporting')).toMatchObject({
+        permissions: ['projects:read'],
+        createdBy: adminId,
+      });
+      expect(JSON.stringify(listed)).not.toContain(key);
+    });
+
+    it('never holds more than its maker, then or later', async () => {
+      const role = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/roles',
+        payload: { name: 'keysmith', permissions: ['keys:manage', 'projects:read', 'tasks:read'] },
+      });
+      expect(role.statusCode, role.body).toBe(201);
+      const smith = await createUser(adminToken, { email: 'smith@a.test', roles: ['keysmith'] });
+      const smithToken = await tokenOf('smith@a.test', a);
+      const raise = await as(smithToken, a, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { permissions: ['projects:create'] },
+      });
+      expect(raise.statusCode).toBe(403);
+      expect(raise.json()).toMatchObject({ code: 'forbidden' });
+      const plain = await as(smithToken, a, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { name: 'mine' },
+      });
+      expect(plain.statusCode, plain.body).toBe(201);
+      expect(plain.json().permissions).toEqual(['keys:manage', 'projects:read', 'tasks:read']);
+      const key = plain.json().key as string;
+      expect((await withKey(key, { url: '/api/v1/tasks' })).statusCode).toBe(200);
+      // The maker loses tasks:read: so does the key, at once.
+      expect(
+        (
+          await as(adminToken, a, {
+            method: 'PATCH',
+            url: '/api/v1/roles/keysmith',
+            payload: { permissions: ['keys:manage', 'projects:read'] },
+          })
+        ).statusCode,
+      ).toBe(200);
+      expect((await withKey(key, { url: '/api/v1/tasks' })).statusCode).toBe(403);
+      expect((await withKey(key, { url: '/api/v1/projects' })).statusCode).toBe(200);
+      // A key cannot make a stronger key either.
+      const viaKey = await withKey(key, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { permissions: ['tasks:read'] },
+      });
+      expect(viaKey.statusCode).toBe(403);
+      // The maker deactivated: the key holds nothing.
+      await as(adminToken, a, {
+        method: 'PATCH',
+        url: `/api/v1/users/${smith.json().user.id}`,
+        payload: { status: 'inactive' },
+      });
+      expect((await withKey(key, { url: '/api/v1/projects' })).statusCode).toBe(403);
+      // Without keys:manage, no key at all.
+      const reader = await createUser(adminToken, { email: 'nokeys@a.test', roles: ['read-only'] });
+      expect(reader.statusCode).toBe(201);
+      const readerToken = await tokenOf('nokeys@a.test', a);
+      expect(
+        (await as(readerToken, a, { method: 'POST', url: '/api/v1/keys', payload: {} })).statusCode,
+      ).toBe(403);
+    });
+  });
+
   it('enforces entity permissions: a read-only user reads but cannot write', async () => {
     const created = await createUser(adminToken, { email: 'reader@a.test', roles: ['read-only'] });
     expect(created.statusCode).toBe(201);
