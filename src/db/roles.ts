@@ -44,9 +44,7 @@ export async function grantControlPlaneAccess(db: Queryable, role: string): Prom
   // Runtime connections to tenant databases on other servers; the owner's URL stays private.
   await db.query(`GRANT SELECT (name, url) ON tenantry.database_servers TO ${r}`);
   // Sessions and permissions are checked on the request path; password hashes are not readable.
-  await db.query(
-    `GRANT SELECT (id, tenant_id, email, name, status, global_admin) ON tenantry.users TO ${r}`,
-  );
+  await db.query(`GRANT SELECT (id, tenant_id, email, name, status, global_admin) ON tenantry.users TO ${r}`);
   await db.query(
     `GRANT SELECT ON tenantry.sessions, tenantry.roles, tenantry.groups, tenantry.user_roles,
        tenantry.group_members, tenantry.group_roles TO ${r}`,

@@ -35,7 +35,10 @@ function repositoryFor(
   body?: unknown,
 ): EntityRepository {
   if (entity.scope === 'tenant' && !request.permissions?.has(entityPermission(entity.name, action))) {
-    throw new TenantryError('forbidden', `this needs the permission ${entityPermission(entity.name, action)}`);
+    throw new TenantryError(
+      'forbidden',
+      `this needs the permission ${entityPermission(entity.name, action)}`,
+    );
   }
   if (entity.feature !== undefined && !request.tenant?.hasFeature(entity.feature)) {
     throw new TenantryError(
@@ -193,7 +196,11 @@ export function entityRoutes(tenantry: Tenantry) {
           },
         },
         async (request) =>
-          repo(request, 'update', request.body).update(request.db, (request.params as { id: string }).id, request.body),
+          repo(request, 'update', request.body).update(
+            request.db,
+            (request.params as { id: string }).id,
+            request.body,
+          ),
       );
 
       app.delete(

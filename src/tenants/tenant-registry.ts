@@ -624,7 +624,12 @@ export class TenantRegistry {
           createdBy: options.createdBy ?? null,
         });
         return {
-          result: { ...issued, name: request.name, expiresAt: request.expiresAt, permissions: request.permissions },
+          result: {
+            ...issued,
+            name: request.name,
+            expiresAt: request.expiresAt,
+            permissions: request.permissions,
+          },
           changes: [],
         };
       },
