@@ -3,7 +3,7 @@ import Type from 'typebox';
 import { requirePermission } from '../auth/delegation.js';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
-import { principalOf } from './identity-routes.js';
+import { auditRefusals, principalOf } from './identity-routes.js';
 import { actionContext } from './request-context.js';
 import { problemResponses } from './schemas.js';
 
@@ -96,6 +96,7 @@ export function clientConnectionRoutes(tenantry: Tenantry) {
 /** `/api/v1/clients`: a tenant's machines. Registered inside the tenant scope. */
 export function tenantClientRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
+    auditRefusals(tenantry, app);
     const clients = tenantry.identity.clients;
     app.get(
       '/api/v1/clients',

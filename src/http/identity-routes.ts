@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Principal } from '../auth/delegation.js';
 import { requirePermission } from '../auth/delegation.js';
+import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import { actionContext } from './request-context.js';
 import { problemResponses } from './schemas.js';
@@ -67,11 +68,32 @@ export function principalOf(tenantry: Tenantry, request: FastifyRequest): Princi
 }
 
 /**
+ * Every refused access-management request (forbidden, or an id that is not in the tenant) is
+ * audited: a user probing other tenants' ids or trying to raise itself leaves a trail.
+ */
+export function auditRefusals(tenantry: Tenantry, app: FastifyInstance): void {
+  app.addHook('onError', async (request, _reply, error) => {
+    if (!(error instanceof TenantryError) || !request.tenant) return;
+    if (error.code !== 'forbidden' && error.code !== 'not_found') return;
+    await tenantry
+      .recordAudit(actionContext(request), {
+        action: 'access.denied',
+        outcome: 'denied',
+        tenantId: request.tenant.id,
+        target: `${request.method} ${request.routeOptions.url ?? request.url}`,
+        details: { code: error.code, id: (request.params as { id?: string } | undefined)?.id },
+      })
+      .catch((failure: unknown) => request.log.warn({ err: failure }, 'audit of a refusal failed'));
+  });
+}
+
+/**
  * A tenant's own users, roles and groups, managed by its admins (`/api/v1/users|roles|groups`).
  * Registered inside the tenant scope: every id is looked up within the request's tenant only.
  */
 export function identityRoutes(tenantry: Tenantry) {
   return (app: FastifyInstance): void => {
+    auditRefusals(tenantry, app);
     const { users, roles, groups } = tenantry.identity;
     const id = (request: FastifyRequest) => (request.params as { id: string }).id;
     const reading = (permission: string) => (request: FastifyRequest) => {

@@ -178,6 +178,12 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
       payload: { name: 'crew', members: [bUserId] },
     });
     expect(group.statusCode).toBe(404);
+    // Each probe is in A's audit trail, under the user.
+    const denied = (await env.admin('GET', `/admin/audit?action=access.denied&tenant=${a.slug}`)).json()
+      .entries;
+    expect(
+      denied.filter((entry: { actor: string }) => entry.actor === `user:${adminId}`).length,
+    ).toBeGreaterThanOrEqual(6);
     // Nothing of B changed.
     expect((await env.tenantry.identity.users.get(b.id, bUserId)).status).toBe('active');
     expect(await env.tenantry.identity.users.list(a.id)).not.toContainEqual(
