@@ -7,6 +7,7 @@
  *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning
  *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
  *   npm run bench -- metrics-observe   # what recording a request in the metrics costs
+ *   npm run bench -- identity          # entity GET with a session token / an API key / no authentication
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -26,6 +27,7 @@ import pg from 'pg';
 import { benchApiKeyVerify } from './api-key-verify.js';
 import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
+import { runIdentity } from './identity.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
 import { benchMetricsObserve } from './metrics-observe.js';
@@ -34,7 +36,7 @@ import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 /** Run by default (and by `all`). */
 const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
 /** Diagnosis, or long: run only when named. */
-const EXTRA = ['tenant-info-breakdown', 'fleet', 'metrics-observe'] as const;
+const EXTRA = ['tenant-info-breakdown', 'fleet', 'metrics-observe', 'identity'] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
 const { values, positionals } = parseArgs({
@@ -134,6 +136,15 @@ async function main(): Promise<void> {
           databases: positiveInteger('fleet-databases', values['fleet-databases']),
           baselineDatabases: positiveInteger('fleet-baseline-databases', values['fleet-baseline-databases']),
           noopRuns: positiveInteger('fleet-noop-runs', values['fleet-noop-runs']),
+          log,
+        }),
+      );
+    } else if (benchmark === 'identity') {
+      sections.push(
+        await runIdentity({
+          connections: Math.min(20, positiveInteger('connections', values.connections)),
+          duration: Math.min(5, positiveInteger('duration', values.duration)),
+          rounds: positiveInteger('rounds', values.rounds),
           log,
         }),
       );

@@ -25,6 +25,8 @@ export interface BuildAppOptions {
   readonly loggerInstance?: FastifyServerOptions['loggerInstance'];
   /** Shared with the server: once `closing` is set, responses ask clients to drop the connection. */
   readonly lifecycle?: { closing: boolean };
+  /** Registers more routes before the app is sealed (benchmarks, embedding). */
+  readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{8,128}$/;
@@ -131,6 +133,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   // The interactive docs page serves its own bundled assets: no CDN, works offline.
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
 
+  await options.extend?.(app);
   await app.ready();
   return app;
 }

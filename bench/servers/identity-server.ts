@@ -1,0 +1,44 @@
+/**
+ * Tenantry for the identity benchmark (TENANTRY_CONFIG, DATABASE_URL): the normal server, plus
+ * `/open/projects/:id`, the same repository read in a tenant scope that admits a caller known only
+ * by its host: the "no authentication" baseline. Prints `READY <url>`; SIGTERM closes it.
+ */
+import { AdminTokenGuard } from '../../src/auth/admin-token.js';
+import { loadConfig } from '../../src/config/load-config.js';
+import { buildApp } from '../../src/http/app.js';
+import { tenantScope } from '../../src/http/tenant-plugin.js';
+import { Tenantry } from '../../src/tenantry.js';
+
+const config = loadConfig({ overrides: { port: 0 } });
+const tenantry = await Tenantry.open({ config });
+const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+const app = await buildApp({
+  tenantry,
+  adminGuard: guard,
+  extend: async (instance) => {
+    await instance.register(
+      tenantScope(
+        tenantry,
+        (scope) => {
+          scope.get('/open/projects/:id', async (request) =>
+            request
+              .entityView!.repository('projects')!
+              .get(request.db, (request.params as { id: string }).id),
+          );
+        },
+        { allowAnonymous: true },
+      ),
+    );
+  },
+});
+const url = await app.listen({ port: 0, host: '127.0.0.1' });
+process.stdout.write(`READY ${url}\n`);
+process.once('SIGTERM', () => {
+  app
+    .close()
+    .then(() => tenantry.close())
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+});
