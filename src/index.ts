@@ -4,6 +4,9 @@
  */
 
 export type { ApiKeyInfo, IssuedApiKey } from './auth/api-key-store.js';
+export type { Principal } from './auth/delegation.js';
+export type { PermissionSet } from './auth/permissions.js';
+export { BUILT_IN_ROLES, MANAGEMENT_PERMISSIONS } from './auth/permissions.js';
 export type { IsolationLevel, TenantryConfig } from './config/config-schema.js';
 export type { LoadConfigOptions } from './config/load-config.js';
 export { defineConfig, loadConfig, validateConfigFile } from './config/load-config.js';
@@ -13,9 +16,12 @@ export { ConfigError, errorCatalogue, isTenantryError, TenantryError } from './e
 export type { Resolution, TenantCredentials } from './resolve/tenant-resolver.js';
 export type { ActionContext, Actor } from './runtime/actor.js';
 export type { AuditEntry, AuditFilter, AuditPage } from './runtime/audit-log.js';
+export type { EngineLogger } from './runtime/engine-logger.js';
 export type { QuotaName } from './runtime/quota.js';
 export { QuotaExceededError } from './runtime/quota.js';
+export type { CacheStoreKind, TenantCache } from './runtime/scoped-cache.js';
 export type { StorageMeasurement } from './runtime/storage-meter.js';
+export type { Admission } from './runtime/tenant-limiter.js';
 export type { ConfigReloadReport, OpenTenantryOptions, TenantUsage } from './tenantry.js';
 export { openTenantry, Tenantry } from './tenantry.js';
 export { normalizeHost } from './tenants/host.js';

@@ -48,6 +48,7 @@ import { silentLogger } from './runtime/engine-logger.js';
 import { FailureLimiter } from './runtime/failure-limiter.js';
 import { Metrics } from './runtime/metrics.js';
 import { RedisConnection } from './runtime/redis-connection.js';
+import { ScopedCache } from './runtime/scoped-cache.js';
 import { type StorageMeasurement, StorageMeter } from './runtime/storage-meter.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
@@ -117,6 +118,8 @@ export class Tenantry {
   readonly keyFailures: FailureLimiter;
   /** Users, roles, groups, sessions and login inside tenants; global admins. */
   readonly identity: Identity;
+  /** The tenant-scoped cache of application code (`request.cache`, `cache.forTenant`). */
+  readonly cache: ScopedCache;
   /** Each tenant's storage as last measured, and the `maxStorageMb` check on writes. */
   readonly storageMeter: StorageMeter;
   readonly #databases: TenantDatabases | undefined;
@@ -204,6 +207,16 @@ export class Tenantry {
       windowSeconds: 60,
       blockSeconds: rateLimits.keyFailureBlockSeconds,
       onFallback: () => this.metrics.limiterFallback('key_failures'),
+    });
+    this.cache = new ScopedCache({
+      settings: { ...this.config.cache, prefix: rateLimits.redisPrefix },
+      bus: this.bus,
+      redis: this.redis,
+      broadcast: async (change) => {
+        if (this.db.shared) await this.bus.announce(this.db.owner, { kind: 'cache', ...change });
+      },
+      onOutcome: (outcome) => this.metrics.cacheRead(outcome),
+      onBackgroundError: options.onBackgroundError,
     });
     this.identity = new Identity({
       db: this.db,

@@ -102,6 +102,18 @@ export const AuthConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const CacheConfigSchema = Type.Object(
+  {
+    /** memory: each process its own (deletes reach the others); redis: shared (needs REDIS_URL). Default: redis when REDIS_URL is set. */
+    store: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('redis')])),
+    defaultTtlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
+    /** In-process store bounds. */
+    maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    maxMegabytes: Type.Optional(Type.Number({ minimum: 1, maximum: 65_536 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -112,6 +124,7 @@ export const ConfigFileSchema = Type.Object(
     metrics: Type.Optional(MetricsConfigSchema),
     rateLimits: Type.Optional(RateLimitsConfigSchema),
     auth: Type.Optional(AuthConfigSchema),
+    cache: Type.Optional(CacheConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
@@ -175,6 +188,12 @@ export interface TenantryConfig {
   readonly logRetentionDays: number;
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;
+  readonly cache: {
+    readonly store: 'memory' | 'redis';
+    readonly defaultTtlSeconds: number;
+    readonly maxEntries: number;
+    readonly maxBytes: number;
+  };
   readonly auth: {
     readonly adminToken: boolean;
     readonly sessionTtlSeconds: number;

@@ -75,6 +75,16 @@ function urlFromEnv(env: Environment, name: string, fallback: string | undefined
   return value;
 }
 
+function cacheStore(
+  configured: 'memory' | 'redis' | undefined,
+  redisUrl: string | undefined,
+): 'memory' | 'redis' {
+  if (configured === 'redis' && redisUrl === undefined) {
+    throw new ConfigError('cache.store', 'is redis, but REDIS_URL is not set');
+  }
+  return configured ?? (redisUrl === undefined ? 'memory' : 'redis');
+}
+
 function redisUrlFromEnv(env: Environment): string | undefined {
   const value = env.REDIS_URL || undefined;
   if (value !== undefined && !/^rediss?:\/\//.test(value)) {
@@ -175,6 +185,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     },
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
     redisUrl: redisUrlFromEnv(env),
+    cache: {
+      store: cacheStore(file.cache?.store, redisUrlFromEnv(env)),
+      defaultTtlSeconds: file.cache?.defaultTtlSeconds ?? 300,
+      maxEntries: file.cache?.maxEntries ?? 10_000,
+      maxBytes: Math.round((file.cache?.maxMegabytes ?? 64) * 1024 * 1024),
+    },
     auth: {
       adminToken: file.auth?.adminToken ?? true,
       sessionTtlSeconds: Math.round((file.auth?.sessionTtlHours ?? 12) * 3600),

@@ -4,6 +4,7 @@ import type { EntityView } from '../entities/entity-versions.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import type { Resolution } from '../resolve/tenant-resolver.js';
 import type { ActionContext, Actor } from '../runtime/actor.js';
+import type { TenantCache } from '../runtime/scoped-cache.js';
 import type { Tenant } from '../tenants/tenant.js';
 
 declare module 'fastify' {
@@ -23,6 +24,11 @@ declare module 'fastify' {
     readonly db: TenantDb;
     /** @internal set by the tenant hook; read `db`. */
     tenantDb: TenantDb | null;
+    /**
+     * The request tenant's cache: keys and values of this tenant only. Reading it outside a tenant
+     * route throws (tenant_required).
+     */
+    readonly cache: TenantCache;
     /** The declared entities as the tenant's tables can serve them (its entity-schema version). */
     entityView: EntityView | null;
   }

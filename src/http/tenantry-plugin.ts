@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TenantryError } from '../errors.js';
 import { countQuotaRefusal } from '../runtime/quota.js';
+import type { TenantCache } from '../runtime/scoped-cache.js';
 import type { Tenantry } from '../tenantry.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
 import { ProblemSchema } from './schemas.js';
@@ -53,6 +54,18 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
     app.decorateRequest('permissions', null);
     app.decorateRequest('tenantDb', null);
     app.decorateRequest('entityView', null);
+    const tenantCaches = new WeakMap<FastifyRequest, TenantCache>();
+    app.decorateRequest('cache', {
+      getter(this: FastifyRequest) {
+        if (!this.tenant) throw new TenantryError('tenant_required', 'this route has no tenant');
+        let cache = tenantCaches.get(this);
+        if (!cache) {
+          cache = options.tenantry.cache.forTenant(this.tenant);
+          tenantCaches.set(this, cache);
+        }
+        return cache;
+      },
+    });
     app.decorateRequest('db', {
       getter(this: FastifyRequest) {
         // Outside a tenant scope there is no tenant, so there is no database to give.

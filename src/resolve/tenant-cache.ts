@@ -31,7 +31,7 @@ export class TenantCache {
     this.#slugs = new LRUCache({ max, ttl });
     bus.subscribe((change) => {
       // Who may do what inside a tenant says nothing about which tenant a request names.
-      if (change !== 'all' && change.kind === 'access') return;
+      if (change !== 'all' && (change.kind === 'access' || change.kind === 'cache')) return;
       this.#generation += 1;
       this.#hosts.clear();
       this.#slugs.clear();

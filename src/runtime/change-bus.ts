@@ -7,7 +7,9 @@ export type Change =
   /** Entity versions or the versions of shared tables changed (a migration ran). */
   | { readonly kind: 'entities' }
   /** Who may do what in a tenant changed: users, roles, groups, memberships, sessions. */
-  | { readonly kind: 'access'; readonly tenantId: string | null; readonly userId?: string };
+  | { readonly kind: 'access'; readonly tenantId: string | null; readonly userId?: string }
+  /** A tenant's cached value (or, without key, all of them) was deleted by application code. */
+  | { readonly kind: 'cache'; readonly tenantId: string; readonly key?: string };
 
 export type ChangeHandler = (change: Change | 'all') => void;
 
@@ -19,6 +21,11 @@ function parseChange(payload: string): Change | undefined {
     if (value.kind === 'tenant' && typeof value.tenantId === 'string')
       return { kind: 'tenant', tenantId: value.tenantId };
     if (value.kind === 'entities') return { kind: 'entities' };
+    if (value.kind === 'cache' && typeof value.tenantId === 'string') {
+      return typeof value.key === 'string'
+        ? { kind: 'cache', tenantId: value.tenantId, key: value.key }
+        : { kind: 'cache', tenantId: value.tenantId };
+    }
     if (value.kind === 'access' && (typeof value.tenantId === 'string' || value.tenantId === null)) {
       return typeof value.userId === 'string'
         ? { kind: 'access', tenantId: value.tenantId, userId: value.userId }

@@ -104,6 +104,7 @@ export class Metrics {
   readonly #quotaRefused: Counter<'tenant' | 'quota'>;
   readonly #limiterFallback: Counter<'limiter'>;
   readonly #redisUp: Gauge;
+  readonly #cache: Counter<'outcome'>;
 
   constructor(options: MetricsOptions) {
     this.labels = new TenantLabels({
@@ -152,6 +153,12 @@ export class Metrics {
     this.#redisUp = new Gauge({
       name: 'tenantry_redis_up',
       help: '1 while Redis answers (limits and cache shared by every process), 0 while it does not',
+      registers,
+    });
+    this.#cache = new Counter({
+      name: 'tenantry_cache_reads_total',
+      help: 'Reads of the tenant-scoped cache: hit, miss, foreign (a value of another tenant, refused), unavailable (Redis down)',
+      labelNames: ['outcome'],
       registers,
     });
     this.labels.onDemote = (tenant) => {
@@ -235,6 +242,10 @@ export class Metrics {
 
   limiterFallback(limiter: 'tenant_limits' | 'key_failures' | 'login_failures'): void {
     this.#limiterFallback.inc({ limiter });
+  }
+
+  cacheRead(outcome: 'hit' | 'miss' | 'foreign' | 'unavailable'): void {
+    this.#cache.inc({ outcome });
   }
 
   redisUp(up: boolean): void {
