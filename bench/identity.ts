@@ -78,7 +78,7 @@ export async function runIdentity(options: IdentityBenchOptions): Promise<string
   writeFileSync(configFile, CONFIG_YAML);
   let server: ChildServer | undefined;
   try {
-    server = await startChildServer(serverScript('identity-server.ts'), {
+    server = await startChildServer(serverScript('app-server.ts'), {
       DATABASE_URL: database.url,
       TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
       TENANTRY_CONFIG: configFile,

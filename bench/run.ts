@@ -8,6 +8,8 @@
  *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
  *   npm run bench -- metrics-observe   # what recording a request in the metrics costs
  *   npm run bench -- identity          # entity GET with a session token / an API key / no authentication
+ *   npm run bench -- limits            # entity GET with per-tenant limits on (memory, Redis) vs off
+ *   npm run bench -- noisy-neighbour   # tenant B's p99 while tenant A floods at ten times its limit
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -30,13 +32,21 @@ import { abortFleet, runFleet } from './fleet.js';
 import { runIdentity } from './identity.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
+import { runLimits, runNoisyNeighbour } from './limits.js';
 import { benchMetricsObserve } from './metrics-observe.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
 /** Run by default (and by `all`). */
 const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
 /** Diagnosis, or long: run only when named. */
-const EXTRA = ['tenant-info-breakdown', 'fleet', 'metrics-observe', 'identity'] as const;
+const EXTRA = [
+  'tenant-info-breakdown',
+  'fleet',
+  'metrics-observe',
+  'identity',
+  'limits',
+  'noisy-neighbour',
+] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
 const { values, positionals } = parseArgs({
@@ -136,6 +146,16 @@ async function main(): Promise<void> {
           databases: positiveInteger('fleet-databases', values['fleet-databases']),
           baselineDatabases: positiveInteger('fleet-baseline-databases', values['fleet-baseline-databases']),
           noopRuns: positiveInteger('fleet-noop-runs', values['fleet-noop-runs']),
+          log,
+        }),
+      );
+    } else if (benchmark === 'limits' || benchmark === 'noisy-neighbour') {
+      const run = benchmark === 'limits' ? runLimits : runNoisyNeighbour;
+      sections.push(
+        await run({
+          connections: Math.min(20, positiveInteger('connections', values.connections)),
+          duration: Math.min(10, positiveInteger('duration', values.duration)),
+          rounds: positiveInteger('rounds', values.rounds),
           log,
         }),
       );

@@ -791,6 +791,7 @@ export class Tenantry {
   }
 
   async close(): Promise<void> {
+    this.limiter.close();
     await this.redis?.close();
     await this.#databases?.close();
     await this.bus.close();

@@ -1,7 +1,8 @@
 /**
- * Tenantry for the identity benchmark (TENANTRY_CONFIG, DATABASE_URL): the normal server, plus
- * `/open/projects/:id`, the same repository read in a tenant scope that admits a caller known only
- * by its host: the "no authentication" baseline. Prints `READY <url>`; SIGTERM closes it.
+ * Tenantry for the identity and limits benchmarks (TENANTRY_CONFIG, DATABASE_URL, REDIS_URL): the
+ * normal server, plus `/open/projects/:id`, the same repository read in a tenant scope that admits
+ * a caller known only by its host (the identity benchmark's "no authentication" baseline).
+ * Prints `READY <url>`; SIGTERM closes it.
  */
 import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { loadConfig } from '../../src/config/load-config.js';

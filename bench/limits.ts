@@ -1,0 +1,255 @@
+/**
+ * Limits benchmarks (issue 6).
+ *
+ *   npm run bench -- limits            throughput of an entity GET by id with per-tenant limits on (in
+ *                                      memory; in Redis) against the same read with limits off, rounds
+ *                                      interleaved in one run (target: at least 0.9)
+ *   npm run bench -- noisy-neighbour   tenant A sends ten times its rate limit while tenant B sends a
+ *                                      steady load within its own: B's p99 with A flooding against B's
+ *                                      p99 alone, for the memory and the Redis limiter (target: at most 1.5)
+ *
+ * PostgreSQL at 127.0.0.1:5432 (or BENCH_PG_URL); Redis at 127.0.0.1:6379 (or BENCH_REDIS_URL).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon, { type RequestSpec, type Result } from 'autocannon';
+import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
+import { createScratchDatabase, type ScratchDatabase } from './lib/scratch-database.js';
+import { fmt, median } from './lib/stats.js';
+
+declare module 'autocannon' {
+  interface Options {
+    /** Requests per second from all connections together. */
+    readonly overallRate?: number;
+  }
+}
+
+const ADMIN_TOKEN = `bench-admin-${randomBytes(16).toString('hex')}`;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const CONFIG_YAML = `
+entities:
+  projects:
+    scope: tenant
+    fields:
+      name: { type: text, required: true, unique: true }
+rateLimits:
+  redisPrefix: "tenantry-bench-${process.pid}:"
+`;
+
+export interface LimitsBenchOptions {
+  readonly connections: number;
+  readonly duration: number;
+  readonly rounds: number;
+  readonly log: (line: string) => void;
+}
+
+interface BenchTenant {
+  readonly key: string;
+  readonly ids: readonly string[];
+}
+
+async function call(url: string, path: string, init: RequestInit): Promise<Record<string, unknown>> {
+  const response = await fetch(`${url}${path}`, init);
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+/** A tenant with 100 projects; `limits` in its own config. */
+async function benchTenant(
+  url: string,
+  slug: string,
+  limits: Record<string, number> | undefined,
+): Promise<BenchTenant> {
+  const created = await call(url, '/admin/tenants', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: slug, slug, ...(limits ? { config: { limits } } : {}) }),
+  });
+  const key = (created.apiKey as { key: string }).key;
+  const ids: string[] = [];
+  const rows = await call(url, '/api/v1/projects/batch', {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    body: JSON.stringify({ rows: Array.from({ length: 100 }, (_, i) => ({ name: `project ${i}` })) }),
+  });
+  for (const row of rows.items as { id: string }[]) ids.push(row.id);
+  return { key, ids };
+}
+
+function reads(tenant: BenchTenant): RequestSpec[] {
+  return [
+    {
+      method: 'GET',
+      headers: { 'x-api-key': tenant.key },
+      setupRequest: (spec) => ({
+        ...spec,
+        path: `/api/v1/projects/${tenant.ids[Math.floor(Math.random() * tenant.ids.length)]}`,
+      }),
+    },
+  ];
+}
+
+async function startServers(database: ScratchDatabase, configFile: string) {
+  const env = {
+    DATABASE_URL: database.url,
+    TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
+    TENANTRY_CONFIG: configFile,
+    LOG_LEVEL: 'silent',
+  };
+  const memory = await startChildServer(serverScript('app-server.ts'), env);
+  const redis = await startChildServer(serverScript('app-server.ts'), { ...env, REDIS_URL });
+  return { memory, redis };
+}
+
+async function scratch(suffix: string) {
+  const database = await createScratchDatabase(suffix);
+  const dir = mkdtempSync(join(tmpdir(), `tenantry-bench-${suffix}-`));
+  const configFile = join(dir, 'tenantry.config.yaml');
+  writeFileSync(configFile, CONFIG_YAML);
+  return { database, configFile };
+}
+
+/** Limits on (memory, Redis) against limits off: the same route, limits high enough to refuse nothing. */
+export async function runLimits(options: LimitsBenchOptions): Promise<string> {
+  const { database, configFile } = await scratch('limits');
+  let servers: { memory: ChildServer; redis: ChildServer } | undefined;
+  try {
+    servers = await startServers(database, configFile);
+    const high = { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrent: 100_000 };
+    const off = await benchTenant(servers.memory.url, 'limits-off', undefined);
+    const on = await benchTenant(servers.memory.url, 'limits-on', high);
+    const rateOnly = await benchTenant(servers.memory.url, 'limits-rate', {
+      requestsPerSecond: high.requestsPerSecond,
+      burst: high.burst,
+    });
+    const modes = [
+      { name: 'off (memory server)', server: servers.memory, tenant: off },
+      { name: 'on, in memory', server: servers.memory, tenant: on },
+      { name: 'off (Redis server)', server: servers.redis, tenant: off },
+      { name: 'on, in Redis', server: servers.redis, tenant: on },
+      { name: 'rate only, in Redis', server: servers.redis, tenant: rateOnly },
+    ];
+    const load = async (mode: (typeof modes)[number], duration: number) => {
+      const result: Result = await autocannon({
+        url: mode.server.url,
+        connections: options.connections,
+        duration,
+        pipelining: 1,
+        requests: reads(mode.tenant),
+      });
+      const ok = (result['2xx'] ?? 0) / Math.max(1, result.requests.total);
+      if (ok < 0.99) throw new Error(`${mode.name}: only ${fmt(ok * 100, 1)} % of responses were 2xx`);
+      return result;
+    };
+    for (const mode of modes) await load(mode, 2);
+    const runs = new Map<string, Result[]>(modes.map((mode) => [mode.name, []]));
+    for (let round = 0; round < options.rounds; round += 1) {
+      for (const mode of modes) {
+        const result = await load(mode, options.duration);
+        runs.get(mode.name)!.push(result);
+        options.log(`  round ${round + 1} ${mode.name}: ${fmt(result.requests.average)} req/s`);
+      }
+    }
+    const rate = (name: string) => median(runs.get(name)!.map((result) => result.requests.average));
+    const p99 = (name: string) => median(runs.get(name)!.map((result) => result.latency.p99));
+    const lines = [
+      '### Entity GET by id with per-tenant limits on vs off',
+      '',
+      `${options.rounds} interleaved rounds of ${options.duration} s, ${options.connections} connections, medians. Limits on: requestsPerSecond 1,000,000, burst 1,000,000, maxConcurrent 100,000 (nothing refused: the cost measured is the limiter's). Two server processes on one PostgreSQL, one without Redis, one with REDIS_URL; each compared with limits off on itself.`,
+      '',
+      '| mode | req/s | p99 ms | ratio to off on the same server |',
+      '| --- | ---: | ---: | ---: |',
+    ];
+    for (const [name, baseline] of [
+      ['off (memory server)', 'off (memory server)'],
+      ['on, in memory', 'off (memory server)'],
+      ['off (Redis server)', 'off (Redis server)'],
+      ['on, in Redis', 'off (Redis server)'],
+      ['rate only, in Redis', 'off (Redis server)'],
+    ] as const) {
+      lines.push(
+        `| ${name} | ${fmt(rate(name))} | ${fmt(p99(name), 1)} | ${fmt(rate(name) / rate(baseline), 2)} |`,
+      );
+    }
+    return lines.join('\n');
+  } finally {
+    await servers?.memory.stop();
+    await servers?.redis.stop();
+    await database.drop();
+  }
+}
+
+/** Tenant A floods at ten times its limit; tenant B's p99 alone and alongside. */
+export async function runNoisyNeighbour(options: LimitsBenchOptions): Promise<string> {
+  const { database, configFile } = await scratch('noisy');
+  let servers: { memory: ChildServer; redis: ChildServer } | undefined;
+  const limitA = 100;
+  const rateB = 200;
+  try {
+    servers = await startServers(database, configFile);
+    const noisy = await benchTenant(servers.memory.url, 'noisy-a', {
+      requestsPerSecond: limitA,
+      burst: limitA,
+    });
+    const quiet = await benchTenant(servers.memory.url, 'quiet-b', {
+      requestsPerSecond: 10_000,
+      burst: 10_000,
+    });
+    const lines = [
+      '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
+      '',
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s. Tenant B: ${rateB} req/s offered (fixed rate, latency corrected for coordinated omission), well within its limit. ${options.rounds} rounds of ${options.duration} s alternating "B alone" and "B with A", medians.`,
+      '',
+      '| limiter | B p99 alone ms | B p99 with A ms | ratio | A accepted | A refused (429) |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ];
+    for (const [name, server] of [
+      ['memory', servers.memory],
+      ['Redis', servers.redis],
+    ] as const) {
+      const bLoad = () =>
+        autocannon({
+          url: server.url,
+          connections: 10,
+          duration: options.duration,
+          overallRate: rateB,
+          requests: reads(quiet),
+        });
+      const aLoad = () =>
+        autocannon({
+          url: server.url,
+          connections: 20,
+          duration: options.duration,
+          overallRate: limitA * 10,
+          requests: reads(noisy),
+        });
+      await bLoad();
+      const alone: number[] = [];
+      const together: number[] = [];
+      let accepted = 0;
+      let refused = 0;
+      for (let round = 0; round < options.rounds; round += 1) {
+        const solo = await bLoad();
+        alone.push(solo.latency.p99);
+        const [b, a] = await Promise.all([bLoad(), aLoad()]);
+        together.push(b.latency.p99);
+        accepted += a['2xx'] ?? 0;
+        refused += a.statusCodeStats['429']?.count ?? 0;
+        options.log(
+          `  ${name} round ${round + 1}: B alone p99 ${solo.latency.p99} ms, with A ${b.latency.p99} ms; A ${a['2xx']} accepted, ${a.statusCodeStats['429']?.count ?? 0} refused`,
+        );
+      }
+      const ratio = median(together) / median(alone);
+      lines.push(
+        `| ${name} | ${fmt(median(alone), 1)} | ${fmt(median(together), 1)} | ${fmt(ratio, 2)} | ${fmt(accepted)} | ${fmt(refused)} (${fmt((refused / Math.max(1, accepted + refused)) * 100, 0)} %) |`,
+      );
+    }
+    return lines.join('\n');
+  } finally {
+    await servers?.memory.stop();
+    await servers?.redis.stop();
+    await database.drop();
+  }
+}
