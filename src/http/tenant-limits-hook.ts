@@ -4,6 +4,7 @@ import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.j
 import type { Admission } from '../runtime/tenant-limiter.js';
 import type { Tenantry } from '../tenantry.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { problemFor, sendProblem } from './problem.js';
 import { actionContext } from './request-context.js';
 
 type Done = (error?: Error) => void;
@@ -28,17 +29,21 @@ export function admitWithinLimits(
   }
   if (admission instanceof Promise) {
     admission.then(
-      (decided) => finish(tenantry, tenant, reply, decided, done),
+      (decided) => finish(tenantry, tenant, request, reply, decided, done),
       (error: Error) => done(error),
     );
     return;
   }
-  finish(tenantry, tenant, reply, admission, done);
+  finish(tenantry, tenant, request, reply, admission, done);
 }
+
+const RATE_DETAIL = 'this tenant is over its request rate; retry after the time in Retry-After';
+const CONCURRENCY_DETAIL = 'this tenant has too many requests in flight; retry shortly';
 
 function finish(
   tenantry: Tenantry,
   tenant: Tenant,
+  request: FastifyRequest,
   reply: FastifyReply,
   admission: Admission,
   done: Done,
@@ -55,15 +60,12 @@ function finish(
   if (!admission.allowed) {
     const reason = admission.reason ?? 'rate';
     tenantry.metrics.rateLimited(tenant.slug, reason);
-    done(
-      new TenantryError(
-        'rate_limited',
-        reason === 'rate'
-          ? 'this tenant is over its request rate; retry after the time in Retry-After'
-          : 'this tenant has too many requests in flight; retry shortly',
-        { retryAfterSeconds: admission.retryAfterSeconds },
-      ),
-    );
+    // Answered here, not thrown: a flooding tenant's refusals are the hot path of an overload, and
+    // an Error (its stack trace) and the error handler would double their cost.
+    sendProblem(request, reply, {
+      ...problemFor('rate_limited', reason === 'rate' ? RATE_DETAIL : CONCURRENCY_DETAIL),
+      retryAfter: admission.retryAfterSeconds,
+    });
     return;
   }
   // 'close' fires once whether the response finished or the client went away.
