@@ -248,8 +248,8 @@ export async function runNoisyNeighbour(options: LimitsBenchOptions): Promise<st
       '',
       `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s. Tenant B: ${rateB} req/s offered (fixed rate, latency corrected for coordinated omission), well within its limit; A's load generator runs in a process of its own. ${options.rounds} rounds of ${options.duration} s alternating "B alone" and "B with A", medians.`,
       '',
-      '| limiter | B p99 alone ms | B p99 with A ms | ratio | A accepted | A refused (429) |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| limiter | B p99 alone ms | B p99 with A ms | ratio | B p99 with the same flood on /healthz ms | ratio | A accepted | A refused (429) |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ];
     for (const [name, server] of [
       ['memory', servers.memory],
@@ -273,8 +273,11 @@ export async function runNoisyNeighbour(options: LimitsBenchOptions): Promise<st
           options.duration,
         );
       await bLoad();
+      // The same flood on a route outside any tenant: what the machine alone does to B's latency.
+      const control = () => floodInChild(`${server.url}/healthz`, noisy.key, limitA * 10, options.duration);
       const alone: number[] = [];
       const together: number[] = [];
+      const controlled: number[] = [];
       let accepted = 0;
       let refused = 0;
       for (let round = 0; round < options.rounds; round += 1) {
@@ -282,15 +285,17 @@ export async function runNoisyNeighbour(options: LimitsBenchOptions): Promise<st
         alone.push(solo.latency.p99);
         const [b, a] = await Promise.all([bLoad(), aLoad()]);
         together.push(b.latency.p99);
+        const [c] = await Promise.all([bLoad(), control()]);
+        controlled.push(c.latency.p99);
         accepted += a.accepted;
         refused += a.refused;
         options.log(
-          `  ${name} round ${round + 1}: B alone p99 ${solo.latency.p99} ms, with A ${b.latency.p99} ms; A ${a.accepted} accepted, ${a.refused} refused`,
+          `  ${name} round ${round + 1}: B alone p99 ${solo.latency.p99} ms, with A ${b.latency.p99} ms, with the /healthz flood ${controlled.at(-1)} ms; A ${a.accepted} accepted, ${a.refused} refused`,
         );
       }
       const ratio = median(together) / median(alone);
       lines.push(
-        `| ${name} | ${fmt(median(alone), 1)} | ${fmt(median(together), 1)} | ${fmt(ratio, 2)} | ${fmt(accepted)} | ${fmt(refused)} (${fmt((refused / Math.max(1, accepted + refused)) * 100, 0)} %) |`,
+        `| ${name} | ${fmt(median(alone), 1)} | ${fmt(median(together), 1)} | ${fmt(ratio, 2)} | ${fmt(median(controlled), 1)} | ${fmt(median(controlled) / median(alone), 2)} | ${fmt(accepted)} | ${fmt(refused)} (${fmt((refused / Math.max(1, accepted + refused)) * 100, 0)} %) |`,
       );
     }
     return lines.join('\n');
