@@ -19,7 +19,7 @@ export type { AuditEntry, AuditFilter, AuditPage } from './runtime/audit-log.js'
 export type { EngineLogger } from './runtime/engine-logger.js';
 export type { QuotaName } from './runtime/quota.js';
 export { QuotaExceededError } from './runtime/quota.js';
-export type { CacheStoreKind, TenantCache } from './runtime/scoped-cache.js';
+export type { CacheOutcome, CacheStoreKind, ScopedCache, TenantCache } from './runtime/scoped-cache.js';
 export type { StorageMeasurement } from './runtime/storage-meter.js';
 export type { Admission } from './runtime/tenant-limiter.js';
 export type { ConfigReloadReport, OpenTenantryOptions, TenantUsage } from './tenantry.js';

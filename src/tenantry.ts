@@ -48,7 +48,7 @@ import { silentLogger } from './runtime/engine-logger.js';
 import { FailureLimiter } from './runtime/failure-limiter.js';
 import { Metrics } from './runtime/metrics.js';
 import { RedisConnection } from './runtime/redis-connection.js';
-import { ScopedCache } from './runtime/scoped-cache.js';
+import { ScopedCache, type TenantCache as TenantScopedCache } from './runtime/scoped-cache.js';
 import { type StorageMeasurement, StorageMeter } from './runtime/storage-meter.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
 import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
@@ -212,11 +212,13 @@ export class Tenantry {
       settings: { ...this.config.cache, prefix: rateLimits.redisPrefix },
       bus: this.bus,
       redis: this.redis,
+      // Outside a transaction: the delete it announces is done already.
       broadcast: async (change) => {
-        if (this.db.shared) await this.bus.announce(this.db.owner, { kind: 'cache', ...change });
+        if (this.db.shared) await this.bus.announce(this.db.runtime, change);
       },
       onOutcome: (outcome) => this.metrics.cacheRead(outcome),
-      onBackgroundError: options.onBackgroundError,
+      onSkipped: (operation) => this.metrics.cacheSkipped(operation),
+      logger: this.logger,
     });
     this.identity = new Identity({
       db: this.db,
@@ -774,20 +776,24 @@ export class Tenantry {
   }
 
   /**
-   * Runs `fn` with a database handle bound to the tenant, for jobs and scripts outside HTTP.
-   * The tenant must exist and be active.
+   * Runs `fn` with a database handle bound to the tenant, for jobs and scripts outside HTTP, and
+   * the tenant with its cache. The tenant must exist and be active.
    *
    * @example
    * await tenantry.withTenant(tenantId, (db) => db.query('UPDATE tasks SET done = true WHERE due < now()'));
+   * await tenantry.withTenant(tenantId, async (db, { cache }) => cache.del('open-tasks'));
    */
-  async withTenant<T>(tenantId: string, fn: (db: TenantDb) => Promise<T>): Promise<T> {
+  async withTenant<T>(
+    tenantId: string,
+    fn: (db: TenantDb, scope: { readonly tenant: Tenant; readonly cache: TenantScopedCache }) => Promise<T>,
+  ): Promise<T> {
     const tenant = await this.resolver.tenantById(tenantId);
     if (!tenant || tenant.status === 'deleted' || tenant.status === 'provisioning') {
       throw new TenantryError('tenant_not_found', 'no such tenant');
     }
     if (tenant.status !== 'active') throw new TenantryError('tenant_inactive', 'this tenant is inactive');
     await this.loadEntityView(tenant);
-    return fn(this.data.forTenant(tenant));
+    return fn(this.data.forTenant(tenant), { tenant, cache: this.cache.forTenant(tenant) });
   }
 
   async close(): Promise<void> {

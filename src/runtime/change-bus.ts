@@ -8,8 +8,11 @@ export type Change =
   | { readonly kind: 'entities' }
   /** Who may do what in a tenant changed: users, roles, groups, memberships, sessions. */
   | { readonly kind: 'access'; readonly tenantId: string | null; readonly userId?: string }
-  /** A tenant's cached value (or, without key, all of them) was deleted by application code. */
-  | { readonly kind: 'cache'; readonly tenantId: string; readonly key?: string };
+  /**
+   * A tenant's cached value (or, without key, all of them: a clear, or the tenant was deleted) is
+   * gone. `origin` names the cache that sent it (it applied the change already).
+   */
+  | { readonly kind: 'cache'; readonly tenantId: string; readonly key?: string; readonly origin?: string };
 
 export type ChangeHandler = (change: Change | 'all') => void;
 
@@ -22,9 +25,12 @@ function parseChange(payload: string): Change | undefined {
       return { kind: 'tenant', tenantId: value.tenantId };
     if (value.kind === 'entities') return { kind: 'entities' };
     if (value.kind === 'cache' && typeof value.tenantId === 'string') {
-      return typeof value.key === 'string'
-        ? { kind: 'cache', tenantId: value.tenantId, key: value.key }
-        : { kind: 'cache', tenantId: value.tenantId };
+      return {
+        kind: 'cache',
+        tenantId: value.tenantId,
+        ...(typeof value.key === 'string' ? { key: value.key } : {}),
+        ...(typeof value.origin === 'string' ? { origin: value.origin } : {}),
+      };
     }
     if (value.kind === 'access' && (typeof value.tenantId === 'string' || value.tenantId === null)) {
       return typeof value.userId === 'string'

@@ -105,6 +105,7 @@ export class Metrics {
   readonly #limiterFallback: Counter<'limiter'>;
   readonly #redisUp: Gauge;
   readonly #cache: Counter<'outcome'>;
+  readonly #cacheSkipped: Counter<'operation'>;
 
   constructor(options: MetricsOptions) {
     this.labels = new TenantLabels({
@@ -159,6 +160,12 @@ export class Metrics {
       name: 'tenantry_cache_reads_total',
       help: 'Reads of the tenant-scoped cache: hit, miss, foreign (a value of another tenant, refused), unavailable (Redis down)',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.#cacheSkipped = new Counter({
+      name: 'tenantry_cache_skipped_total',
+      help: 'Writes to the tenant-scoped cache the store could not take (Redis down; in process, while invalidations may be lost), by operation: set, del, clear',
+      labelNames: ['operation'],
       registers,
     });
     this.labels.onDemote = (tenant) => {
@@ -246,6 +253,10 @@ export class Metrics {
 
   cacheRead(outcome: 'hit' | 'miss' | 'foreign' | 'unavailable'): void {
     this.#cache.inc({ outcome });
+  }
+
+  cacheSkipped(operation: 'set' | 'del' | 'clear'): void {
+    this.#cacheSkipped.inc({ operation });
   }
 
   redisUp(up: boolean): void {

@@ -513,6 +513,8 @@ export class TenantRegistry {
         const tenant = await this.#load(tx, current.id);
         const changes: Change[] = [
           { kind: 'tenant', tenantId: current.id },
+          // Its tenant-scoped cache goes with it, in every process.
+          { kind: 'cache', tenantId: current.id },
           ...revoked.map((keyId): Change => ({ kind: 'key', tenantId: current.id, keyId })),
         ];
         return { result: tenant, changes };
