@@ -5,7 +5,7 @@ import { ApiKeyVerifier } from './auth/api-key-verifier.js';
 import { assertCanGrant, type Principal, requirePermission } from './auth/delegation.js';
 import { Identity } from './auth/identity.js';
 import { freezeSet, intersection, type PermissionSet } from './auth/permissions.js';
-import { normaliseEmail } from './auth/user-directory.js';
+import { countTenantUsers, normaliseEmail } from './auth/user-directory.js';
 import { planConfigReload } from './config/config-reload.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
@@ -230,6 +230,11 @@ export class Tenantry {
       onLimiterFallback: () => this.metrics.limiterFallback('login_failures'),
       onLoginLimited: () => this.metrics.rateLimited(undefined, 'login_failures'),
       onBackgroundError: options.onBackgroundError,
+      userQuota: async (tenantId) => {
+        const tenant = await this.resolver.tenantById(tenantId);
+        const max = tenant?.effective.limits.maxUsers;
+        return max === undefined || !tenant ? undefined : { max, slug: tenant.slug };
+      },
     });
     this.data = new TenantDataAccess(this.db, this.config, this.#databases, (tenant, seconds) =>
       this.metrics.observeDatabase(tenant, seconds),
@@ -606,21 +611,24 @@ export class Tenantry {
     if (tenant.status === 'provisioning')
       throw new TenantryError('conflict', 'the tenant is still being provisioned');
     const db = this.data.forTenant(tenant);
-    const [counts, storage, liveKeys] = await Promise.all([
+    const [counts, storage, liveKeys, users] = await Promise.all([
       this.#tenantTables(tenant).then((names) => countTenantRows(db, db, names)),
       options.fresh ? this.storageMeter.measure(tenant) : this.storageMeter.current(tenant),
       countLiveKeys(this.db.runtime, tenant.id),
+      countTenantUsers(this.db.owner, tenant.id),
     ]);
-    const { maxRows, maxRowsPerEntity, maxStorageMb, maxApiKeys } = tenant.effective.limits;
+    const { maxRows, maxRowsPerEntity, maxStorageMb, maxApiKeys, maxUsers } = tenant.effective.limits;
     return {
       rows: { byEntity: counts, total: Object.values(counts).reduce((sum, count) => sum + count, 0) },
       storage,
       apiKeys: { live: liveKeys },
+      users: { total: users },
       limits: {
         ...(maxRows === undefined ? {} : { maxRows }),
         ...(maxRowsPerEntity === undefined ? {} : { maxRowsPerEntity }),
         ...(maxStorageMb === undefined ? {} : { maxStorageMb }),
         ...(maxApiKeys === undefined ? {} : { maxApiKeys }),
+        ...(maxUsers === undefined ? {} : { maxUsers }),
       },
     };
   }
@@ -818,22 +826,22 @@ function reservedSlugs(config: TenantryConfig): ReadonlySet<string> {
   return new Set([...BUILT_IN_RESERVED_SLUGS, ...config.tenancy.reservedSlugs]);
 }
 
-/**
- * What a tenant uses, one member per kind of quota; users (`limits.maxUsers`) join as
- * `users` with the identity work.
- */
+/** What a tenant uses, one member per kind of quota. */
 export interface TenantUsage {
   readonly rows: { readonly byEntity: Readonly<Record<string, number>>; readonly total: number };
   /** Bytes on disk; `estimated` for row tenants (their share of shared tables). */
   readonly storage: StorageMeasurement;
   /** Keys that authenticate now: not revoked, not expired. */
   readonly apiKeys: { readonly live: number };
+  /** Its users, active or not (`limits.maxUsers` counts them all). */
+  readonly users: { readonly total: number };
   /** The quotas in force (plan defaults under tenant overrides); absent ones are unlimited. */
   readonly limits: {
     readonly maxRows?: number;
     readonly maxRowsPerEntity?: number;
     readonly maxStorageMb?: number;
     readonly maxApiKeys?: number;
+    readonly maxUsers?: number;
   };
 }
 

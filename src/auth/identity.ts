@@ -34,6 +34,8 @@ export interface IdentityOptions {
   readonly onLimiterFallback?: () => void;
   readonly onLoginLimited?: () => void;
   readonly onBackgroundError?: (error: unknown) => void;
+  /** A tenant's `limits.maxUsers`, when it has one. */
+  readonly userQuota?: (tenantId: string) => Promise<{ max: number; slug: string } | undefined>;
 }
 
 /**
@@ -69,7 +71,7 @@ export class Identity {
       ttlSeconds: settings.sessionTtlSeconds,
       ...(options.onBackgroundError ? { onBackgroundError: options.onBackgroundError } : {}),
     });
-    this.users = new UserDirectory(db.owner, this.access, bus);
+    this.users = new UserDirectory(db.owner, this.access, bus, options.userQuota);
     this.roles = new RoleDirectory(db.owner, this.access, bus);
     this.groups = new GroupDirectory(db.owner, this.access, bus);
     const limiter = (name: string, failures: number, windowSeconds: number, blockSeconds: number) =>

@@ -6,6 +6,7 @@ import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
+import { QuotaExceededError } from '../runtime/quota.js';
 import type { AccessControl } from './access-control.js';
 import {
   accessChange,
@@ -93,11 +94,18 @@ export class UserDirectory {
   readonly #db: ConnectionPool;
   readonly #access: AccessControl;
   readonly #bus: ChangeBus;
+  readonly #quota: (tenantId: string) => Promise<{ max: number; slug: string } | undefined>;
 
-  constructor(db: ConnectionPool, access: AccessControl, bus: ChangeBus) {
+  constructor(
+    db: ConnectionPool,
+    access: AccessControl,
+    bus: ChangeBus,
+    quota: (tenantId: string) => Promise<{ max: number; slug: string } | undefined> = async () => undefined,
+  ) {
     this.#db = db;
     this.#access = access;
     this.#bus = bus;
+    this.#quota = quota;
   }
 
   async list(tenantId: string): Promise<UserView[]> {
@@ -153,7 +161,19 @@ export class UserDirectory {
     const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
     const setup = passwordHash === null ? newSetupToken() : undefined;
     const tenantId = principal.tenantId;
+    const quota = await this.#quota(tenantId);
     const row = await accessChange(this.#db, this.#bus, tenantId, async (tx) => {
+      // Counted under the tenant's access lock: two creations cannot both take the last place.
+      if (quota) {
+        const users = await countTenantUsers(tx, tenantId);
+        if (users >= quota.max) {
+          throw new QuotaExceededError(
+            quota.slug,
+            'maxUsers',
+            `this tenant may have ${quota.max} users (it has ${users})`,
+          );
+        }
+      }
       const id = uuidv7();
       await tx
         .query(
@@ -464,6 +484,15 @@ export async function findUser(db: Queryable, tenantId: string, id: string): Pro
   );
   if (!rows[0]) throw new TenantryError('not_found', 'no such user in this tenant');
   return rows[0];
+}
+
+/** Users of a tenant, active or not. */
+export async function countTenantUsers(db: Queryable, tenantId: string): Promise<number> {
+  const { rows } = await db.query<{ count: number }>(
+    'SELECT count(*)::int AS count FROM tenantry.users WHERE tenant_id = $1',
+    [tenantId],
+  );
+  return Number(rows[0]?.count ?? 0);
 }
 
 function newSetupToken(): { token: string; hash: Buffer } {

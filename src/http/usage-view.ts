@@ -15,11 +15,13 @@ export const TenantUsageSchema = Type.Object({
     measuredAt: Type.String({ format: 'date-time' }),
   }),
   apiKeys: Type.Object({ live: Type.Integer({ description: 'keys neither revoked nor expired' }) }),
+  users: Type.Object({ total: Type.Integer({ description: 'users of the tenant, active or not' }) }),
   limits: Type.Object({
     maxRows: Type.Optional(Type.Integer()),
     maxRowsPerEntity: Type.Optional(Type.Integer()),
     maxStorageMb: Type.Optional(Type.Number()),
     maxApiKeys: Type.Optional(Type.Integer()),
+    maxUsers: Type.Optional(Type.Integer()),
   }),
 });
 
@@ -32,6 +34,7 @@ export function presentUsage(usage: TenantUsage) {
       measuredAt: usage.storage.measuredAt.toISOString(),
     },
     apiKeys: { live: usage.apiKeys.live },
+    users: { total: usage.users.total },
     limits: { ...usage.limits },
   };
 }

@@ -490,6 +490,28 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     });
   });
 
+  it('refuses users beyond maxUsers, even when two are created at once', async () => {
+    const q = await env.createTenant('idn-quota', { config: { limits: { maxUsers: 2 } } });
+    const identity = env.tenantry.identity;
+    await identity.users.create(identity.operator(q.id, SYSTEM_CONTEXT), {
+      email: 'boss@quota.test',
+      password: PASSWORD,
+      roles: ['tenant-admin'],
+    });
+    const boss = await tokenOf('boss@quota.test', q);
+    const results = await Promise.all(
+      ['one@quota.test', 'two@quota.test'].map((email) =>
+        as(boss, q, { method: 'POST', url: '/api/v1/users', payload: { email, password: PASSWORD } }),
+      ),
+    );
+    expect(results.map((response) => response.statusCode).sort()).toEqual([201, 403]);
+    const refused = results.find((response) => response.statusCode === 403)!;
+    expect(refused.json()).toMatchObject({ code: 'quota_exceeded', field: 'limits.maxUsers' });
+    expect(await identity.users.list(q.id)).toHaveLength(2);
+    const usage = (await env.admin('GET', `/admin/tenants/${q.slug}/usage`)).json();
+    expect(usage).toMatchObject({ users: { total: 2 }, limits: { maxUsers: 2 } });
+  });
+
   it('enforces entity permissions: a read-only user reads but cannot write', async () => {
     const created = await createUser(adminToken, { email: 'reader@a.test', roles: ['read-only'] });
     expect(created.statusCode).toBe(201);
