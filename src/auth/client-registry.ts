@@ -4,6 +4,7 @@ import type { ConnectionPool } from '../db/database.js';
 import { TenantryError } from '../errors.js';
 import { type ActionContext, actorLabel } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
+import { isUuid } from './access-names.js';
 import { hashSecret, verifySecret } from './api-key.js';
 import { type Principal, requirePermission } from './delegation.js';
 
@@ -72,7 +73,6 @@ interface ClientRow {
 
 const CLIENT_ID_PATTERN = /^tnc_[0-9a-f]{16}$/;
 const CONNECTION_TOKEN_PATTERN = /^tnh_[A-Za-z0-9_-]{43}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const HEARTBEAT_SECONDS = 30;
 /** A client that has not been heard of for three heartbeats is disconnected. */
 const CONNECTED_WITHIN_MS = 3 * HEARTBEAT_SECONDS * 1000;
@@ -134,7 +134,7 @@ export class ClientRegistry {
 
   async revoke(principal: Principal, id: string): Promise<void> {
     requirePermission(principal, 'clients:manage');
-    if (!UUID.test(id)) throw new TenantryError('not_found', 'no such client in this tenant');
+    if (!isUuid(id)) throw new TenantryError('not_found', 'no such client in this tenant');
     const { rowCount } = await this.#db.query(
       `UPDATE tenantry.clients SET revoked_at = now(), connection_token_hash = NULL
         WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`,

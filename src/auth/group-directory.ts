@@ -1,10 +1,10 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool, Queryable } from '../db/database.js';
-import { isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import type { AccessControl } from './access-control.js';
+import { checkAccessName, isUuid, nameTaken } from './access-names.js';
 import {
   accessChange,
   assertCanGrant,
@@ -42,9 +42,6 @@ interface GroupRow {
   created_at: Date | string;
 }
 
-const GROUP_NAME = /^[a-z][a-z0-9-]{0,62}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * A tenant's groups. A group's roles reach all its members, so giving a group a role, or adding
  * someone to a group, grants that role's permissions: both need the principal to hold them.
@@ -76,7 +73,7 @@ export class GroupDirectory {
 
   async create(principal: Principal, input: GroupInput): Promise<GroupView> {
     requirePermission(principal, 'groups:manage');
-    const name = checkGroupName(input.name);
+    const name = checkAccessName(input.name);
     return accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
       const id = uuidv7();
       await tx
@@ -85,7 +82,7 @@ export class GroupDirectory {
           principal.tenantId,
           name,
         ])
-        .catch(nameTaken(name));
+        .catch(nameTaken('group', name));
       const row = await findGroup(tx, principal.tenantId, id);
       await this.#apply(tx, principal, row, input);
       await recordAudit(tx, principal.context, {
@@ -101,7 +98,7 @@ export class GroupDirectory {
 
   async update(principal: Principal, ref: string, input: GroupInput): Promise<GroupView> {
     requirePermission(principal, 'groups:manage');
-    const name = input.name === undefined ? undefined : checkGroupName(input.name);
+    const name = input.name === undefined ? undefined : checkAccessName(input.name);
     return accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
       const row = await findGroup(tx, principal.tenantId, ref);
       await keepingAnAdmin(tx, principal.tenantId, async () => {
@@ -111,7 +108,7 @@ export class GroupDirectory {
               'UPDATE tenantry.groups SET name = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2',
               [principal.tenantId, row.id, name],
             )
-            .catch(nameTaken(name));
+            .catch(nameTaken('group', name));
         }
         await this.#apply(tx, principal, row, input);
       });
@@ -178,7 +175,7 @@ export class GroupDirectory {
       const members = [...new Set(input.members)];
       const { rows: found } = await tx.query<{ id: string }>(
         'SELECT id FROM tenantry.users WHERE tenant_id = $1 AND id = ANY($2::uuid[])',
-        [tenantId, members.filter((id) => UUID.test(id))],
+        [tenantId, members.filter(isUuid)],
       );
       if (found.length !== members.length)
         throw new TenantryError('not_found', 'some members are not users of this tenant', {
@@ -252,30 +249,9 @@ export async function groupPermissions(
 export async function findGroup(db: Queryable, tenantId: string, ref: string): Promise<GroupRow> {
   const { rows } = await db.query<GroupRow>(
     `SELECT id, name, root, created_at FROM tenantry.groups
-      WHERE tenant_id = $1 AND ${UUID.test(ref) ? 'id = $2::uuid' : 'name = $2'}`,
+      WHERE tenant_id = $1 AND ${isUuid(ref) ? 'id = $2::uuid' : 'name = $2'}`,
     [tenantId, ref],
   );
   if (!rows[0]) throw new TenantryError('not_found', `no group ${ref} in this tenant`);
   return rows[0];
-}
-
-function checkGroupName(name: string | undefined): string {
-  if (typeof name !== 'string' || !GROUP_NAME.test(name)) {
-    throw new TenantryError(
-      'validation_failed',
-      'name must be lowercase a-z, 0-9 and "-", starting with a letter',
-      {
-        field: 'name',
-      },
-    );
-  }
-  return name;
-}
-
-function nameTaken(name: string) {
-  return (error: unknown): never => {
-    if (isSqlState(error, 'UNIQUE_VIOLATION'))
-      throw new TenantryError('conflict', `a group named ${name} exists already`, { field: 'name' });
-    throw error;
-  };
 }

@@ -1,10 +1,10 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool, Queryable } from '../db/database.js';
-import { isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import type { AccessControl } from './access-control.js';
+import { checkAccessName, isUuid, nameTaken } from './access-names.js';
 import {
   accessChange,
   assertCanGrant,
@@ -38,8 +38,6 @@ export interface RoleRow {
   updated_at: Date | string;
 }
 
-const ROLE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ROLE_COLUMNS = 'id, name, built_in, permissions, is_default, created_at, updated_at';
 
 export interface RoleInput {
@@ -79,7 +77,7 @@ export class RoleDirectory {
 
   async create(principal: Principal, input: RoleInput): Promise<RoleView> {
     requirePermission(principal, 'roles:manage');
-    const name = checkRoleName(input.name);
+    const name = checkAccessName(input.name);
     const permissions = this.#checkPermissions(input.permissions ?? []);
     assertCanGrant(principal, permissions, 'this role');
     const row = await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
@@ -93,7 +91,7 @@ export class RoleDirectory {
            RETURNING ${ROLE_COLUMNS}`,
           [uuidv7(), principal.tenantId, name, permissions, input.default ?? false],
         )
-        .catch(nameTaken(name));
+        .catch(nameTaken('role', name));
       await recordAudit(tx, principal.context, {
         action: 'role.create',
         outcome: 'success',
@@ -108,7 +106,7 @@ export class RoleDirectory {
 
   async update(principal: Principal, ref: string, input: RoleInput): Promise<RoleView> {
     requirePermission(principal, 'roles:manage');
-    const name = input.name === undefined ? undefined : checkRoleName(input.name);
+    const name = input.name === undefined ? undefined : checkAccessName(input.name);
     const permissions =
       input.permissions === undefined ? undefined : this.#checkPermissions(input.permissions);
     const row = await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
@@ -139,7 +137,7 @@ export class RoleDirectory {
               WHERE tenant_id = $1 AND id = $2 RETURNING ${ROLE_COLUMNS}`,
             [principal.tenantId, current.id, name ?? null, permissions ?? null, input.default ?? null],
           )
-          .catch(nameTaken(name ?? current.name)),
+          .catch(nameTaken('role', name ?? current.name)),
       );
       await recordAudit(tx, principal.context, {
         action: 'role.update',
@@ -218,7 +216,7 @@ export async function findRole(
 ): Promise<RoleRow> {
   const { rows } = await db.query<RoleRow>(
     `SELECT ${ROLE_COLUMNS} FROM tenantry.roles
-      WHERE tenant_id = $1 AND ${UUID.test(ref) ? 'id = $2::uuid' : 'name = $2'}${forUpdate ? ' FOR UPDATE' : ''}`,
+      WHERE tenant_id = $1 AND ${isUuid(ref) ? 'id = $2::uuid' : 'name = $2'}${forUpdate ? ' FOR UPDATE' : ''}`,
     [tenantId, ref],
   );
   if (!rows[0]) throw new TenantryError('not_found', `no role ${ref} in this tenant`);
@@ -234,25 +232,4 @@ export async function findRoles(
   const found: RoleRow[] = [];
   for (const ref of new Set(refs)) found.push(await findRole(db, tenantId, ref));
   return [...new Map(found.map((row) => [row.id, row])).values()];
-}
-
-function checkRoleName(name: string | undefined): string {
-  if (typeof name !== 'string' || !ROLE_NAME.test(name)) {
-    throw new TenantryError(
-      'validation_failed',
-      'name must be lowercase a-z, 0-9 and "-", starting with a letter',
-      {
-        field: 'name',
-      },
-    );
-  }
-  return name;
-}
-
-function nameTaken(name: string) {
-  return (error: unknown): never => {
-    if (isSqlState(error, 'UNIQUE_VIOLATION'))
-      throw new TenantryError('conflict', `a role named ${name} exists already`, { field: 'name' });
-    throw error;
-  };
 }

@@ -8,6 +8,7 @@ import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { QuotaExceededError } from '../runtime/quota.js';
 import type { AccessControl } from './access-control.js';
+import { isUuid } from './access-names.js';
 import {
   accessChange,
   assertCanGrant,
@@ -72,7 +73,6 @@ interface UserRow {
 const USER_COLUMNS =
   'id, tenant_id, email, name, status, global_admin, password_hash IS NOT NULL AS has_password, created_at, last_login_at';
 const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]{2,}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SETUP_TOKEN_PREFIX = 'tnu_';
 const SETUP_TTL_MS = 7 * 86_400_000;
 export const SETUP_TOKEN_WARNING =
@@ -123,7 +123,7 @@ export class UserDirectory {
 
   /** A user of the tenant by id or email (the CLI names users by email). */
   async lookup(tenantId: string | null, ref: string): Promise<UserView> {
-    const byId = UUID.test(ref);
+    const byId = isUuid(ref);
     const { rows } = await this.#db.query<UserRow>(
       `SELECT ${USER_COLUMNS} FROM tenantry.users
         WHERE tenant_id IS NOT DISTINCT FROM $1 AND ${byId ? 'id = $2::uuid' : 'email = lower($2)'}`,
@@ -142,7 +142,7 @@ export class UserDirectory {
 
   /** Any user by id, whatever its tenant (for the user's own session). */
   async find(id: string): Promise<UserView | undefined> {
-    if (!UUID.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const { rows } = await this.#db.query<UserRow>(
       `SELECT ${USER_COLUMNS} FROM tenantry.users WHERE id = $1`,
       [id],
@@ -477,7 +477,7 @@ export class UserDirectory {
 
 /** A user of the tenant by id; 404 for anything else, another tenant's users included. */
 export async function findUser(db: Queryable, tenantId: string, id: string): Promise<UserRow> {
-  if (!UUID.test(id)) throw new TenantryError('not_found', 'no such user in this tenant');
+  if (!isUuid(id)) throw new TenantryError('not_found', 'no such user in this tenant');
   const { rows } = await db.query<UserRow>(
     `SELECT ${USER_COLUMNS} FROM tenantry.users WHERE tenant_id = $1 AND id = $2`,
     [tenantId, id],
