@@ -183,11 +183,15 @@ export class Tenantry {
         ? new RedisConnection(this.config.redisUrl, {
             onStateChange: (up, reason) => {
               this.metrics.redisUp(up);
-              if (up) this.logger.info({}, 'Redis is reachable: limits are shared by every process again');
+              if (up)
+                this.logger.info(
+                  {},
+                  'Redis is reachable: limits and the tenant cache are shared by every process again',
+                );
               else
                 this.logger.warn(
                   { reason },
-                  'Redis is unreachable: each process limits on its own until it is back',
+                  'Redis is unreachable: each process limits on its own and the shared tenant cache misses until it is back',
                 );
             },
           })
@@ -327,7 +331,7 @@ export class Tenantry {
       if (tenantry.redis && !(await tenantry.redis.ready(2_000))) {
         tenantry.logger.warn(
           { redis: maskRedisUrl(options.config.redisUrl ?? '') },
-          'Redis is unreachable: each process limits on its own until it is back',
+          'Redis is unreachable: each process limits on its own and the shared tenant cache misses until it is back',
         );
       }
       try {
