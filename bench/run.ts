@@ -19,7 +19,8 @@
  * --cached-calls=20000 --slow-calls=30 (api-key), --profile [--profile-dir=dir] (V8 CPU profile of the
  * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
  * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
- * template databases are dropped too). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
+ * template databases are dropped too), --flood-priority=19 (noisy-neighbour: nice of tenant A's load
+ * generator, 0 to 19). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
  * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
  * stderr, the markdown summary to stdout.
  */
@@ -67,12 +68,20 @@ const { values, positionals } = parseArgs({
     'fleet-databases': { type: 'string', default: '200' },
     'fleet-baseline-databases': { type: 'string', default: '10' },
     'fleet-noop-runs': { type: 'string', default: '5' },
+    'flood-priority': { type: 'string', default: '19' },
   },
 });
 
 function positiveInteger(name: string, raw: string | undefined): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer`);
+  return value;
+}
+
+function floodPriority(): number {
+  const value = Number(values['flood-priority']);
+  if (!Number.isInteger(value) || value < 0 || value > 19)
+    throw new Error('--flood-priority must be 0 to 19');
   return value;
 }
 
@@ -150,14 +159,16 @@ async function main(): Promise<void> {
         }),
       );
     } else if (benchmark === 'limits' || benchmark === 'noisy-neighbour') {
-      const run = benchmark === 'limits' ? runLimits : runNoisyNeighbour;
+      const limitsOptions = {
+        connections: Math.min(20, positiveInteger('connections', values.connections)),
+        duration: Math.min(10, positiveInteger('duration', values.duration)),
+        rounds: positiveInteger('rounds', values.rounds),
+        log,
+      };
       sections.push(
-        await run({
-          connections: Math.min(20, positiveInteger('connections', values.connections)),
-          duration: Math.min(10, positiveInteger('duration', values.duration)),
-          rounds: positiveInteger('rounds', values.rounds),
-          log,
-        }),
+        benchmark === 'limits'
+          ? await runLimits(limitsOptions)
+          : await runNoisyNeighbour({ ...limitsOptions, floodPriority: floodPriority() }),
       );
     } else if (benchmark === 'identity') {
       sections.push(

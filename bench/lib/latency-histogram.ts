@@ -14,6 +14,14 @@ export class LatencyHistogram {
     this.#total += 1;
   }
 
+  /** Adds another histogram's samples to this one. */
+  add(other: LatencyHistogram): void {
+    for (let bucket = 0; bucket < this.#counts.length; bucket += 1) {
+      this.#counts[bucket]! += other.#counts[bucket]!;
+    }
+    this.#total += other.#total;
+  }
+
   get count(): number {
     return this.#total;
   }

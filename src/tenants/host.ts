@@ -116,6 +116,23 @@ export function normalizeHost(input: unknown): HostCheck {
  */
 export function hostFromHeader(header: string | undefined): string | undefined {
   if (!header) return undefined;
+  // A service sees few distinct Host values, and parsing one costs more than the rest of a cached
+  // resolution: remember them. Bounded, so a client sending random hosts only churns the memo.
+  if (header.length > MEMO_HEADER_LENGTH) return parseHostHeader(header);
+  const known = parsedHosts.get(header);
+  if (known !== undefined || parsedHosts.has(header)) return known;
+  const host = parseHostHeader(header);
+  if (parsedHosts.size >= PARSED_HOSTS_LIMIT) parsedHosts.clear();
+  parsedHosts.set(header, host);
+  return host;
+}
+
+const PARSED_HOSTS_LIMIT = 4096;
+/** Longer than any valid host with a port: such a header is parsed (and refused) every time. */
+const MEMO_HEADER_LENGTH = 300;
+const parsedHosts = new Map<string, string | undefined>();
+
+function parseHostHeader(header: string): string | undefined {
   const first = header.split(',')[0]?.trim() ?? '';
   if (first.startsWith('[')) return undefined; // an IPv6 literal never names a tenant
   const withoutPort = first.replace(/:\d{1,5}$/, '');
