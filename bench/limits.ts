@@ -264,10 +264,10 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own at nice ${options.floodPriority}. Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A" and "B with the same flood on /healthz" in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own at nice ${options.floodPriority}. Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
       '',
-      '| limiter | B p99 alone ms | B p99 with A ms | ratio | B p99 with the flood on /healthz ms | ratio | per-round ratios with A | A accepted | A refused (429) | B failures |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
+      '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
+      '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ];
     for (const [name, server] of [
       ['memory', servers.memory],
@@ -285,12 +285,14 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
           }),
           ...(pooled ? { histogram: pooled } : {}),
         });
-      const flood = (url: string) =>
-        floodInChild(url, noisy.key, limitA * 10, options.duration, options.floodPriority);
+      const flood = (url: string, rate = limitA * 10) =>
+        floodInChild(url, noisy.key, rate, options.duration, options.floodPriority);
+      const aUrl = `${server.url}/api/v1/projects/${noisy.ids[0]}`;
       await bLoad();
       const alone = new LatencyHistogram();
       const together = new LatencyHistogram();
       const controlled = new LatencyHistogram();
+      const atLimit = new LatencyHistogram();
       const roundRatios: number[] = [];
       let accepted = 0;
       let refused = 0;
@@ -301,14 +303,14 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
         const soloRun = await bLoad(roundAlone);
         failures += soloRun.failed;
         alone.add(roundAlone);
-        const [b, a] = await Promise.all([
-          bLoad(roundTogether),
-          flood(`${server.url}/api/v1/projects/${noisy.ids[0]}`),
-        ]);
+        const [b, a] = await Promise.all([bLoad(roundTogether), flood(aUrl)]);
         failures += b.failed;
         together.add(roundTogether);
         const [c] = await Promise.all([bLoad(controlled), flood(`${server.url}/healthz`)]);
         failures += c.failed;
+        // A within its limit: what A's allowed traffic alone costs B.
+        const [d] = await Promise.all([bLoad(atLimit), flood(aUrl, limitA)]);
+        failures += d.failed;
         accepted += a.accepted;
         refused += a.refused;
         roundRatios.push(roundTogether.percentile(99) / roundAlone.percentile(99));
@@ -318,7 +320,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
       }
       const ratio = together.percentile(99) / alone.percentile(99);
       lines.push(
-        `| ${name} | ${fmt(alone.percentile(99), 2)} | ${fmt(together.percentile(99), 2)} | ${fmt(ratio, 2)} | ${fmt(controlled.percentile(99), 2)} | ${fmt(controlled.percentile(99) / alone.percentile(99), 2)} | ${roundRatios.map((r) => fmt(r, 2)).join(', ')} | ${fmt(accepted)} | ${fmt(refused)} (${fmt((refused / Math.max(1, accepted + refused)) * 100, 0)} %) | ${failures} |`,
+        `| ${name} | ${fmt(alone.percentile(99), 2)} | ${fmt(together.percentile(99), 2)} | ${fmt(ratio, 2)} | ${roundRatios.map((r) => fmt(r, 2)).join(', ')} | ${fmt(atLimit.percentile(99), 2)} | ${fmt(atLimit.percentile(99) / alone.percentile(99), 2)} | ${fmt(controlled.percentile(99), 2)} | ${fmt(controlled.percentile(99) / alone.percentile(99), 2)} | ${fmt(accepted)} | ${fmt(refused)} (${fmt((refused / Math.max(1, accepted + refused)) * 100, 0)} %) | ${failures} |`,
       );
     }
     return lines.join('\n');

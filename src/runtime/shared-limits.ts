@@ -15,6 +15,9 @@ import type { BucketPolicy } from './token-bucket.js';
  * - Slots are leased per process (a hash field `<process>` = `<count>:<expiry>`), re-asserted every
  *   third of the lease; a process that dies frees its slots when its lease ends. A process gives
  *   back slots it no longer needs beyond one batch of headroom (immediately for batches of one).
+ * - A rate refusal is remembered until the time Redis gave for the next token: tokens only appear
+ *   with time, in every process alike, so until then the answer cannot change, and a tenant
+ *   flooding far over its limit costs one script call per token instead of one per request.
  */
 export interface SharedDecision {
   readonly allowed: boolean;
@@ -133,6 +136,8 @@ export class SharedLimits {
   readonly #tokens = new Map<string, TokenPool>();
   readonly #slots = new Map<string, SlotPool>();
   readonly #refills = new Map<string, Promise<unknown>>();
+  /** Buckets Redis refused, by bucket key: no token before `until`, full again at `resetAt`. */
+  readonly #refusedUntil = new Map<string, { readonly until: number; readonly resetAt: number }>();
   readonly #heartbeat: NodeJS.Timeout;
 
   constructor(client: Redis, options: { prefix: string; leaseMs: number; now?: () => number }) {
@@ -172,6 +177,12 @@ export class SharedLimits {
     const bucketKey = policy ? `${tenantId}|${policy.name}` : undefined;
     const pool = bucketKey === undefined ? undefined : this.#tokens.get(bucketKey);
     const tokenReady = !policy || (pool !== undefined && pool.count > 0 && pool.expiresAt > now);
+    if (!tokenReady && bucketKey !== undefined) {
+      const refused = this.#refusedUntil.get(bucketKey);
+      if (refused !== undefined && refused.until > now) {
+        return refusedDecision('rate', 0, Math.max(0, refused.resetAt - now), refused.until - now);
+      }
+    }
     let slots: SlotPool | undefined;
     if (cap !== undefined) {
       slots = this.#slots.get(tenantId);
@@ -222,7 +233,13 @@ export class SharedLimits {
         this.#leaseMs,
       )
       .then(([status, remaining, resetMs, retryMs, took, granted]) => {
-        if (status === 0) return refusedDecision('rate', 0, resetMs, retryMs);
+        if (status === 0) {
+          if (bucketKey !== undefined && retryMs > 0) {
+            const at = this.#now();
+            this.#refusedUntil.set(bucketKey, { until: at + retryMs, resetAt: at + resetMs });
+          }
+          return refusedDecision('rate', 0, resetMs, retryMs);
+        }
         if (status === -1) return refusedDecision('concurrency', 0, 0, retryMs);
         const at = this.#now();
         if (bucketKey !== undefined && took > 0) {
@@ -276,6 +293,7 @@ export class SharedLimits {
     for (const [tenantId, slots] of this.#slots) if (slots.held > 0) this.#hold(tenantId, slots.held);
     const now = this.#now();
     for (const [key, pool] of this.#tokens) if (pool.expiresAt <= now) this.#tokens.delete(key);
+    for (const [key, refused] of this.#refusedUntil) if (refused.until <= now) this.#refusedUntil.delete(key);
   }
 }
 
