@@ -17,6 +17,7 @@ interface WireConnection {
   }): void;
   describe(options: { type: 'P' | 'S'; name: string }): void;
   execute(options: { portal: string; rows?: number }): void;
+  close(options: { type: 'S' | 'P'; name: string }): void;
   sync(): void;
   stream: { cork?: () => void; uncork?: () => void };
 }
@@ -24,7 +25,19 @@ interface WireConnection {
 export interface Statement {
   readonly text: string;
   readonly values: readonly unknown[];
+  /**
+   * A setup statement with a name is parsed once per connection and bound by name afterwards:
+   * the server plans it once instead of on every request.
+   */
+  readonly name?: string;
 }
+
+/**
+ * Named statements each connection holds: `parsed` once the server has run one (so it exists),
+ * `unsure` after a pipeline failed before we could tell (it may or may not exist: the next use
+ * closes it first, which the server allows for a statement that does not exist).
+ */
+const preparedByConnection = new WeakMap<object, Map<string, 'parsed' | 'unsure'>>();
 
 /**
  * Sends `setup` statements and then `main` in one pipeline ending in a single Sync: one round
@@ -43,22 +56,43 @@ export function pipelinedQuery<R extends pg.QueryResultRow>(
     const handleDataRow = internals.handleDataRow.bind(query);
     const handleCommandComplete = internals.handleCommandComplete.bind(query);
     let setupPending = setup.length;
+    let prepared: Map<string, 'parsed' | 'unsure'> | undefined;
+    const named = setup.filter((statement) => statement.name !== undefined);
     // Setup statements are executed without Describe: their rows arrive without a row
     // description and end with a CommandComplete each; they must not reach the main result.
     internals.handleDataRow = (message) => {
       if (setupPending === 0) handleDataRow(message);
     };
     internals.handleCommandComplete = (message, connection) => {
-      if (setupPending > 0) setupPending -= 1;
-      else handleCommandComplete(message, connection);
+      if (setupPending > 0) {
+        const statement = setup[setup.length - setupPending];
+        if (statement?.name !== undefined) prepared?.set(statement.name, 'parsed');
+        setupPending -= 1;
+      } else handleCommandComplete(message, connection);
     };
     query.submit = (connection) => {
       const wire = connection as unknown as WireConnection;
+      if (named.length > 0) {
+        prepared = preparedByConnection.get(connection);
+        if (!prepared) {
+          prepared = new Map();
+          preparedByConnection.set(connection, prepared);
+        }
+      }
       wire.stream.cork?.();
       try {
         for (const statement of setup) {
-          wire.parse({ text: statement.text });
-          wire.bind({ values: [...statement.values], valueMapper: prepareValue });
+          const name = statement.name;
+          const state = name === undefined ? undefined : prepared?.get(name);
+          if (name !== undefined && state !== 'parsed') {
+            if (state === 'unsure') wire.close({ type: 'S', name });
+            wire.parse({ text: statement.text, name });
+            // Until its CommandComplete is seen, a failure leaves it unsure.
+            prepared?.set(name, 'unsure');
+          } else if (name === undefined) {
+            wire.parse({ text: statement.text });
+          }
+          wire.bind({ statement: name ?? '', values: [...statement.values], valueMapper: prepareValue });
           wire.execute({ portal: '' });
         }
         wire.parse({ text: main.text });

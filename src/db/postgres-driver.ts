@@ -14,6 +14,9 @@ import {
 } from './database.js';
 import { pipelinedQuery } from './pipelined-query.js';
 
+/** The tenant settings statement, prepared once per connection (it is the same for every tenant). */
+const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
+
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
 function adapt(target: PgQueryable): Queryable {
@@ -82,10 +85,20 @@ class PostgresPool implements ConnectionPool {
     params: readonly unknown[] = [],
   ): Promise<QueryResult<R>> {
     const result = await this.withClient((client) =>
-      pipelinedQuery<R>(client, [{ text: APPLY_TENANT_SETTINGS, values: tenantSettingsParams(settings) }], {
-        text: sql,
-        values: params,
-      }),
+      pipelinedQuery<R>(
+        client,
+        [
+          {
+            text: APPLY_TENANT_SETTINGS,
+            values: tenantSettingsParams(settings),
+            name: TENANT_SETTINGS_STATEMENT,
+          },
+        ],
+        {
+          text: sql,
+          values: params,
+        },
+      ),
     );
     return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
   }
