@@ -22,7 +22,10 @@ export function admitWithinLimits(
   done: Done,
 ): void {
   const tenant = request.tenant as Tenant;
-  const admission = tenantry.limiter.admit(tenant);
+  const admission = tenantry.limiter.admit(
+    tenant,
+    request.actor?.kind === 'anonymous' ? 'anonymous' : 'authenticated',
+  );
   if (admission === undefined) {
     done();
     return;

@@ -74,25 +74,34 @@ export class TenantLimiter {
       : undefined;
   }
 
-  /** Undefined when the tenant has neither a rate limit nor a concurrency cap. */
-  admit(tenant: Tenant): Admission | Promise<Admission> | undefined {
+  /**
+   * Undefined when the tenant has neither a rate limit nor a concurrency cap. Callers without
+   * credentials (known only by the tenant's host, which is public) spend a bucket and a cap of
+   * their own with the same limits: whoever knows a tenant's host name cannot use up the
+   * allowance of its API clients and users.
+   */
+  admit(
+    tenant: Tenant,
+    caller: 'authenticated' | 'anonymous' = 'authenticated',
+  ): Admission | Promise<Admission> | undefined {
     const limits = tenant.effective.limits;
     const policy = bucketPolicy(limits);
     const cap = limits.maxConcurrent;
     if (policy === undefined && cap === undefined) return undefined;
     if (policy?.burst === 0) return refused('rate', undefined, CLOSED_RETRY_MS, false);
+    const id = caller === 'anonymous' ? `${tenant.id}:anonymous` : tenant.id;
     const shared = this.#shared;
     if (!shared || !this.#redis?.up) {
       if (shared) this.#onFallback();
-      return this.#admitLocally(tenant.id, policy, cap, shared !== undefined);
+      return this.#admitLocally(id, policy, cap, shared !== undefined);
     }
-    const decided = shared.admit(tenant.id, policy, cap);
+    const decided = shared.admit(id, policy, cap);
     if (!(decided instanceof Promise)) return this.#fromShared(decided, policy);
     return decided.then(
       (decision) => this.#fromShared(decision, policy),
       () => {
         this.#onFallback();
-        return this.#admitLocally(tenant.id, policy, cap, true);
+        return this.#admitLocally(id, policy, cap, true);
       },
     );
   }

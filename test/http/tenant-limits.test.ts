@@ -137,6 +137,22 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
     expect((await info(limited)).statusCode).toBe(429);
   });
 
+  it("gives callers known only by the host a bucket of their own: they cannot spend the tenant's", async () => {
+    const hosted = await env.createTenant('limits-h', { plan: 'tiny' });
+    const anonymous = () => env.inject({ url: '/tenant-info', headers: { host: 'limits-h.localhost' } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i += 1) statuses.push((await anonymous()).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    // The tenant's own clients still have their whole burst.
+    const remaining: string[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const response = await info(hosted);
+      expect(response.statusCode).toBe(200);
+      remaining.push(String(response.headers['ratelimit-remaining']));
+    }
+    expect(remaining).toEqual(['2', '1', '0']);
+  });
+
   it('applies a changed limit at once', async () => {
     const patched = await env.admin('PATCH', `/admin/tenants/${limited.slug}/config`, {
       set: { 'limits.requestsPerSecond': 100, 'limits.burst': 50 },
