@@ -10,6 +10,8 @@
  *   npm run bench -- identity          # entity GET with a session token / an API key / no authentication
  *   npm run bench -- limits            # entity GET with per-tenant limits on (memory, Redis) vs off
  *   npm run bench -- noisy-neighbour   # tenant B's p99 while tenant A floods at ten times its limit
+ *   npm run bench -- callgrind         # /tenant-info in instructions per request, Tenantry vs bare
+ *                                      # (valgrind; --callgrind-warmup=6000 --callgrind-requests=2000)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -28,6 +30,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchApiKeyVerify } from './api-key-verify.js';
+import { benchCallgrind } from './callgrind.js';
 import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
 import { runIdentity } from './identity.js';
@@ -47,6 +50,7 @@ const EXTRA = [
   'identity',
   'limits',
   'noisy-neighbour',
+  'callgrind',
 ] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
@@ -69,6 +73,8 @@ const { values, positionals } = parseArgs({
     'fleet-baseline-databases': { type: 'string', default: '10' },
     'fleet-noop-runs': { type: 'string', default: '5' },
     'flood-priority': { type: 'string', default: '19' },
+    'callgrind-warmup': { type: 'string', default: '6000' },
+    'callgrind-requests': { type: 'string', default: '2000' },
   },
 });
 
@@ -142,6 +148,15 @@ async function main(): Promise<void> {
         log,
       });
       sections.push(report.markdown);
+    } else if (benchmark === 'callgrind') {
+      sections.push(
+        await benchCallgrind({
+          warmup: positiveInteger('callgrind-warmup', values['callgrind-warmup']),
+          requests: positiveInteger('callgrind-requests', values['callgrind-requests']),
+          rounds: positiveInteger('rounds', values.rounds),
+          log,
+        }),
+      );
     } else if (benchmark === 'metrics-observe') {
       sections.push(benchMetricsObserve());
     } else if (benchmark === 'fleet') {

@@ -130,7 +130,7 @@ function runOf(
   };
 }
 
-async function createTenantKey(url: string, adminToken: string): Promise<string> {
+export async function createTenantKey(url: string, adminToken: string): Promise<string> {
   const response = await fetch(`${url}/admin/tenants`, {
     method: 'POST',
     headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
@@ -153,7 +153,7 @@ async function createTenantKey(url: string, adminToken: string): Promise<string>
   return created.apiKey.key;
 }
 
-async function fetchBody(url: string, headers: Record<string, string>): Promise<string> {
+export async function fetchBody(url: string, headers: Record<string, string>): Promise<string> {
   const response = await fetch(`${url}/tenant-info`, { headers });
   const text = await response.text();
   if (response.status !== 200) throw new Error(`GET ${url}/tenant-info answered ${response.status}: ${text}`);

@@ -29,19 +29,24 @@ export function startChildServer(
   script: string,
   env: Readonly<Record<string, string | undefined>>,
   nodeArgs: readonly string[] = [],
+  /** A program that runs Node (like valgrind), with its own arguments, and a longer start-up. */
+  wrapper?: { readonly command: string; readonly args: readonly string[]; readonly startMs: number },
 ): Promise<ChildServer> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', TSX_LOADER, script], {
+    const node = [process.execPath, ...nodeArgs, '--import', TSX_LOADER, script];
+    const [command, ...args] = wrapper ? [wrapper.command, ...wrapper.args, ...node] : node;
+    const child: ChildProcess = spawn(command!, args, {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const startMs = wrapper?.startMs ?? 30_000;
     let output = '';
     let ready = false;
     const exited = new Promise<void>((done) => child.once('exit', () => done()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${script} did not start within 30 s:\n${output}`));
-    }, 30_000);
+      reject(new Error(`${script} did not start within ${startMs / 1000} s:\n${output}`));
+    }, startMs);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       if (ready) return;

@@ -1,0 +1,148 @@
+/**
+ * Instructions per request of `GET /tenant-info` with an API key, Tenantry against bare Fastify,
+ * counted by valgrind's callgrind (`npm run bench -- callgrind`). Unlike requests per second,
+ * an instruction count does not depend on what else the machine is doing, so it can weigh a few
+ * microseconds of work. Only the main thread is counted (`--separate-threads`): V8's compiler
+ * threads keep optimising for a long time under valgrind's slowdown, and the kernel's share (the
+ * socket writes) is outside callgrind's view. Each server runs under valgrind in its own process;
+ * requests are sent one at a time over one keep-alive connection; after a warm-up, the counters
+ * are zeroed, a fixed number of requests sent and the counters dumped, a few times.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
+import { createScratchDatabase } from './lib/scratch-database.js';
+import { fmt, median } from './lib/stats.js';
+import { createTenantKey, fetchBody } from './tenant-info.js';
+
+export interface CallgrindOptions {
+  readonly warmup: number;
+  readonly requests: number;
+  readonly rounds: number;
+  readonly log: (line: string) => void;
+}
+
+/** Sends `count` GETs one after another over one keep-alive connection; every one must be 200. */
+async function sequential(url: string, headers: Record<string, string>, count: number): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const target = new URL(url);
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const outgoing = request(
+          { agent, host: target.hostname, port: target.port, path: target.pathname, headers },
+          (response) => {
+            response.resume();
+            response.once('end', () => resolve(response.statusCode ?? 0));
+          },
+        );
+        outgoing.once('error', reject);
+        outgoing.end();
+      });
+      if (status !== 200) throw new Error(`${url} answered ${status}`);
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Main-thread instructions of the newest dump of `prefix` (thread 1 is the main thread). */
+function mainThreadInstructions(dir: string, prefix: string, dump: number): number {
+  const file = readdirSync(dir).find((name) => name === `${prefix}.${dump}-01`);
+  if (!file) throw new Error(`no callgrind dump ${prefix}.${dump}-01 in ${dir}`);
+  const summary = /^summary: (\d+)$/m.exec(readFileSync(join(dir, file), 'utf8'));
+  if (!summary) throw new Error(`no summary line in ${file}`);
+  return Number(summary[1]);
+}
+
+export async function benchCallgrind(options: CallgrindOptions): Promise<string> {
+  const { log } = options;
+  const dir = mkdtempSync(join(tmpdir(), 'tenantry-callgrind-'));
+  const database = await createScratchDatabase('callgrind');
+  const servers: ChildServer[] = [];
+  const underValgrind = (name: string) => ({
+    command: 'valgrind',
+    args: [
+      '--tool=callgrind',
+      '--smc-check=all-non-file',
+      '--separate-threads=yes',
+      `--callgrind-out-file=${join(dir, name)}`,
+    ],
+    startMs: 600_000,
+  });
+  try {
+    const adminToken = randomBytes(24).toString('base64url');
+    log('starting Tenantry under valgrind (a minute or two)…');
+    const tenantry = await startChildServer(
+      serverScript('tenantry-server.ts'),
+      {
+        DATABASE_URL: database.url,
+        DATABASE_ADMIN_URL: '',
+        TENANTRY_CONFIG: '',
+        REDIS_URL: '',
+        LOG_LEVEL: 'warn',
+        TENANTRY_ADMIN_TOKEN: adminToken,
+        PORT: '',
+      },
+      [],
+      underValgrind('tenantry'),
+    );
+    servers.push(tenantry);
+    const key = await createTenantKey(tenantry.url, adminToken);
+    const body = await fetchBody(tenantry.url, { 'x-api-key': key });
+    log('starting bare Fastify under valgrind…');
+    const bare = await startChildServer(
+      serverScript('bare-server.ts'),
+      { BENCH_BODY: body },
+      [],
+      underValgrind('bare'),
+    );
+    servers.push(bare);
+    const targets = [
+      { name: 'bare', server: bare, headers: {} as Record<string, string> },
+      { name: 'tenantry', server: tenantry, headers: { 'x-api-key': key } },
+    ];
+    for (const target of targets) {
+      log(`warm-up ${target.name}: ${options.warmup} requests`);
+      await sequential(`${target.server.url}/tenant-info`, target.headers, options.warmup);
+    }
+    const perRequest = new Map<string, number[]>(targets.map((target) => [target.name, []]));
+    for (let round = 1; round <= options.rounds; round += 1) {
+      for (const target of targets) {
+        execFileSync('callgrind_control', ['-z', String(target.server.pid)], { stdio: 'ignore' });
+        await sequential(`${target.server.url}/tenant-info`, target.headers, options.requests);
+        execFileSync('callgrind_control', ['-d', String(target.server.pid)], { stdio: 'ignore' });
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        const instructions = mainThreadInstructions(dir, target.name, round) / options.requests;
+        perRequest.get(target.name)!.push(instructions);
+        log(`round ${round} ${target.name}: ${fmt(instructions)} instructions per request`);
+      }
+    }
+    const bareMedian = median(perRequest.get('bare')!);
+    const tenantryMedian = median(perRequest.get('tenantry')!);
+    return [
+      '### GET /tenant-info in instructions per request (callgrind)',
+      '',
+      `Main thread only, ${options.requests} sequential requests per round after ${options.warmup} of warm-up, ${options.rounds} rounds, medians. Response body identical (${body.length} bytes).`,
+      '',
+      '| server | instructions per request (median) | per round |',
+      '| --- | ---: | --- |',
+      ...targets.map(
+        (target) =>
+          `| ${target.name} | ${fmt(median(perRequest.get(target.name)!))} | ${perRequest
+            .get(target.name)!
+            .map((value) => fmt(value))
+            .join(', ')} |`,
+      ),
+      '',
+      `**Tenantry / bare: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
+    ].join('\n');
+  } finally {
+    for (const server of servers) await server.stop();
+    await database.drop();
+  }
+}
