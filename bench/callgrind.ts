@@ -19,6 +19,12 @@ import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
 import { createTenantKey, fetchBody } from './tenant-info.js';
 
+/**
+ * V8 drops the bytecode of functions unused for a while and compiles it again on the next call:
+ * a server idle during the other's rounds would pay that inside its own measurement.
+ */
+const NODE_FLAGS = ['--no-flush-bytecode'];
+
 export interface CallgrindOptions {
   readonly warmup: number;
   readonly requests: number;
@@ -88,7 +94,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         TENANTRY_ADMIN_TOKEN: adminToken,
         PORT: '',
       },
-      [],
+      NODE_FLAGS,
       underValgrind('tenantry'),
     );
     servers.push(tenantry);
@@ -98,7 +104,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
     const bare = await startChildServer(
       serverScript('bare-server.ts'),
       { BENCH_BODY: body },
-      [],
+      NODE_FLAGS,
       underValgrind('bare'),
     );
     servers.push(bare);
