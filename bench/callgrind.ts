@@ -10,11 +10,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
+import { httpGet } from './lib/http-get.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
 import { createTenantKey, fetchBody } from './tenant-info.js';
@@ -38,31 +39,29 @@ async function sequential(url: string, headers: Record<string, string>, count: n
   const target = new URL(url);
   try {
     for (let i = 0; i < count; i += 1) {
-      const status = await new Promise<number>((resolve, reject) => {
-        const outgoing = request(
-          { agent, host: target.hostname, port: target.port, path: target.pathname, headers },
-          (response) => {
-            response.resume();
-            response.once('end', () => resolve(response.statusCode ?? 0));
-          },
-        );
-        outgoing.once('error', reject);
-        outgoing.end();
-      });
-      if (status !== 200) throw new Error(`${url} answered ${status}`);
+      const status = await httpGet(agent, target, target.pathname, headers);
+      if (status !== 200) throw new Error(`${url} answered ${status || 'nothing'}`);
     }
   } finally {
     agent.destroy();
   }
 }
 
-/** Main-thread instructions of the newest dump of `prefix` (thread 1 is the main thread). */
-function mainThreadInstructions(dir: string, prefix: string, dump: number): number {
-  const file = readdirSync(dir).find((name) => name === `${prefix}.${dump}-01`);
-  if (!file) throw new Error(`no callgrind dump ${prefix}.${dump}-01 in ${dir}`);
-  const summary = /^summary: (\d+)$/m.exec(readFileSync(join(dir, file), 'utf8'));
-  if (!summary) throw new Error(`no summary line in ${file}`);
-  return Number(summary[1]);
+/** Main-thread instructions of dump `dump` of `prefix` (thread 1 is the main thread), once written. */
+async function mainThreadInstructions(dir: string, prefix: string, dump: number): Promise<number> {
+  const file = join(dir, `${prefix}.${dump}-01`);
+  for (let waited = 0; !existsSync(file); waited += 100) {
+    if (waited >= 30_000) throw new Error(`no callgrind dump ${file}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  // The dump is complete once its totals line is written.
+  for (let waited = 0; ; waited += 100) {
+    const text = readFileSync(file, 'utf8');
+    const summary = /^summary: (\d+)$/m.exec(text);
+    if (summary && /^totals: /m.test(text)) return Number(summary[1]);
+    if (waited >= 30_000) throw new Error(`no summary line in ${file}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 export async function benchCallgrind(options: CallgrindOptions): Promise<string> {
@@ -122,8 +121,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         execFileSync('callgrind_control', ['-z', String(target.server.pid)], { stdio: 'ignore' });
         await sequential(`${target.server.url}/tenant-info`, target.headers, options.requests);
         execFileSync('callgrind_control', ['-d', String(target.server.pid)], { stdio: 'ignore' });
-        await new Promise((resolve) => setTimeout(resolve, 2000));
-        const instructions = mainThreadInstructions(dir, target.name, round) / options.requests;
+        const instructions = (await mainThreadInstructions(dir, target.name, round)) / options.requests;
         perRequest.get(target.name)!.push(instructions);
         log(`round ${round} ${target.name}: ${fmt(instructions)} instructions per request`);
       }

@@ -273,7 +273,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
       ['memory', servers.memory],
       ['Redis', servers.redis],
     ] as const) {
-      const bLoad = (pooled?: LatencyHistogram) =>
+      const bLoad = (histogram = new LatencyHistogram()) =>
         steadyLoad({
           url: server.url,
           rate: rateB,
@@ -283,7 +283,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
             path: `/api/v1/projects/${quiet.ids[Math.floor(Math.random() * quiet.ids.length)]}`,
             headers: { 'x-api-key': quiet.key },
           }),
-          ...(pooled ? { histogram: pooled } : {}),
+          histogram,
         });
       const flood = (url: string, rate = limitA * 10) =>
         floodInChild(url, noisy.key, rate, options.duration, options.floodPriority);

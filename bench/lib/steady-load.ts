@@ -1,4 +1,5 @@
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
+import { httpGet } from './http-get.js';
 import { LatencyHistogram } from './latency-histogram.js';
 
 export interface SteadyLoadOptions {
@@ -50,15 +51,7 @@ export function steadyLoad(options: SteadyLoadOptions): Promise<SteadyLoadResult
     };
     const send = (index: number, due: number) => {
       const { path, headers } = options.next(index);
-      const outgoing = request(
-        { agent, host: target.hostname, port: target.port, path, headers, method: 'GET' },
-        (response) => {
-          response.resume();
-          response.once('end', () => settle(due, response.statusCode === 200));
-        },
-      );
-      outgoing.once('error', () => settle(due, false));
-      outgoing.end();
+      void httpGet(agent, target, path, headers).then((status) => settle(due, status === 200));
     };
     const tick = () => {
       const now = performance.now();

@@ -39,6 +39,15 @@ export interface Statement {
  */
 const preparedByConnection = new WeakMap<object, Map<string, 'parsed' | 'unsure'>>();
 
+function preparedOn(connection: object): Map<string, 'parsed' | 'unsure'> {
+  let prepared = preparedByConnection.get(connection);
+  if (!prepared) {
+    prepared = new Map();
+    preparedByConnection.set(connection, prepared);
+  }
+  return prepared;
+}
+
 /**
  * Sends `setup` statements and then `main` in one pipeline ending in a single Sync: one round
  * trip, one implicit transaction. If any statement fails the server skips to the Sync and rolls
@@ -57,7 +66,6 @@ export function pipelinedQuery<R extends pg.QueryResultRow>(
     const handleCommandComplete = internals.handleCommandComplete.bind(query);
     let setupPending = setup.length;
     let prepared: Map<string, 'parsed' | 'unsure'> | undefined;
-    const named = setup.filter((statement) => statement.name !== undefined);
     // Setup statements are executed without Describe: their rows arrive without a row
     // description and end with a CommandComplete each; they must not reach the main result.
     internals.handleDataRow = (message) => {
@@ -72,25 +80,21 @@ export function pipelinedQuery<R extends pg.QueryResultRow>(
     };
     query.submit = (connection) => {
       const wire = connection as unknown as WireConnection;
-      if (named.length > 0) {
-        prepared = preparedByConnection.get(connection);
-        if (!prepared) {
-          prepared = new Map();
-          preparedByConnection.set(connection, prepared);
-        }
-      }
       wire.stream.cork?.();
       try {
         for (const statement of setup) {
           const name = statement.name;
-          const state = name === undefined ? undefined : prepared?.get(name);
-          if (name !== undefined && state !== 'parsed') {
-            if (state === 'unsure') wire.close({ type: 'S', name });
-            wire.parse({ text: statement.text, name });
-            // Until its CommandComplete is seen, a failure leaves it unsure.
-            prepared?.set(name, 'unsure');
-          } else if (name === undefined) {
+          if (name === undefined) {
             wire.parse({ text: statement.text });
+          } else {
+            prepared ??= preparedOn(connection);
+            const state = prepared.get(name);
+            if (state !== 'parsed') {
+              if (state === 'unsure') wire.close({ type: 'S', name });
+              wire.parse({ text: statement.text, name });
+              // Until its CommandComplete is seen, a failure leaves it unsure.
+              prepared.set(name, 'unsure');
+            }
           }
           wire.bind({ statement: name ?? '', values: [...statement.values], valueMapper: prepareValue });
           wire.execute({ portal: '' });
