@@ -26,7 +26,19 @@ import { createTenantKey, fetchBody } from './tenant-info.js';
  */
 const NODE_FLAGS = ['--no-flush-bytecode'];
 
+export type CallgrindServer = 'bare' | 'tenantry';
+
+/** `--callgrind-servers=tenantry` counts one server only (to compare builds of Tenantry). */
+export function callgrindServers(list: string | undefined): CallgrindServer[] {
+  const names = (list ?? 'bare,tenantry').split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (name !== 'bare' && name !== 'tenantry') throw new Error(`unknown callgrind server ${name}`);
+  }
+  return names as CallgrindServer[];
+}
+
 export interface CallgrindOptions {
+  readonly servers: readonly CallgrindServer[];
   readonly warmup: number;
   readonly requests: number;
   readonly rounds: number;
@@ -81,7 +93,8 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
   });
   try {
     const adminToken = randomBytes(24).toString('base64url');
-    log('starting Tenantry under valgrind (a minute or two)…');
+    const counted = (name: CallgrindServer) => options.servers.includes(name);
+    log(`starting Tenantry${counted('tenantry') ? ' under valgrind (a minute or two)' : ''}…`);
     const tenantry = await startChildServer(
       serverScript('tenantry-server.ts'),
       {
@@ -94,23 +107,25 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         PORT: '',
       },
       NODE_FLAGS,
-      underValgrind('tenantry'),
+      counted('tenantry') ? underValgrind('tenantry') : undefined,
     );
     servers.push(tenantry);
     const key = await createTenantKey(tenantry.url, adminToken);
     const body = await fetchBody(tenantry.url, { 'x-api-key': key });
-    log('starting bare Fastify under valgrind…');
-    const bare = await startChildServer(
-      serverScript('bare-server.ts'),
-      { BENCH_BODY: body },
-      NODE_FLAGS,
-      underValgrind('bare'),
-    );
-    servers.push(bare);
-    const targets = [
-      { name: 'bare', server: bare, headers: {} as Record<string, string> },
-      { name: 'tenantry', server: tenantry, headers: { 'x-api-key': key } },
-    ];
+    const targets: { name: CallgrindServer; server: ChildServer; headers: Record<string, string> }[] = [];
+    if (counted('bare')) {
+      log('starting bare Fastify under valgrind…');
+      const bare = await startChildServer(
+        serverScript('bare-server.ts'),
+        { BENCH_BODY: body },
+        NODE_FLAGS,
+        underValgrind('bare'),
+      );
+      servers.push(bare);
+      targets.push({ name: 'bare', server: bare, headers: {} });
+    }
+    if (counted('tenantry'))
+      targets.push({ name: 'tenantry', server: tenantry, headers: { 'x-api-key': key } });
     for (const target of targets) {
       log(`warm-up ${target.name}: ${options.warmup} requests`);
       await sequential(`${target.server.url}/tenant-info`, target.headers, options.warmup);
@@ -126,8 +141,8 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         log(`round ${round} ${target.name}: ${fmt(instructions)} instructions per request`);
       }
     }
-    const bareMedian = median(perRequest.get('bare')!);
-    const tenantryMedian = median(perRequest.get('tenantry')!);
+    const bareMedian = median(perRequest.get('bare') ?? []);
+    const tenantryMedian = median(perRequest.get('tenantry') ?? []);
     return [
       '### GET /tenant-info in instructions per request (callgrind)',
       '',
@@ -142,8 +157,12 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
             .map((value) => fmt(value))
             .join(', ')} |`,
       ),
-      '',
-      `**Tenantry / bare: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
+      ...(targets.length === 2
+        ? [
+            '',
+            `**Tenantry / bare: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
+          ]
+        : []),
     ].join('\n');
   } finally {
     for (const server of servers) await server.stop();

@@ -11,7 +11,8 @@
  *   npm run bench -- limits            # entity GET with per-tenant limits on (memory, Redis) vs off
  *   npm run bench -- noisy-neighbour   # tenant B's p99 while tenant A floods at ten times its limit
  *   npm run bench -- callgrind         # /tenant-info in instructions per request, Tenantry vs bare
- *                                      # (valgrind; --callgrind-warmup=6000 --callgrind-requests=2000)
+ *                                      # (valgrind; --callgrind-warmup=6000 --callgrind-requests=2000
+ *                                      # --callgrind-servers=bare,tenantry)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -30,7 +31,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchApiKeyVerify } from './api-key-verify.js';
-import { benchCallgrind } from './callgrind.js';
+import { benchCallgrind, callgrindServers } from './callgrind.js';
 import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
 import { runIdentity } from './identity.js';
@@ -75,6 +76,7 @@ const { values, positionals } = parseArgs({
     'flood-priority': { type: 'string', default: '19' },
     'callgrind-warmup': { type: 'string', default: '6000' },
     'callgrind-requests': { type: 'string', default: '2000' },
+    'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
   },
 });
 
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
           warmup: positiveInteger('callgrind-warmup', values['callgrind-warmup']),
           requests: positiveInteger('callgrind-requests', values['callgrind-requests']),
           rounds: positiveInteger('rounds', values.rounds),
+          servers: callgrindServers(values['callgrind-servers']),
           log,
         }),
       );
