@@ -25,6 +25,8 @@ interface CachedKey {
   readonly digest: Buffer;
   /** Epoch ms after which the key no longer authenticates (it expires); Infinity when never. */
   readonly expiresAt: number;
+  /** When this process last recorded the key's use (see `touchIntervalMs`). */
+  touchedAt: number;
 }
 
 export interface ApiKeyVerifierOptions {
@@ -78,8 +80,13 @@ export class ApiKeyVerifier {
     if (!parsed) return undefined;
     const cached = this.#cache.get(parsed.keyId);
     if (!cached || !this.#digester.matches(parsed.secret, cached.digest)) return undefined;
-    if (cached.expiresAt !== Number.POSITIVE_INFINITY && Date.now() >= cached.expiresAt) return undefined;
-    this.#touch(parsed.keyId);
+    const now = Date.now();
+    if (now >= cached.expiresAt) return undefined;
+    // The entry remembers the last touch, so a cached key costs no second lookup per request.
+    if (now - cached.touchedAt >= this.#touchIntervalMs) {
+      cached.touchedAt = now;
+      this.#touch(parsed.keyId);
+    }
     return cached.verified;
   }
 
@@ -131,6 +138,7 @@ export class ApiKeyVerifier {
         verified,
         digest: this.#digester.digest(parsed.secret),
         expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
+        touchedAt: Date.now(),
       });
     }
     this.#touch(parsed.keyId);
@@ -147,10 +155,14 @@ export class ApiKeyVerifier {
     await verifySecret(secret, await this.#decoy);
   }
 
+  get #touchIntervalMs(): number {
+    return this.#options.touchIntervalMs ?? 60_000;
+  }
+
   #touch(keyId: string): void {
     const now = Date.now();
     const last = this.#lastTouched.get(keyId);
-    if (last !== undefined && now - last < (this.#options.touchIntervalMs ?? 60_000)) return;
+    if (last !== undefined && now - last < this.#touchIntervalMs) return;
     this.#lastTouched.set(keyId, now);
     touchKey(this.#options.db, keyId).catch((error: unknown) => this.#options.onBackgroundError?.(error));
   }

@@ -1,9 +1,21 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { TenantryError } from '../errors.js';
-import { publicTenantView } from '../tenants/tenant.js';
+import { publicTenantView, type Tenant } from '../tenants/tenant.js';
 import { ProblemSchema, PublicTenantSchema } from './schemas.js';
 import { presentUsage, TenantUsageSchema } from './usage-view.js';
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const serializedViews = new WeakMap<Tenant, string>();
+
+function publicTenantJson(tenant: Tenant): string {
+  let json = serializedViews.get(tenant);
+  if (json === undefined) {
+    json = JSON.stringify(publicTenantView(tenant));
+    serializedViews.set(tenant, json);
+  }
+  return json;
+}
 
 /** Routes of the resolved tenant itself. Registered inside `tenantScope`. */
 export function tenantRoutes(scope: FastifyInstance): void {
@@ -23,11 +35,15 @@ export function tenantRoutes(scope: FastifyInstance): void {
     },
   };
   // The tenant hook has run: a request without a resolved tenant never reaches a handler here.
-  // The query is read by hand rather than validated by a schema, so the default answer costs
-  // nothing more than before.
-  const handler = async (request: FastifyRequest) => {
+  // The query is read by hand rather than validated by a schema, and the default answer is the
+  // tenant's view serialized once per tenant snapshot (a changed tenant is a new object): this
+  // is the route every client's login page calls.
+  const handler = (request: FastifyRequest, reply: FastifyReply) => {
     const include = (request.query as Record<string, unknown>).include;
-    if (include === undefined) return publicTenantView(request.tenant!);
+    if (include === undefined) return reply.type(JSON_TYPE).send(publicTenantJson(request.tenant!));
+    return withUsage(request, include);
+  };
+  const withUsage = async (request: FastifyRequest, include: unknown) => {
     if (include !== 'usage') {
       throw new TenantryError('validation_failed', 'include may only be "usage"', { field: 'include' });
     }

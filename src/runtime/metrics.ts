@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Queryable } from '../db/database.js';
+import { RequestMetrics } from './request-metrics.js';
 
 /** The label of requests without a tenant, and of tenants outside the top N. */
 export const NO_TENANT = 'none';
@@ -97,8 +98,7 @@ export interface MetricsOptions {
 export class Metrics {
   readonly registry = new Registry();
   readonly labels: TenantLabels;
-  readonly #requests: Counter<'tenant' | 'route' | 'method' | 'status'>;
-  readonly #duration: Histogram<'tenant' | 'route' | 'method'>;
+  readonly #requests: RequestMetrics;
   readonly #dbDuration: Histogram<'tenant'>;
   readonly #limited: Counter<'tenant' | 'reason'>;
   readonly #quotaRefused: Counter<'tenant' | 'quota'>;
@@ -113,18 +113,14 @@ export class Metrics {
       ...(options.rebalanceMs === undefined ? {} : { rebalanceMs: options.rebalanceMs }),
     });
     const registers = [this.registry];
-    this.#requests = new Counter({
-      name: 'tenantry_http_requests_total',
-      help: 'HTTP requests by tenant (the busiest keep their slug, the rest share "other"), route and status',
-      labelNames: ['tenant', 'route', 'method', 'status'],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: 'tenantry_http_request_duration_seconds',
-      help: 'HTTP request latency by tenant and route',
-      labelNames: ['tenant', 'route', 'method'],
+    this.#requests = new RequestMetrics({
+      registry: this.registry,
+      counterName: 'tenantry_http_requests_total',
+      counterHelp:
+        'HTTP requests by tenant (the busiest keep their slug, the rest share "other"), route and status',
+      histogramName: 'tenantry_http_request_duration_seconds',
+      histogramHelp: 'HTTP request latency by tenant and route',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
     });
     this.#dbDuration = new Histogram({
       name: 'tenantry_tenant_db_duration_seconds',
@@ -169,8 +165,7 @@ export class Metrics {
       registers,
     });
     this.labels.onDemote = (tenant) => {
-      this.#requests.remove({ tenant });
-      this.#duration.remove({ tenant });
+      this.#requests.removeTenant(tenant);
       this.#dbDuration.remove({ tenant });
       this.#limited.remove({ tenant });
       this.#quotaRefused.remove({ tenant });
@@ -226,9 +221,7 @@ export class Metrics {
     status: number,
     seconds: number,
   ): void {
-    const label = this.labels.label(tenant);
-    this.#requests.inc({ tenant: label, route, method, status: String(status) });
-    this.#duration.observe({ tenant: label, route, method }, seconds);
+    this.#requests.observe(this.labels.label(tenant), route, method, status, seconds);
   }
 
   observeDatabase(tenant: string, seconds: number): void {

@@ -82,26 +82,25 @@ export class TenantLimiter {
    */
   admit(
     tenant: Tenant,
-    caller: 'authenticated' | 'anonymous' = 'authenticated',
+    callerKind: 'authenticated' | 'anonymous' = 'authenticated',
   ): Admission | Promise<Admission> | undefined {
-    const limits = tenant.effective.limits;
-    const policy = bucketPolicy(limits);
-    const cap = limits.maxConcurrent;
+    const plan = planOf(tenant);
+    const { policy, cap } = plan;
     if (policy === undefined && cap === undefined) return undefined;
     if (policy?.burst === 0) return refused('rate', undefined, CLOSED_RETRY_MS, false);
-    const id = caller === 'anonymous' ? `${tenant.id}:anonymous` : tenant.id;
+    const caller = plan[callerKind];
     const shared = this.#shared;
     if (!shared || !this.#redis?.up) {
       if (shared) this.#onFallback();
-      return this.#admitLocally(id, policy, cap, shared !== undefined);
+      return this.#admitLocally(caller, policy, cap, shared !== undefined);
     }
-    const decided = shared.admit(id, policy, cap);
+    const decided = shared.admit(caller.id, policy, cap);
     if (!(decided instanceof Promise)) return this.#fromShared(decided, policy);
     return decided.then(
       (decision) => this.#fromShared(decision, policy),
       () => {
         this.#onFallback();
-        return this.#admitLocally(id, policy, cap, true);
+        return this.#admitLocally(caller, policy, cap, true);
       },
     );
   }
@@ -131,35 +130,34 @@ export class TenantLimiter {
   }
 
   #admitLocally(
-    tenantId: string,
+    caller: CallerBucket,
     policy: BucketPolicy | undefined,
     cap: number | undefined,
     local: boolean,
   ): Admission {
     let rate: RateState | undefined;
-    let bucketKey: string | undefined;
     let tat: number | undefined;
     if (policy) {
-      bucketKey = `${tenantId}|${policy.name}`;
-      const decision = takeToken(this.#buckets.get(bucketKey), this.#now(), policy);
+      const decision = takeToken(this.#buckets.get(caller.bucketKey), this.#now(), policy);
       if (!decision.allowed) return refused('rate', rateState(policy, decision), decision.retryMs, local);
       rate = rateState(policy, decision);
       tat = decision.tat;
     }
     let release = NO_RELEASE;
     if (cap !== undefined) {
-      const inFlight = this.#inFlight.get(tenantId) ?? 0;
+      const id = caller.id;
+      const inFlight = this.#inFlight.get(id) ?? 0;
       if (inFlight >= cap) return refused('concurrency', rate, 1000, local);
-      this.#inFlight.set(tenantId, inFlight + 1);
+      this.#inFlight.set(id, inFlight + 1);
       release = once(() => {
-        const left = (this.#inFlight.get(tenantId) ?? 1) - 1;
-        if (left <= 0) this.#inFlight.delete(tenantId);
-        else this.#inFlight.set(tenantId, left);
+        const left = (this.#inFlight.get(id) ?? 1) - 1;
+        if (left <= 0) this.#inFlight.delete(id);
+        else this.#inFlight.set(id, left);
       });
     }
     // The token is taken only once the request is admitted: a request refused for concurrency
     // does not also drain the bucket.
-    if (bucketKey !== undefined && tat !== undefined) this.#buckets.set(bucketKey, tat);
+    if (tat !== undefined) this.#buckets.set(caller.bucketKey, tat);
     return { allowed: true, reason: undefined, rate, retryAfterSeconds: 0, local, release };
   }
 
@@ -167,6 +165,42 @@ export class TenantLimiter {
   inFlight(tenantId: string): number {
     return this.#inFlight.get(tenantId) ?? 0;
   }
+}
+
+/** Who spends a bucket: the tenant's credentialed callers, or those known only by its host. */
+interface CallerBucket {
+  readonly id: string;
+  /** The local bucket's key: a changed policy starts a fresh bucket. */
+  readonly bucketKey: string;
+}
+
+/** A tenant's limits as the limiter uses them, worked out once per tenant snapshot. */
+interface LimitPlan {
+  readonly policy: BucketPolicy | undefined;
+  readonly cap: number | undefined;
+  readonly authenticated: CallerBucket;
+  readonly anonymous: CallerBucket;
+}
+
+// Tenant objects are immutable snapshots (a change or a reload makes a new one), so the plan
+// can hang off the object: the request path builds no strings and no policy.
+const plans = new WeakMap<Tenant, LimitPlan>();
+
+function planOf(tenant: Tenant): LimitPlan {
+  let plan = plans.get(tenant);
+  if (plan === undefined) {
+    const limits = tenant.effective.limits;
+    const policy = bucketPolicy(limits);
+    const caller = (id: string) => ({ id, bucketKey: `${id}|${policy?.name ?? ''}` });
+    plan = {
+      policy,
+      cap: limits.maxConcurrent,
+      authenticated: caller(tenant.id),
+      anonymous: caller(`${tenant.id}:anonymous`),
+    };
+    plans.set(tenant, plan);
+  }
+  return plan;
 }
 
 function rateState(policy: BucketPolicy, decision: { remaining: number; resetMs: number }): RateState {

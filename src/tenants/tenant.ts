@@ -135,7 +135,13 @@ export function publicTenantView(tenant: Tenant): PublicTenantView {
   const config: Pick<TenantConfig, 'features' | 'branding'> = {};
   const { features, branding } = tenant.effective;
   if (features.length > 0) config.features = [...features];
-  if (Object.keys(branding).length > 0) config.branding = branding;
+  // Named fields only: the view may be serialized without the response schema's filter.
+  const shown: TenantBranding = {};
+  if (branding.displayName !== undefined) shown.displayName = branding.displayName;
+  if (branding.primaryColor !== undefined) shown.primaryColor = branding.primaryColor;
+  if (branding.secondaryColor !== undefined) shown.secondaryColor = branding.secondaryColor;
+  if (branding.logoUrl !== undefined) shown.logoUrl = branding.logoUrl;
+  if (Object.keys(shown).length > 0) config.branding = shown;
   return {
     id: tenant.id,
     name: tenant.name,
