@@ -10,6 +10,9 @@ import { auditPruning, Scheduler } from './runtime/scheduler.js';
 import { type ConfigReloadReport, Tenantry } from './tenantry.js';
 import type { StaticSyncReport } from './tenants/static-tenant-sync.js';
 
+/** While shutting down, how often connections that went idle are closed. */
+const IDLE_SWEEP_MS = 25;
+
 export interface RunningServer {
   readonly app: FastifyInstance;
   readonly tenantry: Tenantry;
@@ -30,6 +33,8 @@ export interface StartServerOptions {
   /** Where the one-time generated admin token and other operator notices go. */
   readonly notice?: (message: string) => void;
   readonly logger?: boolean | { level: string };
+  /** Registers more routes before the app is sealed (embedding, tests). */
+  readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
 
 /**
@@ -72,7 +77,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       tenantry,
       adminGuard: guard,
       ...(logger ? { loggerInstance: logger } : {}),
-      lifecycle,
+      ...(options.extend ? { extend: options.extend } : {}),
     });
     if (tenantry.db.driver === 'pglite') control = await startControlSocket(tenantry, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
@@ -112,9 +117,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           lifecycle.closing = true;
           await scheduler.stop();
           const grace = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs);
+          // A keep-alive connection whose last request finishes during shutdown would hold the
+          // server open until its idle timeout: close connections as they go idle. (Done here
+          // rather than with a Connection: close on each response, which costs every request a
+          // hook.)
+          const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
           try {
             await app.close();
           } finally {
+            clearInterval(sweep);
             clearTimeout(grace);
             await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
             await tenantry.close();

@@ -23,8 +23,6 @@ export interface BuildAppOptions {
   readonly logger?: FastifyServerOptions['logger'];
   /** A pino logger to write through (instead of `logger` options). */
   readonly loggerInstance?: FastifyServerOptions['loggerInstance'];
-  /** Shared with the server: once `closing` is set, responses ask clients to drop the connection. */
-  readonly lifecycle?: { closing: boolean };
   /** Registers more routes before the app is sealed (benchmarks, embedding). */
   readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
@@ -68,16 +66,6 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     });
     done();
   });
-
-  // A keep-alive connection that finishes its request during shutdown would otherwise hold the
-  // server open until its idle timeout.
-  const lifecycle = options.lifecycle;
-  if (lifecycle) {
-    app.addHook('onSend', (_request, reply, payload, done) => {
-      if (lifecycle.closing) reply.header('connection', 'close');
-      done(null, payload);
-    });
-  }
 
   await app.register(swagger, {
     openapi: {
