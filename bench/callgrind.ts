@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { topFunctions } from './lib/callgrind-functions.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { httpGet } from './lib/http-get.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
@@ -25,6 +26,8 @@ import { createTenantKey, fetchBody } from './tenant-info.js';
  * a server idle during the other's rounds would pay that inside its own measurement.
  */
 const NODE_FLAGS = ['--no-flush-bytecode'];
+/** Names V8's compiled code for `--callgrind-functions` (see lib/callgrind-functions.ts). */
+const PERF_MAP_FLAGS = ['--perf-basic-prof'];
 
 export type CallgrindServer = 'bare' | 'tenantry';
 
@@ -42,6 +45,8 @@ export interface CallgrindOptions {
   readonly warmup: number;
   readonly requests: number;
   readonly rounds: number;
+  /** With a number: the top functions by instructions per request of each server's last round. */
+  readonly functions?: number;
   readonly log: (line: string) => void;
 }
 
@@ -94,6 +99,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
   try {
     const adminToken = randomBytes(24).toString('base64url');
     const counted = (name: CallgrindServer) => options.servers.includes(name);
+    const nodeFlags = options.functions === undefined ? NODE_FLAGS : [...NODE_FLAGS, ...PERF_MAP_FLAGS];
     log(`starting Tenantry${counted('tenantry') ? ' under valgrind (a minute or two)' : ''}…`);
     const tenantry = await startChildServer(
       serverScript('tenantry-server.ts'),
@@ -106,7 +112,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         TENANTRY_ADMIN_TOKEN: adminToken,
         PORT: '',
       },
-      NODE_FLAGS,
+      nodeFlags,
       counted('tenantry') ? underValgrind('tenantry') : undefined,
     );
     servers.push(tenantry);
@@ -118,7 +124,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
       const bare = await startChildServer(
         serverScript('bare-server.ts'),
         { BENCH_BODY: body },
-        NODE_FLAGS,
+        nodeFlags,
         underValgrind('bare'),
       );
       servers.push(bare);
@@ -141,6 +147,25 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         log(`round ${round} ${target.name}: ${fmt(instructions)} instructions per request`);
       }
     }
+    const functionTables =
+      options.functions === undefined
+        ? []
+        : targets.flatMap((target) => [
+            '',
+            `#### ${target.name}: the ${options.functions} costliest functions of round ${options.rounds}, instructions per request (self cost)`,
+            '',
+            '| instructions | function |',
+            '| ---: | --- |',
+            ...topFunctions(
+              join(dir, `${target.name}.${options.rounds}-01`),
+              target.server.pid,
+              options.requests,
+              options.functions!,
+            ).map(
+              ([label, cost]) =>
+                `| ${fmt(cost)} | \`${label.replaceAll('|', '\\|').replaceAll('`', "'")}\` |`,
+            ),
+          ]);
     const bareMedian = median(perRequest.get('bare') ?? []);
     const tenantryMedian = median(perRequest.get('tenantry') ?? []);
     return [
@@ -163,6 +188,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
             `**Tenantry / bare: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
           ]
         : []),
+      ...functionTables,
     ].join('\n');
   } finally {
     for (const server of servers) await server.stop();

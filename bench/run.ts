@@ -12,7 +12,8 @@
  *   npm run bench -- noisy-neighbour   # tenant B's p99 while tenant A floods at ten times its limit
  *   npm run bench -- callgrind         # /tenant-info in instructions per request, Tenantry vs bare
  *                                      # (valgrind; --callgrind-warmup=6000 --callgrind-requests=2000
- *                                      # --callgrind-servers=bare,tenantry)
+ *                                      # --callgrind-servers=bare,tenantry --callgrind-functions=30:
+ *                                      # the costliest functions per request, JIT code named)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -77,6 +78,7 @@ const { values, positionals } = parseArgs({
     'callgrind-warmup': { type: 'string', default: '6000' },
     'callgrind-requests': { type: 'string', default: '2000' },
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
+    'callgrind-functions': { type: 'string' },
   },
 });
 
@@ -157,6 +159,9 @@ async function main(): Promise<void> {
           requests: positiveInteger('callgrind-requests', values['callgrind-requests']),
           rounds: positiveInteger('rounds', values.rounds),
           servers: callgrindServers(values['callgrind-servers']),
+          ...(values['callgrind-functions'] === undefined
+            ? {}
+            : { functions: positiveInteger('callgrind-functions', values['callgrind-functions']) }),
           log,
         }),
       );
