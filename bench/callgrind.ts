@@ -5,8 +5,9 @@
  * microseconds of work. Only the main thread is counted (`--separate-threads`): V8's compiler
  * threads keep optimising for a long time under valgrind's slowdown, and the kernel's share (the
  * socket writes) is outside callgrind's view. Each server runs under valgrind in its own process;
- * requests are sent one at a time over one keep-alive connection; after a warm-up, the counters
- * are zeroed, a fixed number of requests sent and the counters dumped, a few times.
+ * requests are sent one at a time over one keep-alive connection; after a warm-up, the heap is
+ * collected, the counters zeroed, a fixed number of requests sent and the counters dumped, a few
+ * times.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +26,7 @@ import { createTenantKey, fetchBody } from './tenant-info.js';
  * V8 drops the bytecode of functions unused for a while and compiles it again on the next call:
  * a server idle during the other's rounds would pay that inside its own measurement.
  */
-const NODE_FLAGS = ['--no-flush-bytecode'];
+const NODE_FLAGS = ['--no-flush-bytecode', '--expose-gc'];
 /** Names V8's compiled code for `--callgrind-functions` (see lib/callgrind-functions.ts). */
 const PERF_MAP_FLAGS = ['--perf-basic-prof'];
 
@@ -139,6 +140,9 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
     const perRequest = new Map<string, number[]>(targets.map((target) => [target.name, []]));
     for (let round = 1; round <= options.rounds; round += 1) {
       for (const target of targets) {
+        // Every round starts from a collected heap (servers/collect-on-signal.ts).
+        process.kill(target.server.pid, 'SIGUSR2');
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
         execFileSync('callgrind_control', ['-z', String(target.server.pid)], { stdio: 'ignore' });
         await sequential(`${target.server.url}/tenant-info`, target.headers, options.requests);
         execFileSync('callgrind_control', ['-d', String(target.server.pid)], { stdio: 'ignore' });

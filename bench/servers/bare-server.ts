@@ -3,6 +3,7 @@
  * body given in BENCH_BODY (what Tenantry's /tenant-info answered). No hooks, no schema.
  * Prints `READY <url>` once it listens.
  */
+import './collect-on-signal.js';
 import Fastify from 'fastify';
 
 const body: unknown = JSON.parse(process.env.BENCH_BODY ?? '{}');

@@ -4,6 +4,7 @@
  * 127.0.0.1 on a free port. Prints `READY <url>` once it listens; SIGTERM closes it cleanly, so a
  * `--cpu-prof` profile is written.
  */
+import './collect-on-signal.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startServer } from '../../src/server.js';
 
