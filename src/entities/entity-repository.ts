@@ -368,18 +368,28 @@ async function enforceRowQuota(
  */
 export class EntityRepository {
   readonly #entity: Entity;
-  readonly #table: (db: TenantDb) => string;
   readonly #createSchema;
   readonly #patchSchema;
+  readonly #selectList: string;
+  /** Quoted table name by schema, and the by-id SELECT by table: built once, not per request. */
+  readonly #tables = new Map<string, string>();
+  readonly #selectById = new Map<string, string>();
 
   constructor(entity: Entity) {
     this.#entity = entity;
-    this.#table = (db) =>
-      entity.scope === 'shared'
-        ? qualified(SHARED_SCHEMA, entity.name)
-        : qualified(db.placement.schema, entity.name);
     this.#createSchema = createInputSchema(entity);
     this.#patchSchema = patchInputSchema(entity);
+    this.#selectList = selectList(entity);
+  }
+
+  #table(db: TenantDb): string {
+    const schema = this.#entity.scope === 'shared' ? SHARED_SCHEMA : db.placement.schema;
+    let table = this.#tables.get(schema);
+    if (table === undefined) {
+      table = qualified(schema, this.#entity.name);
+      this.#tables.set(schema, table);
+    }
+    return table;
   }
 
   get entity(): Entity {
@@ -419,7 +429,7 @@ export class EntityRepository {
       'id ASC',
     ].join(', ');
     const cursorColumns = sort.flatMap((key, index) => cursorColumn(key, index) ?? []);
-    const sql = `SELECT ${[selectList(entity), ...cursorColumns].join(', ')} FROM ${this.#table(db)}
+    const sql = `SELECT ${[this.#selectList, ...cursorColumns].join(', ')} FROM ${this.#table(db)}
       ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
       ORDER BY ${order} LIMIT ${limit + 1}`;
     const { rows } = tenantScoped
@@ -438,7 +448,14 @@ export class EntityRepository {
     if (!UUID.test(id)) throw this.#notFound();
     const params = new Params();
     const tenantScoped = this.#entity.scope === 'tenant';
-    const sql = `SELECT ${selectList(this.#entity)} FROM ${this.#table(db)} WHERE ${this.#rowCondition(db, id, params)}`;
+    const table = this.#table(db);
+    // The condition's text does not depend on the values: cache the statement per table.
+    const condition = this.#rowCondition(db, id, params);
+    let sql = this.#selectById.get(table);
+    if (sql === undefined) {
+      sql = `SELECT ${this.#selectList} FROM ${table} WHERE ${condition}`;
+      this.#selectById.set(table, sql);
+    }
     const { rows } = tenantScoped
       ? await db.query(sql, params.values)
       : await db.queryShared(sql, params.values);
@@ -468,7 +485,7 @@ export class EntityRepository {
       return `${quoteIdent(name)} = ${params.add(writeValue(field, value), FIELD_TYPES[field.type])}`;
     });
     const sql = `UPDATE ${this.#table(db)} SET ${assignments.join(', ')}, updated_at = now()
-      WHERE ${this.#rowCondition(db, id, params)} RETURNING ${selectList(this.#entity)}`;
+      WHERE ${this.#rowCondition(db, id, params)} RETURNING ${this.#selectList}`;
     const { rows } = await db.query(sql, params.values).catch((error: unknown) => {
       throw translateWriteError(this.#entity, error);
     });
@@ -531,7 +548,7 @@ export class EntityRepository {
     const columns = [...(tenantScoped ? ['tenant_id'] : []), 'id', ...fields.map((field) => field.name)]
       .map(quoteIdent)
       .join(', ');
-    const sql = `INSERT INTO ${this.#table(db)} (${columns}) VALUES ${tuples.join(', ')} RETURNING ${selectList(this.#entity)}`;
+    const sql = `INSERT INTO ${this.#table(db)} (${columns}) VALUES ${tuples.join(', ')} RETURNING ${this.#selectList}`;
     try {
       // Without row limits, the insert is one statement (one round trip). With them, the tenant's
       // writers take turns (a transaction-level advisory lock), count, and insert in one transaction.
