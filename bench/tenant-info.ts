@@ -26,13 +26,14 @@ export interface TenantInfoOptions {
   readonly log: (line: string) => void;
 }
 
-type Target = 'bare' | 'hooks' | 'resolve' | 'fast' | 'tenantry';
+type Target = 'bare' | 'hooks' | 'resolve' | 'fast' | 'features' | 'tenantry';
 
 const LABELS: Record<Target, string> = {
   bare: 'bare Fastify',
   hooks: 'bare + request id, header hook, response schema',
   resolve: 'hooks + tenant hook with the real resolver',
   fast: 'model of the fix: sync hooks, sync key cache, crypto.hash',
+  features: 'the model + token bucket and RateLimit-* fields + metrics hook + body serialized once',
   tenantry: 'Tenantry (X-API-Key, PostgreSQL)',
 };
 
@@ -203,7 +204,7 @@ export async function benchTenantInfo(options: TenantInfoOptions): Promise<Tenan
     const bare = await start('bare', 'bare-server.ts', { BENCH_BODY: body });
     targets.set('bare', { url: bare.url, pid: bare.pid, headers: {} });
     if (options.breakdown) {
-      for (const step of ['hooks', 'resolve', 'fast'] as const) {
+      for (const step of ['hooks', 'resolve', 'fast', 'features'] as const) {
         const child = await start(step, 'ladder-server.ts', {
           ...databaseEnv,
           BENCH_STEP: step,

@@ -13,22 +13,29 @@
  *                       by key id holding a one-shot `crypto.hash` fingerprint of the verified
  *                       secret instead of a per-request `createHmac`. It ignores invalidation,
  *                       so it is an upper bound for what the fix can give, not an implementation.
+ *   BENCH_STEP=features fast + what the issues require of every tenant request beyond resolving
+ *                       it: a token bucket and its four RateLimit-* fields, and the request
+ *                       recorded in the metrics (an onResponse hook); the body serialized once
+ *                       per tenant, as the real route does. The required work on a minimal frame.
  *
  * The steps copy the shape of src/http (they do not import the app), so they drift if it changes.
  */
 import { hash, randomBytes, randomUUID } from 'node:crypto';
-import Fastify, { type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { Registry } from 'prom-client';
 import { loadConfig } from '../../src/config/load-config.js';
 import { actionContext } from '../../src/http/request-context.js';
 import { PublicTenantSchema } from '../../src/http/schemas.js';
 import type { Resolution } from '../../src/resolve/tenant-resolver.js';
+import { RequestMetrics } from '../../src/runtime/request-metrics.js';
+import { bucketPolicy, takeToken } from '../../src/runtime/token-bucket.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { hostFromHeader } from '../../src/tenants/host.js';
 import { publicTenantView } from '../../src/tenants/tenant.js';
 
 const step = process.env.BENCH_STEP;
-if (step !== 'hooks' && step !== 'resolve' && step !== 'fast') {
-  throw new Error('BENCH_STEP must be hooks, resolve or fast');
+if (step !== 'hooks' && step !== 'resolve' && step !== 'fast' && step !== 'features') {
+  throw new Error('BENCH_STEP must be hooks, resolve, fast or features');
 }
 const body: unknown = JSON.parse(process.env.BENCH_BODY ?? '{}');
 
@@ -42,7 +49,7 @@ const app = Fastify({
 app.decorateRequest('tenant', null);
 app.decorateRequest('tenantResolution', null);
 app.decorateRequest('actor', null);
-if (step === 'fast') {
+if (step === 'fast' || step === 'features') {
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     reply.header('x-content-type-options', 'nosniff');
@@ -61,9 +68,28 @@ const schema = { response: { 200: PublicTenantSchema } };
 let tenantry: Tenantry | undefined;
 if (step === 'hooks') {
   app.get('/tenant-info', { schema }, async () => body);
-} else if (step === 'fast') {
+} else if (step === 'fast' || step === 'features') {
   const engine = await Tenantry.open({ config: loadConfig({ ignoreConfigFile: true }), migrate: false });
   tenantry = engine;
+  const features = step === 'features';
+  const metrics = new RequestMetrics({
+    registry: new Registry(),
+    counterName: 'requests_total',
+    counterHelp: 'requests',
+    histogramName: 'request_seconds',
+    histogramHelp: 'latency',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  const policy = bucketPolicy({ requestsPerSecond: 1_000_000, burst: 1_000_000 })!;
+  const buckets = new Map<string, number>();
+  const limit = (tenantId: string, reply: FastifyReply) => {
+    const decision = takeToken(buckets.get(tenantId), Date.now(), policy);
+    buckets.set(tenantId, decision.tat);
+    reply.header('ratelimit-limit', policy.burst);
+    reply.header('ratelimit-remaining', decision.remaining);
+    reply.header('ratelimit-reset', Math.ceil(decision.resetMs / 1000));
+    reply.header('ratelimit-policy', policy.name);
+  };
   const pepper = randomBytes(32).toString('base64url');
   const fingerprint = (apiKey: string) => hash('sha256', pepper + apiKey);
   const verified = new Map<string, { readonly fingerprint: string; readonly resolution: Resolution }>();
@@ -76,7 +102,7 @@ if (step === 'hooks') {
     request.log = request.log.child({ tenantId: resolution.tenant.id, tenantSlug: resolution.tenant.slug });
   };
   await app.register(async (scope) => {
-    scope.addHook('onRequest', (request, _reply, done) => {
+    scope.addHook('onRequest', (request, reply, done) => {
       const header = request.headers['x-api-key'];
       const apiKey = Array.isArray(header) ? header.join(',') : header;
       const host = hostFromHeader(request.host);
@@ -84,6 +110,7 @@ if (step === 'hooks') {
         const hit = verified.get(apiKey.slice(0, 21));
         if (hit && hit.fingerprint === fingerprint(apiKey)) {
           apply(request, hit.resolution);
+          if (features) limit(request.tenant!.id, reply);
           done();
           return;
         }
@@ -93,10 +120,34 @@ if (step === 'hooks') {
           verified.set(apiKey.slice(0, 21), { fingerprint: fingerprint(apiKey), resolution });
         }
         apply(request, resolution);
+        if (features) limit(resolution.tenant.id, reply);
         done();
       }, done);
     });
-    scope.get('/tenant-info', { schema }, async (request) => publicTenantView(request.tenant!));
+    if (features) {
+      const serialized = new Map<string, string>();
+      scope.addHook('onResponse', (request, reply, done) => {
+        metrics.observe(
+          request.tenant?.slug ?? 'none',
+          request.routeOptions.url ?? 'unmatched',
+          request.method,
+          reply.statusCode,
+          reply.elapsedTime / 1000,
+        );
+        done();
+      });
+      scope.get('/tenant-info', { schema }, (request, reply) => {
+        const tenant = request.tenant!;
+        let json = serialized.get(tenant.id);
+        if (json === undefined) {
+          json = JSON.stringify(publicTenantView(tenant));
+          serialized.set(tenant.id, json);
+        }
+        return reply.type('application/json; charset=utf-8').send(json);
+      });
+    } else {
+      scope.get('/tenant-info', { schema }, async (request) => publicTenantView(request.tenant!));
+    }
   });
 } else {
   const engine = await Tenantry.open({ config: loadConfig({ ignoreConfigFile: true }), migrate: false });
