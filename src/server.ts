@@ -72,7 +72,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     // Before listening: the declared tenants exist when the first request comes.
     announceCreatedTenants(notice, await tenantry.syncStaticTenants());
-    const lifecycle = { closing: false };
     const app = await buildApp({
       tenantry,
       adminGuard: guard,
@@ -94,7 +93,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       tenantry,
       url: address,
       async reload(load) {
-        if (lifecycle.closing) return undefined;
+        if (closing) return undefined;
         const before = tenantry.config;
         try {
           const report = await tenantry.reloadConfig(load());
@@ -114,7 +113,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       },
       close() {
         closing ??= (async () => {
-          lifecycle.closing = true;
           await scheduler.stop();
           const grace = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceMs);
           // A keep-alive connection whose last request finishes during shutdown would hold the

@@ -80,13 +80,8 @@ export class ApiKeyVerifier {
     if (!parsed) return undefined;
     const cached = this.#cache.get(parsed.keyId);
     if (!cached || !this.#digester.matches(parsed.secret, cached.digest)) return undefined;
-    const now = Date.now();
-    if (now >= cached.expiresAt) return undefined;
-    // The entry remembers the last touch, so a cached key costs no second lookup per request.
-    if (now - cached.touchedAt >= this.#touchIntervalMs) {
-      cached.touchedAt = now;
-      this.#touch(parsed.keyId);
-    }
+    if (Date.now() >= cached.expiresAt) return undefined;
+    this.#touch(parsed.keyId, cached);
     return cached.verified;
   }
 
@@ -107,7 +102,7 @@ export class ApiKeyVerifier {
     const cached = this.#options.bus.reliable ? this.#cache?.get(parsed.keyId) : undefined;
     if (cached && Date.now() >= cached.expiresAt) this.#cache?.delete(parsed.keyId);
     else if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
-      this.#touch(parsed.keyId);
+      this.#touch(parsed.keyId, cached);
       return cached.verified;
     }
     const generation = this.#generation;
@@ -155,15 +150,16 @@ export class ApiKeyVerifier {
     await verifySecret(secret, await this.#decoy);
   }
 
-  get #touchIntervalMs(): number {
-    return this.#options.touchIntervalMs ?? 60_000;
-  }
-
-  #touch(keyId: string): void {
+  /**
+   * Records a key's use at most once per `touchIntervalMs`. A cached key remembers its last touch
+   * on its entry (no second lookup per request); an uncached one in `#lastTouched`.
+   */
+  #touch(keyId: string, entry?: CachedKey): void {
     const now = Date.now();
-    const last = this.#lastTouched.get(keyId);
-    if (last !== undefined && now - last < this.#touchIntervalMs) return;
-    this.#lastTouched.set(keyId, now);
+    const last = entry ? entry.touchedAt : this.#lastTouched.get(keyId);
+    if (last !== undefined && now - last < (this.#options.touchIntervalMs ?? 60_000)) return;
+    if (entry) entry.touchedAt = now;
+    else this.#lastTouched.set(keyId, now);
     touchKey(this.#options.db, keyId).catch((error: unknown) => this.#options.onBackgroundError?.(error));
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BucketPolicy } from './token-bucket.js';
+import { type BucketPolicy, bucketKey } from './token-bucket.js';
 
 /**
  * Per-tenant limits shared by every process through Redis, at a cost that does not grow with
@@ -156,11 +156,12 @@ export class SharedLimits {
     tenantId: string,
     policy: BucketPolicy | undefined,
     cap: number | undefined,
+    key: string | undefined = policy && bucketKey(tenantId, policy),
   ): SharedDecision | Promise<SharedDecision> {
-    const spent = this.#spend(tenantId, policy, cap);
+    const spent = this.#spend(tenantId, policy, cap, key);
     if (spent) return spent;
-    return this.#refill(tenantId, policy, cap).then(
-      (refused) => refused ?? this.admit(tenantId, policy, cap),
+    return this.#refill(tenantId, policy, cap, key).then(
+      (refused) => refused ?? this.admit(tenantId, policy, cap, key),
     );
   }
 
@@ -172,13 +173,13 @@ export class SharedLimits {
     tenantId: string,
     policy: BucketPolicy | undefined,
     cap: number | undefined,
+    key: string | undefined,
   ): SharedDecision | undefined {
     const now = this.#now();
-    const bucketKey = policy ? `${tenantId}|${policy.name}` : undefined;
-    const pool = bucketKey === undefined ? undefined : this.#tokens.get(bucketKey);
+    const pool = key === undefined ? undefined : this.#tokens.get(key);
     const tokenReady = !policy || (pool !== undefined && pool.count > 0 && pool.expiresAt > now);
-    if (!tokenReady && bucketKey !== undefined) {
-      const refused = this.#refusedUntil.get(bucketKey);
+    if (!tokenReady && key !== undefined) {
+      const refused = this.#refusedUntil.get(key);
       if (refused !== undefined && refused.until > now) {
         return refusedDecision('rate', 0, Math.max(0, refused.resetAt - now), refused.until - now);
       }
@@ -208,12 +209,12 @@ export class SharedLimits {
     tenantId: string,
     policy: BucketPolicy | undefined,
     cap: number | undefined,
+    key: string | undefined,
   ): Promise<SharedDecision | undefined> {
     const running = this.#refills.get(tenantId);
     if (running) return running.then(() => undefined);
     const now = this.#now();
-    const bucketKey = policy ? `${tenantId}|${policy.name}` : undefined;
-    const pool = bucketKey === undefined ? undefined : this.#tokens.get(bucketKey);
+    const pool = key === undefined ? undefined : this.#tokens.get(key);
     const needTokens = policy !== undefined && !(pool && pool.count > 0 && pool.expiresAt > now);
     const slots = cap === undefined ? undefined : this.#slots.get(tenantId);
     const needSlots = cap !== undefined && (!slots || slots.inFlight >= slots.held);
@@ -234,18 +235,18 @@ export class SharedLimits {
       )
       .then(([status, remaining, resetMs, retryMs, took, granted]) => {
         if (status === 0) {
-          if (bucketKey !== undefined && retryMs > 0) {
+          if (key !== undefined && retryMs > 0) {
             const at = this.#now();
-            this.#refusedUntil.set(bucketKey, { until: at + retryMs, resetAt: at + resetMs });
+            this.#refusedUntil.set(key, { until: at + retryMs, resetAt: at + resetMs });
           }
           return refusedDecision('rate', 0, resetMs, retryMs);
         }
         if (status === -1) return refusedDecision('concurrency', 0, 0, retryMs);
         const at = this.#now();
-        if (bucketKey !== undefined && took > 0) {
-          const current = this.#tokens.get(bucketKey);
+        if (key !== undefined && took > 0) {
+          const current = this.#tokens.get(key);
           const usable = current && current.expiresAt > at ? current.count : 0;
-          this.#tokens.set(bucketKey, {
+          this.#tokens.set(key, {
             count: usable + took,
             expiresAt: at + TOKEN_POOL_MS,
             remaining: Math.max(0, remaining) + took,

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { Tenant } from '../tenants/tenant.js';
 import type { RedisConnection } from './redis-connection.js';
 import { type SharedDecision, SharedLimits } from './shared-limits.js';
-import { type BucketPolicy, bucketPolicy, CLOSED_RETRY_MS, takeToken } from './token-bucket.js';
+import { type BucketPolicy, bucketKey, bucketPolicy, CLOSED_RETRY_MS, takeToken } from './token-bucket.js';
 
 export type LimitReason = 'rate' | 'concurrency';
 
@@ -94,7 +94,7 @@ export class TenantLimiter {
       if (shared) this.#onFallback();
       return this.#admitLocally(caller, policy, cap, shared !== undefined);
     }
-    const decided = shared.admit(caller.id, policy, cap);
+    const decided = shared.admit(caller.id, policy, cap, caller.bucketKey);
     if (!(decided instanceof Promise)) return this.#fromShared(decided, policy);
     return decided.then(
       (decision) => this.#fromShared(decision, policy),
@@ -137,8 +137,9 @@ export class TenantLimiter {
   ): Admission {
     let rate: RateState | undefined;
     let tat: number | undefined;
-    if (policy) {
-      const decision = takeToken(this.#buckets.get(caller.bucketKey), this.#now(), policy);
+    const key = caller.bucketKey;
+    if (policy && key !== undefined) {
+      const decision = takeToken(this.#buckets.get(key), this.#now(), policy);
       if (!decision.allowed) return refused('rate', rateState(policy, decision), decision.retryMs, local);
       rate = rateState(policy, decision);
       tat = decision.tat;
@@ -157,7 +158,7 @@ export class TenantLimiter {
     }
     // The token is taken only once the request is admitted: a request refused for concurrency
     // does not also drain the bucket.
-    if (tat !== undefined) this.#buckets.set(caller.bucketKey, tat);
+    if (key !== undefined && tat !== undefined) this.#buckets.set(key, tat);
     return { allowed: true, reason: undefined, rate, retryAfterSeconds: 0, local, release };
   }
 
@@ -170,8 +171,8 @@ export class TenantLimiter {
 /** Who spends a bucket: the tenant's credentialed callers, or those known only by its host. */
 interface CallerBucket {
   readonly id: string;
-  /** The local bucket's key: a changed policy starts a fresh bucket. */
-  readonly bucketKey: string;
+  /** Its bucket's key (see `bucketKey`); undefined without a rate limit. */
+  readonly bucketKey: string | undefined;
 }
 
 /** A tenant's limits as the limiter uses them, worked out once per tenant snapshot. */
@@ -191,7 +192,7 @@ function planOf(tenant: Tenant): LimitPlan {
   if (plan === undefined) {
     const limits = tenant.effective.limits;
     const policy = bucketPolicy(limits);
-    const caller = (id: string) => ({ id, bucketKey: `${id}|${policy?.name ?? ''}` });
+    const caller = (id: string) => ({ id, bucketKey: policy && bucketKey(id, policy) });
     plan = {
       policy,
       cap: limits.maxConcurrent,

@@ -43,6 +43,14 @@ export function bucketPolicy(limits: Readonly<TenantLimits>): BucketPolicy | und
   return { intervalMs: 1000 / rate, burst, name: `${burst};w=${formatSeconds(burst / rate)}` };
 }
 
+/**
+ * The key of a caller's bucket under a policy: a changed policy starts a fresh bucket. The same
+ * key names the bucket in this process and the shared batches taken from Redis.
+ */
+export function bucketKey(callerId: string, policy: BucketPolicy): string {
+  return `${callerId}|${policy.name}`;
+}
+
 function formatSeconds(seconds: number): string {
   return Number.isInteger(seconds) ? String(seconds) : seconds.toFixed(3).replace(/0+$/, '');
 }

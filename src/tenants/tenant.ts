@@ -131,17 +131,16 @@ export interface PublicTenantView {
   readonly config: Pick<TenantConfig, 'features' | 'branding'>;
 }
 
+const BRANDING_FIELDS = Object.keys(TenantBrandingSchema.properties) as (keyof TenantBranding)[];
+
 export function publicTenantView(tenant: Tenant): PublicTenantView {
   const config: Pick<TenantConfig, 'features' | 'branding'> = {};
   const { features, branding } = tenant.effective;
   if (features.length > 0) config.features = [...features];
-  // Named fields only: the view may be serialized without the response schema's filter.
-  const shown: TenantBranding = {};
-  if (branding.displayName !== undefined) shown.displayName = branding.displayName;
-  if (branding.primaryColor !== undefined) shown.primaryColor = branding.primaryColor;
-  if (branding.secondaryColor !== undefined) shown.secondaryColor = branding.secondaryColor;
-  if (branding.logoUrl !== undefined) shown.logoUrl = branding.logoUrl;
-  if (Object.keys(shown).length > 0) config.branding = shown;
+  // The schema's fields only: the view may be serialized without the response schema's filter.
+  const shown: Record<string, unknown> = {};
+  for (const field of BRANDING_FIELDS) if (branding[field] !== undefined) shown[field] = branding[field];
+  if (Object.keys(shown).length > 0) config.branding = shown as TenantBranding;
   return {
     id: tenant.id,
     name: tenant.name,
