@@ -271,6 +271,55 @@ export async function runEntities(options: EntitiesOptions): Promise<string> {
       await bare.stop();
     }
 
+    // The same row workload against the two other sides of the prepared-statement question:
+    // a bare server that prepares its statement too, and Tenantry preparing nothing.
+    log('row GET by id, prepared statements on the other side:');
+    const rowTenant = levelTenants.row!;
+    const rowBareEnv = {
+      BENCH_DB_URL: database.url,
+      BENCH_TABLE: 'app.projects',
+      BENCH_TENANT: rowTenant.id,
+    };
+    const preparedBare = await startChildServer(serverScript('entity-bare-server.ts'), {
+      ...rowBareEnv,
+      BENCH_PREPARED: '1',
+    });
+    servers.push(preparedBare);
+    measured.push(
+      ...(await compare(
+        'row, bare prepares too',
+        server,
+        preparedBare,
+        rowTenant.ids,
+        rowTenant.key,
+        options,
+        [WORKLOADS[0]!],
+      )),
+    );
+    await preparedBare.stop();
+    const unpreparedFile = join(dir, 'unprepared.config.yaml');
+    writeFileSync(unpreparedFile, `${ENTITIES_YAML}\ndatabase:\n  statementCacheSize: 0\n`);
+    const unprepared = await startChildServer(serverScript('entity-server.ts'), {
+      ...env,
+      TENANTRY_CONFIG: unpreparedFile,
+    });
+    servers.push(unprepared);
+    const plainBare = await startChildServer(serverScript('entity-bare-server.ts'), rowBareEnv);
+    servers.push(plainBare);
+    measured.push(
+      ...(await compare(
+        'row, Tenantry prepares nothing',
+        unprepared,
+        plainBare,
+        rowTenant.ids,
+        rowTenant.key,
+        options,
+        [WORKLOADS[0]!],
+      )),
+    );
+    await plainBare.stop();
+    await unprepared.stop();
+
     log('adding 9,990 row tenants with 10 projects each…');
     await addRowTenants(database.url, 9_990, 10);
     const row = levelTenants.row!;

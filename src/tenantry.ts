@@ -161,6 +161,7 @@ export class Tenantry {
         ? new TenantDatabases({
             urls: (server) => this.servers.urls(server),
             maxConnections: this.config.database.maxTenantConnections,
+            statementCacheSize: this.config.database.statementCacheSize,
           })
         : undefined;
     this.provisioner = new TenantProvisioner(this.config, this.#databases, this.servers);

@@ -30,6 +30,11 @@ export const DatabaseConfigSchema = Type.Object(
     maxTenantConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     /** Copy new database tenants from a pre-built template database (default true). */
     templates: Type.Optional(Type.Boolean()),
+    /**
+     * Prepared statements each connection keeps for tenant statements (parsed and planned once
+     * per connection); 0 prepares none, for a pooler that cannot hold them.
+     */
+    statementCacheSize: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
   },
   { additionalProperties: false },
 );
@@ -160,6 +165,7 @@ export interface TenantryConfig {
     readonly runtimeRole: string;
     readonly maxTenantConnections: number;
     readonly templates: boolean;
+    readonly statementCacheSize: number;
   };
   readonly dataDir: string;
   readonly adminToken: string | undefined;

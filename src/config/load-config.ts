@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import YAML from 'yaml';
+import { DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
 import { normaliseEntities } from '../entities/entity-config.js';
 import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
@@ -160,6 +161,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
       maxTenantConnections: file.database?.maxTenantConnections ?? 50,
       templates: file.database?.templates ?? true,
+      statementCacheSize: file.database?.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE,
     },
     dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
     adminToken,

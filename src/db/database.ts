@@ -55,6 +55,9 @@ export function tenantSettingsParams(settings: TenantSettings): string[] {
   ];
 }
 
+/** Prepared statements a PostgreSQL connection keeps for tenant statements, by default. */
+export const DEFAULT_STATEMENT_CACHE_SIZE = 256;
+
 export type DriverName = 'pglite' | 'postgres';
 
 export type NotificationHandler = (payload: string) => void;

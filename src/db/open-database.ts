@@ -32,6 +32,7 @@ export async function openDatabase(
       url: config.database.url,
       ...(config.database.adminUrl === undefined ? {} : { adminUrl: config.database.adminUrl }),
       maxConnections: config.database.maxConnections,
+      statementCacheSize: config.database.statementCacheSize,
       ...(options.ownerConnections === undefined ? {} : { ownerConnections: options.ownerConnections }),
       ...(options.onPoolError ? { onPoolError: options.onPoolError } : {}),
     });

@@ -3,6 +3,7 @@ import {
   APPLY_TENANT_SETTINGS,
   type ConnectionPool,
   type Database,
+  DEFAULT_STATEMENT_CACHE_SIZE,
   type Listener,
   type ListenOptions,
   type Queryable,
@@ -12,7 +13,7 @@ import {
   type TenantSettings,
   tenantSettingsParams,
 } from './database.js';
-import { pipelinedQuery } from './pipelined-query.js';
+import { pipelinedQuery, preparedName } from './pipelined-query.js';
 
 /** The tenant settings statement, prepared once per connection (it is the same for every tenant). */
 const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
@@ -61,10 +62,12 @@ class ClientSession implements Session {
 class PostgresPool implements ConnectionPool {
   readonly pool: pg.Pool;
   readonly #queryable: Queryable;
+  readonly #statementCacheSize: number;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: pg.Pool, statementCacheSize: number) {
     this.pool = pool;
     this.#queryable = adapt(pool);
+    this.#statementCacheSize = statementCacheSize;
   }
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -84,6 +87,7 @@ class PostgresPool implements ConnectionPool {
     sql: string,
     params: readonly unknown[] = [],
   ): Promise<QueryResult<R>> {
+    const prepare = this.#statementCacheSize > 0;
     const result = await this.withClient((client) =>
       pipelinedQuery<R>(
         client,
@@ -91,13 +95,11 @@ class PostgresPool implements ConnectionPool {
           {
             text: APPLY_TENANT_SETTINGS,
             values: tenantSettingsParams(settings),
-            name: TENANT_SETTINGS_STATEMENT,
+            ...(prepare ? { name: TENANT_SETTINGS_STATEMENT } : {}),
           },
         ],
-        {
-          text: sql,
-          values: params,
-        },
+        prepare ? { text: sql, values: params, name: preparedName(sql) } : { text: sql, values: params },
+        this.#statementCacheSize,
       ),
     );
     return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
@@ -135,6 +137,11 @@ export interface PostgresOptions {
   /** Size of the owner pool when `adminUrl` differs from `url` (default a quarter of maxConnections). */
   readonly ownerConnections?: number;
   readonly applicationName?: string;
+  /**
+   * Named (prepared) statements each connection keeps for tenant statements, least recently
+   * used closed first; 0 prepares nothing (for poolers that cannot hold prepared statements).
+   */
+  readonly statementCacheSize?: number;
   readonly onPoolError?: (error: Error) => void;
 }
 
@@ -234,8 +241,9 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
     options.adminUrl && options.adminUrl !== options.url
       ? createPool(options.adminUrl, options, options.ownerConnections ?? Math.max(2, Math.ceil(max / 4)))
       : runtimePool;
-  const runtime = new PostgresPool(runtimePool);
-  const owner = ownerPool === runtimePool ? runtime : new PostgresPool(ownerPool);
+  const statementCacheSize = options.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE;
+  const runtime = new PostgresPool(runtimePool, statementCacheSize);
+  const owner = ownerPool === runtimePool ? runtime : new PostgresPool(ownerPool, statementCacheSize);
   const listeners = new Set<Listener>();
 
   return {

@@ -1,4 +1,4 @@
-import type { ConnectionPool, Database } from '../db/database.js';
+import { type ConnectionPool, type Database, DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
 import { openPostgres } from '../db/postgres-driver.js';
 import { TenantryError } from '../errors.js';
 import type { ServerUrls } from './database-servers.js';
@@ -14,6 +14,8 @@ export interface TenantDatabasesOptions {
   readonly idleMs?: number;
   /** How long a statement waits for a pool slot before answering `unavailable`. */
   readonly acquireTimeoutMs?: number;
+  /** Prepared statements per connection (see `database.statementCacheSize`). */
+  readonly statementCacheSize?: number;
 }
 
 /** The connection string of another database on the same server. */
@@ -61,7 +63,13 @@ export class TenantDatabases {
   #closed = false;
 
   constructor(options: TenantDatabasesOptions) {
-    this.#options = { perDatabase: 2, idleMs: 60_000, acquireTimeoutMs: 10_000, ...options };
+    this.#options = {
+      perDatabase: 2,
+      idleMs: 60_000,
+      acquireTimeoutMs: 10_000,
+      statementCacheSize: DEFAULT_STATEMENT_CACHE_SIZE,
+      ...options,
+    };
     this.#sweeper = setInterval(
       () => this.#closeIdle(this.#options.idleMs),
       Math.max(1_000, this.#options.idleMs / 2),
@@ -148,6 +156,7 @@ export class TenantDatabases {
           : this.#options.perDatabase,
         ownerConnections: 1,
         applicationName: 'tenantry-tenant',
+        statementCacheSize: this.#options.statementCacheSize,
       });
     });
     const entry: Entry = { key, opened, leases: 0, lastUsed: Date.now() };

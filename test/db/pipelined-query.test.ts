@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pipelinedQuery } from '../../src/db/pipelined-query.js';
+import { pipelinedQuery, preparedName } from '../../src/db/pipelined-query.js';
 import { POSTGRES_SERVER_URL, postgresAvailable } from '../helpers/postgres.js';
 
 const POSTGRES = await postgresAvailable();
@@ -73,5 +73,83 @@ describe.runIf(POSTGRES)('pipelined query with a named setup statement', () => {
     } finally {
       await client.query(`DROP TABLE ${table}`);
     }
+  });
+
+  const ours = async () =>
+    (
+      await client.query<{ name: string }>(
+        `SELECT name FROM pg_prepared_statements WHERE name LIKE 'tenantry\\_%' ORDER BY name`,
+      )
+    ).rows.map((row) => row.name);
+
+  it('prepares the main statement under a name derived from its text, once per connection', async () => {
+    const text = 'SELECT $1::int + 1 AS n';
+    expect(preparedName(text)).toBe(preparedName(text));
+    expect(preparedName(text)).not.toBe(preparedName('SELECT $1::int + 2 AS n'));
+    const main = (n: number) => ({ text, values: [n], name: preparedName(text) });
+    for (const n of [1, 2, 3]) {
+      const { rows } = await pipelinedQuery<{ n: number }>(client, [setting('a')], main(n));
+      expect(rows).toEqual([{ n: n + 1 }]);
+    }
+    expect(await ours()).toContain(preparedName(text));
+    expect((await ours()).filter((name) => name === preparedName(text))).toHaveLength(1);
+  });
+
+  it('keeps at most `capacity` named statements, closing the least recently used', async () => {
+    const fresh = new pg.Client(POSTGRES_SERVER_URL);
+    await fresh.connect();
+    try {
+      const prepared = async () =>
+        (
+          await fresh.query<{ name: string }>(
+            `SELECT name FROM pg_prepared_statements WHERE name LIKE 'tenantry\\_%'`,
+          )
+        ).rows.map((row) => row.name);
+      const statement = (k: number) => {
+        const text = `SELECT ${k}::int AS k, $1::text AS tag`;
+        return { text, values: ['x'], name: preparedName(text) };
+      };
+      for (let k = 0; k < 6; k += 1) {
+        const { rows } = await pipelinedQuery<{ k: number }>(fresh, [], statement(k), 3);
+        expect(rows).toEqual([{ k, tag: 'x' }]);
+      }
+      // Reusing the most recent keeps it; the next pipeline closes what was pushed out.
+      await pipelinedQuery(fresh, [], statement(5), 3);
+      expect((await prepared()).sort()).toEqual([3, 4, 5].map((k) => statement(k).name).sort());
+      // A closed one is parsed again when it comes back.
+      const { rows } = await pipelinedQuery<{ k: number }>(fresh, [], statement(0), 3);
+      expect(rows).toEqual([{ k: 0, tag: 'x' }]);
+    } finally {
+      await fresh.end();
+    }
+  });
+
+  it('parses a prepared statement again when its table changed under it, and the request succeeds', async () => {
+    const table = `tenantry_changing_${process.pid}`;
+    await client.query(`DROP TABLE IF EXISTS ${table}`);
+    await client.query(`CREATE TABLE ${table} (id int)`);
+    try {
+      await client.query(`INSERT INTO ${table} VALUES (1)`);
+      const text = `SELECT * FROM ${table} WHERE id = $1`;
+      const main = { text, values: [1], name: preparedName(text) };
+      expect((await pipelinedQuery(client, [setting('a')], main)).rows).toEqual([{ id: 1 }]);
+      expect((await pipelinedQuery(client, [setting('a')], main)).rows).toEqual([{ id: 1 }]);
+      await client.query(`ALTER TABLE ${table} ADD COLUMN label text DEFAULT 'new'`);
+      // PostgreSQL refuses the old plan ("cached plan must not change result type"); the
+      // pipeline is sent again with the statement parsed anew.
+      expect((await pipelinedQuery(client, [setting('b')], main)).rows).toEqual([{ id: 1, label: 'new' }]);
+      expect((await pipelinedQuery(client, [setting('b')], main)).rows).toEqual([{ id: 1, label: 'new' }]);
+    } finally {
+      await client.query(`DROP TABLE ${table}`);
+    }
+  });
+
+  it('parses again when other code deallocated the connection’s statements', async () => {
+    const text = 'SELECT $1::int * 2 AS n';
+    const main = { text, values: [21], name: preparedName(text) };
+    expect((await pipelinedQuery(client, [setting('a')], main)).rows).toEqual([{ n: 42 }]);
+    await client.query('DEALLOCATE ALL');
+    expect((await pipelinedQuery(client, [setting('b')], main)).rows).toEqual([{ n: 42 }]);
+    expect(await preparedCount('test_setting')).toBe(1);
   });
 });
