@@ -185,6 +185,9 @@ export async function runLimits(options: LimitsBenchOptions): Promise<string> {
   }
 }
 
+/** How long A's flood runs before B's measured load starts (see `alongside`). */
+const FLOOD_LEAD_SECONDS = 2;
+
 const AUTOCANNON_CLI = fileURLToPath(import.meta.resolve('autocannon/autocannon.js'));
 
 /** autocannon's CLI in a child process at a fixed rate; its JSON result's status counts. */
@@ -264,7 +267,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own at nice ${options.floodPriority}. Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own at nice ${options.floodPriority}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
       '',
       '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
       '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -285,8 +288,17 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
           }),
           histogram,
         });
+      // The flood's process starts FLOOD_LEAD_SECONDS before B's measured load and ends after
+      // it: B is measured against A's steady traffic, not against a Node process starting up
+      // (which costs the machine more CPU in its first second than the flood does).
       const flood = (url: string, rate = limitA * 10) =>
-        floodInChild(url, noisy.key, rate, options.duration, options.floodPriority);
+        floodInChild(url, noisy.key, rate, options.duration + FLOOD_LEAD_SECONDS + 1, options.floodPriority);
+      const alongside = async (url: string, histogram: LatencyHistogram, rate?: number) => {
+        const flooding = flood(url, rate);
+        await new Promise((resolve) => setTimeout(resolve, FLOOD_LEAD_SECONDS * 1000));
+        const b = await bLoad(histogram);
+        return [b, await flooding] as const;
+      };
       const aUrl = `${server.url}/api/v1/projects/${noisy.ids[0]}`;
       await bLoad();
       const alone = new LatencyHistogram();
@@ -303,13 +315,13 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
         const soloRun = await bLoad(roundAlone);
         failures += soloRun.failed;
         alone.add(roundAlone);
-        const [b, a] = await Promise.all([bLoad(roundTogether), flood(aUrl)]);
+        const [b, a] = await alongside(aUrl, roundTogether);
         failures += b.failed;
         together.add(roundTogether);
-        const [c] = await Promise.all([bLoad(controlled), flood(`${server.url}/healthz`)]);
+        const [c] = await alongside(`${server.url}/healthz`, controlled);
         failures += c.failed;
         // A within its limit: what A's allowed traffic alone costs B.
-        const [d] = await Promise.all([bLoad(atLimit), flood(aUrl, limitA)]);
+        const [d] = await alongside(aUrl, atLimit, limitA);
         failures += d.failed;
         accepted += a.accepted;
         refused += a.refused;
