@@ -207,7 +207,7 @@ async function main(): Promise<void> {
         await runEntities({
           connections: Math.min(20, positiveInteger('connections', values.connections)),
           duration: Math.min(5, positiveInteger('duration', values.duration)),
-          rounds: Math.min(2, positiveInteger('rounds', values.rounds)),
+          rounds: positiveInteger('rounds', values.rounds),
           log,
         }),
       );
