@@ -116,6 +116,8 @@ interface Measured {
   readonly tenantry: number;
   readonly bareP99: number;
   readonly tenantryP99: number;
+  /** Tenantry / bare of each round, the two runs adjacent in time. */
+  readonly roundRatios: readonly number[];
 }
 
 async function compare(
@@ -133,22 +135,36 @@ async function compare(
     const tenantryRuns: Result[] = [];
     await load(bare.url, workload.requests(ids, {}), options, 2);
     await load(tenantryServer.url, workload.requests(ids, { 'x-api-key': key }), options, 2);
+    const roundRatios: number[] = [];
     for (let round = 0; round < options.rounds; round++) {
-      bareRuns.push(await load(bare.url, workload.requests(ids, {}), options));
-      tenantryRuns.push(
-        await load(tenantryServer.url, workload.requests(ids, { 'x-api-key': key }), options),
-      );
+      // Alternate which side goes first: the machine drifts within a round too.
+      const runBare = () => load(bare.url, workload.requests(ids, {}), options);
+      const runTenantry = () =>
+        load(tenantryServer.url, workload.requests(ids, { 'x-api-key': key }), options);
+      let b: Result;
+      let t: Result;
+      if (round % 2 === 0) {
+        b = await runBare();
+        t = await runTenantry();
+      } else {
+        t = await runTenantry();
+        b = await runBare();
+      }
+      bareRuns.push(b);
+      tenantryRuns.push(t);
+      roundRatios.push(t.requests.average / b.requests.average);
     }
     const measured: Measured = {
       level,
       workload: workload.name,
       bare: median(bareRuns.map((r) => r.requests.average)),
       tenantry: median(tenantryRuns.map((r) => r.requests.average)),
+      roundRatios,
       bareP99: median(bareRuns.map((r) => r.latency.p99)),
       tenantryP99: median(tenantryRuns.map((r) => r.latency.p99)),
     };
     options.log(
-      `  ${level} ${workload.name}: bare ${fmt(measured.bare)} req/s, tenantry ${fmt(measured.tenantry)} req/s, ratio ${fmt(measured.tenantry / measured.bare, 2)}`,
+      `  ${level} ${workload.name}: bare ${fmt(measured.bare)} req/s, tenantry ${fmt(measured.tenantry)} req/s, ratio ${fmt(measured.tenantry / measured.bare, 2)}; per round ${roundRatios.map((r) => fmt(r, 2)).join(', ')}`,
     );
     results.push(measured);
   }
@@ -369,11 +385,11 @@ function report(
   options: EntitiesOptions,
 ): string {
   const lines = [
-    `| level | workload | bare req/s | Tenantry req/s | ratio | bare p99 | Tenantry p99 |`,
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    `| level | workload | bare req/s | Tenantry req/s | ratio of medians | median of round ratios | round ratios | bare p99 | Tenantry p99 |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
     ...[...measured, ...atScale].map(
       (m) =>
-        `| ${m.level} | ${m.workload} | ${fmt(m.bare)} | ${fmt(m.tenantry)} | **${fmt(m.tenantry / m.bare, 2)}** | ${fmt(m.bareP99, 1)} ms | ${fmt(m.tenantryP99, 1)} ms |`,
+        `| ${m.level} | ${m.workload} | ${fmt(m.bare)} | ${fmt(m.tenantry)} | ${fmt(m.tenantry / m.bare, 2)} | **${fmt(median(m.roundRatios), 2)}** | ${m.roundRatios.map((r) => fmt(r, 2)).join(', ')} | ${fmt(m.bareP99, 1)} ms | ${fmt(m.tenantryP99, 1)} ms |`,
     ),
   ];
   const row10 = measured.find((m) => m.level === 'row' && m.workload === 'GET by id')!;
