@@ -196,12 +196,15 @@ function floodInChild(
   key: string,
   rate: number,
   duration: number,
-  priority: number,
+  priority: number | 'idle',
 ): Promise<{ accepted: number; refused: number }> {
   return new Promise((resolve, reject) => {
+    const [command, prefix] =
+      priority === 'idle' ? ['chrt', ['--idle', '0', process.execPath]] : [process.execPath, []];
     const child = spawn(
-      process.execPath,
+      command,
       [
+        ...prefix,
         AUTOCANNON_CLI,
         '-c',
         '20',
@@ -216,7 +219,7 @@ function floodInChild(
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
-    if (priority !== 0 && child.pid !== undefined) setPriority(child.pid, priority);
+    if (priority !== 'idle' && priority !== 0 && child.pid !== undefined) setPriority(child.pid, priority);
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('error', reject);
@@ -236,11 +239,13 @@ function floodInChild(
 
 export interface NoisyNeighbourOptions extends LimitsBenchOptions {
   /**
-   * Scheduling priority (nice) of A's load generator. In production A's client runs on A's
-   * machines; here it shares the two vCPUs with the server, and at 19 it takes only what the
-   * server, PostgreSQL, Redis and B's generator leave, which approaches that. 0 is the harsh case.
+   * Scheduling of A's load generator. In production A's client runs on A's machines; here it
+   * shares the two vCPUs with the server. `idle` (SCHED_IDLE, through `chrt`) lets it run only
+   * when nothing else wants the CPU and be preempted at once when something does, which comes
+   * closest to that; a nice value (19 the mildest) still competes for a share and, on wake-up,
+   * holds a CPU for up to a scheduler slice. 0 is the harsh case.
    */
-  readonly floodPriority: number;
+  readonly floodPriority: number | 'idle';
 }
 
 /**
@@ -267,7 +272,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own at nice ${options.floodPriority}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
       '',
       '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
       '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -301,6 +306,8 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
       };
       const aUrl = `${server.url}/api/v1/projects/${noisy.ids[0]}`;
       await bLoad();
+      // Warm A's paths too (the refusals above all): a server in service has run them before.
+      await Promise.all([bLoad(), flood(aUrl)]);
       const alone = new LatencyHistogram();
       const together = new LatencyHistogram();
       const controlled = new LatencyHistogram();

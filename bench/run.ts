@@ -23,8 +23,8 @@
  * --cached-calls=20000 --slow-calls=30 (api-key), --profile [--profile-dir=dir] (V8 CPU profile of the
  * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
  * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
- * template databases are dropped too), --flood-priority=19 (noisy-neighbour: nice of tenant A's load
- * generator, 0 to 19). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
+ * template databases are dropped too), --flood-priority=idle (noisy-neighbour: tenant A's load generator
+ * under SCHED_IDLE, or at a nice of 0 to 19). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
  * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
  * stderr, the markdown summary to stdout.
  */
@@ -74,7 +74,7 @@ const { values, positionals } = parseArgs({
     'fleet-databases': { type: 'string', default: '200' },
     'fleet-baseline-databases': { type: 'string', default: '10' },
     'fleet-noop-runs': { type: 'string', default: '5' },
-    'flood-priority': { type: 'string', default: '19' },
+    'flood-priority': { type: 'string', default: 'idle' },
     'callgrind-warmup': { type: 'string', default: '6000' },
     'callgrind-requests': { type: 'string', default: '2000' },
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
@@ -88,10 +88,11 @@ function positiveInteger(name: string, raw: string | undefined): number {
   return value;
 }
 
-function floodPriority(): number {
+function floodPriority(): number | 'idle' {
+  if (values['flood-priority'] === 'idle') return 'idle';
   const value = Number(values['flood-priority']);
   if (!Number.isInteger(value) || value < 0 || value > 19)
-    throw new Error('--flood-priority must be 0 to 19');
+    throw new Error('--flood-priority must be idle or 0 to 19');
   return value;
 }
 

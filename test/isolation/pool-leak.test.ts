@@ -292,5 +292,15 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
       ),
     );
     expect(Number(rows[0]!.n)).toBe(1);
+    // ...with the tenants' statements prepared on it: the unfiltered select above was planned
+    // once and bound for every tenant, and still read only each one's rows. (Database tenants'
+    // statements run on their own databases' pools.)
+    if (isolation === 'database') return;
+    const prepared = await env.tenantry.db.owner.query<{ statement: string }>(
+      "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'tenantry\\_%'",
+    );
+    expect(prepared.rows.map((row) => row.statement)).toContainEqual(
+      expect.stringContaining("current_setting('tenantry.tenant_id') AS s"),
+    );
   });
 });
