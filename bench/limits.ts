@@ -46,6 +46,8 @@ export interface LimitsBenchOptions {
   readonly connections: number;
   readonly duration: number;
   readonly rounds: number;
+  /** Node flags of the Tenantry servers (such as `--max-semi-space-size=64`). */
+  readonly serverNodeFlags: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -95,15 +97,15 @@ function reads(tenant: BenchTenant): RequestSpec[] {
   ];
 }
 
-async function startServers(database: ScratchDatabase, configFile: string) {
+async function startServers(database: ScratchDatabase, configFile: string, nodeFlags: readonly string[]) {
   const env = {
     DATABASE_URL: database.url,
     TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
     TENANTRY_CONFIG: configFile,
     LOG_LEVEL: 'silent',
   };
-  const memory = await startChildServer(serverScript('app-server.ts'), env);
-  const redis = await startChildServer(serverScript('app-server.ts'), { ...env, REDIS_URL });
+  const memory = await startChildServer(serverScript('app-server.ts'), env, nodeFlags);
+  const redis = await startChildServer(serverScript('app-server.ts'), { ...env, REDIS_URL }, nodeFlags);
   return { memory, redis };
 }
 
@@ -120,7 +122,7 @@ export async function runLimits(options: LimitsBenchOptions): Promise<string> {
   const { database, configFile } = await scratch('limits');
   let servers: { memory: ChildServer; redis: ChildServer } | undefined;
   try {
-    servers = await startServers(database, configFile);
+    servers = await startServers(database, configFile, options.serverNodeFlags);
     const high = { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrent: 100_000 };
     const off = await benchTenant(servers.memory.url, 'limits-off', undefined);
     const on = await benchTenant(servers.memory.url, 'limits-on', high);
@@ -260,7 +262,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
   const rateB = 200;
   const connectionsB = 10;
   try {
-    servers = await startServers(database, configFile);
+    servers = await startServers(database, configFile, options.serverNodeFlags);
     const noisy = await benchTenant(servers.memory.url, 'noisy-a', {
       requestsPerSecond: limitA,
       burst: limitA,
@@ -272,7 +274,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).${options.serverNodeFlags.length > 0 ? ` Servers run with \`${options.serverNodeFlags.join(' ')}\`.` : ''}`,
       '',
       '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
       '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',

@@ -24,7 +24,8 @@
  * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
  * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
  * template databases are dropped too), --flood-priority=idle (noisy-neighbour: tenant A's load generator
- * under SCHED_IDLE, or at a nice of 0 to 19). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
+ * under SCHED_IDLE, or at a nice of 0 to 19), --server-node-flags="--max-semi-space-size=64"
+ * (limits, noisy-neighbour: Node flags of the Tenantry servers only). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
  * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
  * stderr, the markdown summary to stdout.
  */
@@ -75,6 +76,7 @@ const { values, positionals } = parseArgs({
     'fleet-baseline-databases': { type: 'string', default: '10' },
     'fleet-noop-runs': { type: 'string', default: '5' },
     'flood-priority': { type: 'string', default: 'idle' },
+    'server-node-flags': { type: 'string', default: '' },
     'callgrind-warmup': { type: 'string', default: '6000' },
     'callgrind-requests': { type: 'string', default: '2000' },
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
@@ -187,6 +189,7 @@ async function main(): Promise<void> {
         connections: Math.min(20, positiveInteger('connections', values.connections)),
         duration: Math.min(10, positiveInteger('duration', values.duration)),
         rounds: positiveInteger('rounds', values.rounds),
+        serverNodeFlags: (values['server-node-flags'] ?? '').split(' ').filter(Boolean),
         log,
       };
       sections.push(
