@@ -139,7 +139,8 @@ function sendPipeline<R extends pg.QueryResultRow>(
   reused: string[],
 ): Promise<pg.QueryResult<R>> {
   return new Promise((resolve, reject) => {
-    const query = new pg.Query<R>(main.text, [...main.values]);
+    // pg reads the values and never writes them (the custom submit below replaces its prepare).
+    const query = new pg.Query<R>(main.text, main.values as unknown[]);
     const internals = query as unknown as QueryInternals;
     const handleDataRow = internals.handleDataRow.bind(query);
     const handleCommandComplete = internals.handleCommandComplete.bind(query);
@@ -204,5 +205,5 @@ function sendStatement(
       statements.parsing(name, capacity);
     }
   }
-  wire.bind({ statement: name ?? '', values: [...statement.values], valueMapper: prepareValue });
+  wire.bind({ statement: name ?? '', values: statement.values as unknown[], valueMapper: prepareValue });
 }

@@ -13,7 +13,7 @@ import {
   type TenantSettings,
   tenantSettingsParams,
 } from './database.js';
-import { pipelinedQuery, preparedName } from './pipelined-query.js';
+import { pipelinedQuery, preparedName, type Statement } from './pipelined-query.js';
 
 /** The tenant settings statement, prepared once per connection (it is the same for every tenant). */
 const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
@@ -91,18 +91,30 @@ class PostgresPool implements ConnectionPool {
     const result = await this.withClient((client) =>
       pipelinedQuery<R>(
         client,
-        [
-          {
-            text: APPLY_TENANT_SETTINGS,
-            values: tenantSettingsParams(settings),
-            ...(prepare ? { name: TENANT_SETTINGS_STATEMENT } : {}),
-          },
-        ],
+        this.#setupFor(settings),
         prepare ? { text: sql, values: params, name: preparedName(sql) } : { text: sql, values: params },
         this.#statementCacheSize,
       ),
     );
     return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+  }
+
+  /** Settings objects live as long as their tenant handle: the statement is built once for each. */
+  readonly #setups = new WeakMap<TenantSettings, readonly Statement[]>();
+
+  #setupFor(settings: TenantSettings): readonly Statement[] {
+    let setup = this.#setups.get(settings);
+    if (!setup) {
+      setup = [
+        {
+          text: APPLY_TENANT_SETTINGS,
+          values: tenantSettingsParams(settings),
+          ...(this.#statementCacheSize > 0 ? { name: TENANT_SETTINGS_STATEMENT } : {}),
+        },
+      ];
+      this.#setups.set(settings, setup);
+    }
+    return setup;
   }
 
   scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
