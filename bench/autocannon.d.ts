@@ -35,6 +35,8 @@ declare module 'autocannon' {
     readonly connections?: number;
     /** Seconds. */
     readonly duration?: number;
+    /** Stop after this many requests instead of after `duration`. */
+    readonly amount?: number;
     readonly pipelining?: number;
     readonly method?: string;
     readonly headers?: Readonly<Record<string, string>>;

@@ -114,7 +114,7 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
         PORT: '',
       },
       nodeFlags,
-      counted('tenantry') ? underValgrind('tenantry') : undefined,
+      counted('tenantry') ? { wrapper: underValgrind('tenantry') } : {},
     );
     servers.push(tenantry);
     const key = await createTenantKey(tenantry.url, adminToken);
@@ -122,12 +122,9 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
     const targets: { name: CallgrindServer; server: ChildServer; headers: Record<string, string> }[] = [];
     if (counted('bare')) {
       log('starting bare Fastify under valgrind…');
-      const bare = await startChildServer(
-        serverScript('bare-server.ts'),
-        { BENCH_BODY: body },
-        nodeFlags,
-        underValgrind('bare'),
-      );
+      const bare = await startChildServer(serverScript('bare-server.ts'), { BENCH_BODY: body }, nodeFlags, {
+        wrapper: underValgrind('bare'),
+      });
       servers.push(bare);
       targets.push({ name: 'bare', server: bare, headers: {} });
     }

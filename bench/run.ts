@@ -14,6 +14,8 @@
  *                                      # (valgrind; --callgrind-warmup=6000 --callgrind-requests=2000
  *                                      # --callgrind-servers=bare,tenantry --callgrind-functions=30:
  *                                      # the costliest functions per request, JIT code named)
+ *   npm run bench -- allocation        # JavaScript heap allocated per request, Tenantry vs bare
+ *                                      # (--allocation-requests=4000 per sample)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -32,6 +34,7 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { benchAllocation } from './allocation.js';
 import { benchApiKeyVerify } from './api-key-verify.js';
 import { benchCallgrind, callgrindServers } from './callgrind.js';
 import { runEntities } from './entities.js';
@@ -54,6 +57,7 @@ const EXTRA = [
   'limits',
   'noisy-neighbour',
   'callgrind',
+  'allocation',
 ] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
@@ -81,6 +85,7 @@ const { values, positionals } = parseArgs({
     'callgrind-requests': { type: 'string', default: '2000' },
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
     'callgrind-functions': { type: 'string' },
+    'allocation-requests': { type: 'string', default: '4000' },
   },
 });
 
@@ -165,6 +170,14 @@ async function main(): Promise<void> {
           ...(values['callgrind-functions'] === undefined
             ? {}
             : { functions: positiveInteger('callgrind-functions', values['callgrind-functions']) }),
+          log,
+        }),
+      );
+    } else if (benchmark === 'allocation') {
+      sections.push(
+        await benchAllocation({
+          requests: positiveInteger('allocation-requests', values['allocation-requests']),
+          rounds: positiveInteger('rounds', values.rounds),
           log,
         }),
       );

@@ -6,6 +6,15 @@ export interface ChildServer {
   readonly pid: number;
   /** SIGTERM, then SIGKILL after 10 s; resolves when the process is gone. */
   stop(): Promise<void>;
+  /** Sends a message over the IPC channel (`ipc` option) and resolves with the child's answer. */
+  ask(message: object): Promise<unknown>;
+}
+
+export interface ChildServerOptions {
+  /** A program that runs Node (like valgrind), with its own arguments, and a longer start-up. */
+  readonly wrapper?: { readonly command: string; readonly args: readonly string[]; readonly startMs: number };
+  /** Opens an IPC channel to the child (for `ask`). */
+  readonly ipc?: boolean;
 }
 
 const TSX_LOADER = import.meta.resolve('tsx');
@@ -29,15 +38,15 @@ export function startChildServer(
   script: string,
   env: Readonly<Record<string, string | undefined>>,
   nodeArgs: readonly string[] = [],
-  /** A program that runs Node (like valgrind), with its own arguments, and a longer start-up. */
-  wrapper?: { readonly command: string; readonly args: readonly string[]; readonly startMs: number },
+  options: ChildServerOptions = {},
 ): Promise<ChildServer> {
+  const { wrapper } = options;
   return new Promise((resolve, reject) => {
     const node = [process.execPath, ...nodeArgs, '--import', TSX_LOADER, script];
     const [command, ...args] = wrapper ? [wrapper.command, ...wrapper.args, ...node] : node;
     const child: ChildProcess = spawn(command!, args, {
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     });
     const startMs = wrapper?.startMs ?? 30_000;
     let output = '';
@@ -64,6 +73,16 @@ export function startChildServer(
           child.kill('SIGTERM');
           await exited;
           clearTimeout(kill);
+        },
+        ask(message) {
+          return new Promise((answered, failed) => {
+            if (!child.send) {
+              failed(new Error(`${script} was started without an IPC channel`));
+              return;
+            }
+            child.once('message', answered);
+            child.send(message);
+          });
         },
       };
       live.add(server);

@@ -4,6 +4,7 @@
  * a caller known only by its host (the identity benchmark's "no authentication" baseline).
  * Prints `READY <url>`; SIGTERM closes it.
  */
+import './heap-probe.js';
 import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { buildApp } from '../../src/http/app.js';

@@ -4,6 +4,7 @@
  * Prints `READY <url>` once it listens.
  */
 import './collect-on-signal.js';
+import './heap-probe.js';
 import Fastify from 'fastify';
 
 const body: unknown = JSON.parse(process.env.BENCH_BODY ?? '{}');

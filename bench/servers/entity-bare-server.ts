@@ -6,6 +6,7 @@
  * BENCH_PREPARED=1: each statement prepared under a name (parsed and planned once per connection),
  * as Tenantry does, instead of pg's default unnamed statement.
  */
+import './heap-probe.js';
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import pg from 'pg';
