@@ -2,7 +2,7 @@
  * JavaScript heap allocated per request (diagnosis for the young-generation pauses behind the
  * noisy-neighbour tail, and a figure that does not drift with the machine's load):
  *
- *   npm run bench -- allocation [--allocation-requests=4000] [--rounds=3]
+ *   npm run bench -- allocation [--allocation-requests=4000] [--rounds=3] [--allocation-sources=25]
  *
  * Every server runs with a young generation of 256 MB, so a sample of a few thousand requests
  * fits without a collection; the server's heap probe (`bench/servers/heap-probe.ts`) collects the
@@ -37,6 +37,8 @@ const ATTEMPTS = 3;
 export interface AllocationOptions {
   readonly requests: number;
   readonly rounds: number;
+  /** After the rounds, the costliest allocating functions of each Tenantry target (0: none). */
+  readonly sources: number;
   readonly log: (line: string) => void;
 }
 
@@ -54,6 +56,7 @@ interface Target {
 interface ProbeAnswer {
   readonly grown: number;
   readonly collections: number;
+  readonly sources?: Record<string, number>;
 }
 
 async function adminPost(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
@@ -241,6 +244,26 @@ export async function benchAllocation(options: AllocationOptions): Promise<strin
         log(`  round ${round} ${target.name}: ${fmt(bytes)} B per request`);
       }
     }
+    const sourceLines: string[] = [];
+    if (options.sources > 0) {
+      for (const target of targets.filter((candidate) => candidate.server === tenantry)) {
+        log(`  sources: ${target.name}`);
+        await target.server.ask({ heapProbe: 'start', sources: true });
+        await send(target, options.requests);
+        const answer = (await target.server.ask({ heapProbe: 'stop' })) as ProbeAnswer;
+        const top = Object.entries(answer.sources ?? {})
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, options.sources);
+        sourceLines.push(
+          '',
+          `${target.name}: the ${options.sources} costliest allocating functions (innermost frame; sampled every 256 bytes, so estimates), bytes per request`,
+          '',
+          '| function | bytes per request |',
+          '| --- | ---: |',
+          ...top.map(([source, bytes]) => `| \`${source}\` | ${fmt(bytes / options.requests)} |`),
+        );
+      }
+    }
     const bytesOf = (name: string) => median(perRequest.get(name)!);
     const lines = [
       '### JavaScript heap allocated per request',
@@ -260,6 +283,7 @@ export async function benchAllocation(options: AllocationOptions): Promise<strin
           .join(', ');
         return `| ${target.name} | ${fmt(bytes)} | ${rounds} | ${versus} |`;
       }),
+      ...sourceLines,
     ];
     return lines.join('\n');
   } finally {

@@ -15,7 +15,8 @@
  *                                      # --callgrind-servers=bare,tenantry --callgrind-functions=30:
  *                                      # the costliest functions per request, JIT code named)
  *   npm run bench -- allocation        # JavaScript heap allocated per request, Tenantry vs bare
- *                                      # (--allocation-requests=4000 per sample)
+ *                                      # (--allocation-requests=4000 per sample, --allocation-sources=25:
+ *                                      # the costliest allocating functions of each Tenantry route)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -86,6 +87,7 @@ const { values, positionals } = parseArgs({
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
     'callgrind-functions': { type: 'string' },
     'allocation-requests': { type: 'string', default: '4000' },
+    'allocation-sources': { type: 'string', default: '0' },
   },
 });
 
@@ -178,6 +180,7 @@ async function main(): Promise<void> {
         await benchAllocation({
           requests: positiveInteger('allocation-requests', values['allocation-requests']),
           rounds: positiveInteger('rounds', values.rounds),
+          sources: Number(values['allocation-sources']),
           log,
         }),
       );

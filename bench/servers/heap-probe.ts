@@ -3,12 +3,37 @@
  * `--expose-gc` and a young generation large enough that no collection runs during a sample).
  * `start` collects the heap and notes its size; `stop` reports how much the heap grew since, and
  * how many collections ran in between (a sample with any is void: the growth would undercount).
+ * With `sources`, V8's sampling heap profiler runs during the sample, and `stop` answers the bytes
+ * sampled per allocating function (`name file:line`, the innermost frame).
  */
+import { Session } from 'node:inspector/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 
 interface ProbeMessage {
   readonly heapProbe: 'start' | 'stop';
+  readonly sources?: boolean;
+}
+
+interface SamplingNode {
+  readonly callFrame: { functionName: string; url: string; lineNumber: number };
+  readonly selfSize: number;
+  readonly children: readonly SamplingNode[];
+}
+
+function bySource(root: SamplingNode): Record<string, number> {
+  const sizes: Record<string, number> = {};
+  const visit = (node: SamplingNode) => {
+    if (node.selfSize > 0) {
+      const { functionName, url, lineNumber } = node.callFrame;
+      const file = url.replace(/^.*\/node_modules\//, '').replace(/^.*\/main\//, '');
+      const key = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
+      sizes[key] = (sizes[key] ?? 0) + node.selfSize;
+    }
+    for (const child of node.children) visit(child);
+  };
+  visit(root);
+  return sizes;
 }
 
 const collect = (globalThis as { gc?: () => void }).gc;
@@ -21,8 +46,18 @@ if (collect && send) {
   }).observe({ entryTypes: ['gc'] });
   let startedAt = 0;
   let usedAtStart = 0;
-  process.on('message', (message: ProbeMessage) => {
+  let profiler: Session | undefined;
+  process.on('message', async (message: ProbeMessage) => {
     if (message.heapProbe === 'start') {
+      if (message.sources) {
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('HeapProfiler.startSampling', {
+          samplingInterval: 256,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
+      }
       collect();
       collect();
       usedAtStart = v8.getHeapStatistics().used_heap_size;
@@ -31,10 +66,17 @@ if (collect && send) {
     } else if (message.heapProbe === 'stop') {
       const grown = v8.getHeapStatistics().used_heap_size - usedAtStart;
       const stoppedAt = performance.now();
+      let sources: Record<string, number> | undefined;
+      if (profiler) {
+        const { profile } = await profiler.post('HeapProfiler.stopSampling');
+        sources = bySource(profile.head as SamplingNode);
+        profiler.disconnect();
+        profiler = undefined;
+      }
       // GC entries reach the observer asynchronously.
       setTimeout(() => {
         const during = collections.filter((time) => time > startedAt && time < stoppedAt).length;
-        send({ heapProbe: 'stopped', grown, collections: during });
+        send({ heapProbe: 'stopped', grown, collections: during, sources });
       }, 50);
     }
   });
