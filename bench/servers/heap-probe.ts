@@ -21,18 +21,18 @@ interface SamplingNode {
   readonly children: readonly SamplingNode[];
 }
 
+/** Builtins (no file) are named with the nearest caller that has one: `exec ← parseApiKey …`. */
 function bySource(root: SamplingNode): Record<string, number> {
   const sizes: Record<string, number> = {};
-  const visit = (node: SamplingNode) => {
-    if (node.selfSize > 0) {
-      const { functionName, url, lineNumber } = node.callFrame;
-      const file = url.replace(/^.*\/node_modules\//, '').replace(/^.*\/main\//, '');
-      const key = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
-      sizes[key] = (sizes[key] ?? 0) + node.selfSize;
-    }
-    for (const child of node.children) visit(child);
+  const visit = (node: SamplingNode, caller: string) => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const file = url.replace(/^.*\/node_modules\//, '').replace(/^.*\/main\//, '');
+    const name = functionName || '(anonymous)';
+    const here = file ? `${name} ${file}:${lineNumber + 1}` : `${name} ← ${caller}`;
+    if (node.selfSize > 0) sizes[here] = (sizes[here] ?? 0) + node.selfSize;
+    for (const child of node.children) visit(child, file ? here : caller);
   };
-  visit(root);
+  visit(root, '(root)');
   return sizes;
 }
 

@@ -1,10 +1,24 @@
 import pg from 'pg';
 import { prepareValue } from 'pg/lib/utils.js';
 
-/** pg's Query handlers and wire connection, as far as this module uses them (not in @types/pg). */
-interface QueryInternals {
+/** pg's Query as far as this module extends it (its handlers are not in @types/pg). */
+interface QueryBase {
+  handleRowDescription(message: RowDescription): void;
   handleDataRow(message: unknown): void;
   handleCommandComplete(message: unknown, connection: unknown): void;
+}
+
+type QueryCallback = (error: Error | null, result?: pg.QueryResult) => void;
+
+const QueryBase = pg.Query as unknown as new (config: {
+  text: string;
+  values: unknown[];
+  callback: QueryCallback;
+}) => QueryBase;
+
+/** A RowDescription message as pg-protocol parses it: what pg needs to read the rows. */
+interface RowDescription {
+  readonly fields: readonly unknown[];
 }
 
 interface WireConnection {
@@ -43,6 +57,11 @@ const DEFAULT_CAPACITY = 256;
  */
 class ConnectionStatements {
   readonly states = new Map<string, 'parsed' | 'unsure'>();
+  /**
+   * The row description of a named statement, seen the first time it ran: a reused statement's
+   * columns cannot change without the server refusing it as stale, so it is not described again.
+   */
+  readonly descriptions = new Map<string, RowDescription>();
   evicted: string[] = [];
 
   /** The state of `name`, which becomes the most recently used. */
@@ -58,11 +77,19 @@ class ConnectionStatements {
   /** Records a statement about to be parsed, pushing out the least recently used beyond `capacity`. */
   parsing(name: string, capacity: number): void {
     this.states.set(name, 'unsure');
+    this.descriptions.delete(name);
     for (const oldest of this.states.keys()) {
       if (this.states.size <= capacity) break;
       this.states.delete(oldest);
+      this.descriptions.delete(oldest);
       this.evicted.push(oldest);
     }
+  }
+
+  /** After a failure that may have left `name` stale or gone: parsed and described again next time. */
+  distrust(name: string): void {
+    this.states.set(name, 'unsure');
+    this.descriptions.delete(name);
   }
 }
 
@@ -126,7 +153,7 @@ export async function pipelinedQuery<R extends pg.QueryResultRow>(
   } catch (error) {
     if (!STALE_STATEMENT.has((error as { code?: string }).code ?? '') || reused.length === 0) throw error;
     const statements = statementsByConnection.get((client as unknown as { connection: object }).connection);
-    for (const name of reused) statements?.states.set(name, 'unsure');
+    for (const name of reused) statements?.distrust(name);
     return sendPipeline<R>(client, setup, main, capacity, []);
   }
 }
@@ -139,49 +166,84 @@ function sendPipeline<R extends pg.QueryResultRow>(
   reused: string[],
 ): Promise<pg.QueryResult<R>> {
   return new Promise((resolve, reject) => {
-    // pg reads the values and never writes them (the custom submit below replaces its prepare).
-    const query = new pg.Query<R>(main.text, main.values as unknown[]);
-    const internals = query as unknown as QueryInternals;
-    const handleDataRow = internals.handleDataRow.bind(query);
-    const handleCommandComplete = internals.handleCommandComplete.bind(query);
-    let setupPending = setup.length;
-    let statements: ConnectionStatements | undefined;
-    // Setup statements are executed without Describe: their rows arrive without a row
-    // description and end with a CommandComplete each; they must not reach the main result.
-    internals.handleDataRow = (message) => {
-      if (setupPending === 0) handleDataRow(message);
-    };
-    internals.handleCommandComplete = (message, connection) => {
-      const statement = setupPending > 0 ? setup[setup.length - setupPending] : main;
-      if (statement?.name !== undefined) statements?.states.set(statement.name, 'parsed');
-      if (setupPending > 0) setupPending -= 1;
-      else handleCommandComplete(message, connection);
-    };
-    query.submit = (connection) => {
-      const wire = connection as unknown as WireConnection;
-      wire.stream.cork?.();
-      try {
-        if (setup.some((statement) => statement.name !== undefined) || main.name !== undefined) {
-          statements = statementsOn(connection);
-          for (const name of statements.evicted) wire.close({ type: 'S', name });
-          statements.evicted = [];
-        }
-        for (const statement of setup) {
-          sendStatement(wire, statement, statements, capacity, reused);
-          wire.execute({ portal: '' });
-        }
-        sendStatement(wire, main, statements, capacity, reused);
-        wire.describe({ type: 'P', name: '' });
-        wire.execute({ portal: '' });
-        wire.sync();
-      } finally {
-        wire.stream.uncork?.();
-      }
-    };
-    query.on('end', (result) => resolve(result as unknown as pg.QueryResult<R>));
-    query.on('error', reject);
-    client.query(query);
+    const query = new PipelinedQuery(setup, main, capacity, reused, (error, result) =>
+      error ? reject(error) : resolve(result as pg.QueryResult<R>),
+    );
+    client.query(query as unknown as pg.Submittable);
   });
+}
+
+/**
+ * pg's Query, sending the pipeline itself and keeping the setup statements' results out of the
+ * main one. A subclass rather than per-request closures: this runs on every tenant request.
+ */
+class PipelinedQuery extends QueryBase {
+  #setupPending: number;
+  #statements: ConnectionStatements | undefined;
+  /** The main statement is named and its description known: no Describe was sent for it. */
+  #describedFromCache = false;
+
+  constructor(
+    private readonly setup: readonly Statement[],
+    private readonly main: Statement,
+    private readonly capacity: number,
+    private readonly reused: string[],
+    callback: QueryCallback,
+  ) {
+    // pg reads the values and never writes them (submit below replaces its prepare).
+    super({ text: main.text, values: main.values as unknown[], callback });
+    this.#setupPending = setup.length;
+  }
+
+  override handleRowDescription(message: RowDescription): void {
+    const name = this.main.name;
+    if (name !== undefined && !this.#describedFromCache) this.#statements?.descriptions.set(name, message);
+    super.handleRowDescription(message);
+  }
+
+  // Setup statements are executed without Describe: their rows arrive without a row
+  // description and end with a CommandComplete each; they must not reach the main result.
+  override handleDataRow(message: unknown): void {
+    if (this.#setupPending === 0) super.handleDataRow(message);
+  }
+
+  override handleCommandComplete(message: unknown, connection: unknown): void {
+    const statement = this.#setupPending > 0 ? this.setup[this.setup.length - this.#setupPending] : this.main;
+    if (statement?.name !== undefined) this.#statements?.states.set(statement.name, 'parsed');
+    if (this.#setupPending > 0) this.#setupPending -= 1;
+    else super.handleCommandComplete(message, connection);
+  }
+
+  submit(connection: unknown): void {
+    const wire = connection as WireConnection;
+    const { setup, main, capacity, reused } = this;
+    let statements: ConnectionStatements | undefined;
+    wire.stream.cork?.();
+    try {
+      if (main.name !== undefined || setup.some((statement) => statement.name !== undefined)) {
+        statements = statementsOn(connection as object);
+        this.#statements = statements;
+        for (const name of statements.evicted) wire.close({ type: 'S', name });
+        statements.evicted = [];
+      }
+      for (const statement of setup) {
+        sendStatement(wire, statement, statements, capacity, reused);
+        wire.execute({ portal: '' });
+      }
+      const mainState = sendStatement(wire, main, statements, capacity, reused);
+      const description = mainState === 'parsed' ? statements?.descriptions.get(main.name!) : undefined;
+      if (description) {
+        this.#describedFromCache = true;
+        this.handleRowDescription(description);
+      } else {
+        wire.describe({ type: 'P', name: '' });
+      }
+      wire.execute({ portal: '' });
+      wire.sync();
+    } finally {
+      wire.stream.uncork?.();
+    }
+  }
 }
 
 /** Parse (unless the connection holds the named statement already) and Bind to the unnamed portal. */
@@ -191,19 +253,23 @@ function sendStatement(
   statements: ConnectionStatements | undefined,
   capacity: number,
   reused: string[],
-): void {
+): 'parsed' | 'new' {
   const name = statement.name;
+  let state: 'parsed' | 'new' = 'new';
   if (name === undefined || !statements) {
     wire.parse({ text: statement.text });
   } else {
-    const state = statements.use(name);
-    if (state === 'parsed') reused.push(name);
-    else {
-      if (state === 'unsure') wire.close({ type: 'S', name });
+    const known = statements.use(name);
+    if (known === 'parsed') {
+      reused.push(name);
+      state = 'parsed';
+    } else {
+      if (known === 'unsure') wire.close({ type: 'S', name });
       wire.parse({ text: statement.text, name });
       // Until its CommandComplete is seen, a failure leaves it unsure.
       statements.parsing(name, capacity);
     }
   }
   wire.bind({ statement: name ?? '', values: statement.values as unknown[], valueMapper: prepareValue });
+  return state;
 }

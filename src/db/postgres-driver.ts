@@ -20,6 +20,9 @@ const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
 
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
+/** Run first in a pipeline, BEGIN turns its implicit transaction into an explicit one that outlives the Sync. */
+const BEGIN: readonly Statement[] = [{ text: 'BEGIN', values: [] }];
+
 function adapt(target: PgQueryable): Queryable {
   return {
     async query<R extends Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
@@ -117,27 +120,51 @@ class PostgresPool implements ConnectionPool {
     return setup;
   }
 
+  /** BEGIN and the tenant settings go in one pipeline: the transaction costs one round trip more than its statements (COMMIT). */
   scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withClient((client) =>
-      inTransaction(client, async (tx) => {
-        await tx.query(APPLY_TENANT_SETTINGS, tenantSettingsParams(settings));
-        return fn(tx);
-      }),
-    );
+    return this.withClient(async (client) => {
+      try {
+        await pipelinedQuery(client, BEGIN, this.#setupFor(settings)[0]!, this.#statementCacheSize);
+        const result = await fn(adapt(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
-  async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      return await fn(client);
-    } catch (error) {
-      // A connection whose protocol state is unknown must not go back to the pool.
-      if (error instanceof Error && !('code' in error)) broken = error;
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+  /**
+   * Runs `fn` on a pooled client and releases it after. pg-pool's callback form: this runs on
+   * every tenant request, and its promise form allocates a promise and closures more.
+   */
+  withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pool.connect((connectError, client) => {
+        if (connectError || !client) {
+          reject(connectError ?? new Error('no client from the pool'));
+          return;
+        }
+        let running: Promise<T>;
+        try {
+          running = fn(client);
+        } catch (error) {
+          running = Promise.reject(error);
+        }
+        running.then(
+          (value) => {
+            client.release();
+            resolve(value);
+          },
+          (error: unknown) => {
+            // A connection whose protocol state is unknown must not go back to the pool.
+            client.release(error instanceof Error && !('code' in error) ? error : undefined);
+            reject(error);
+          },
+        );
+      });
+    });
   }
 }
 

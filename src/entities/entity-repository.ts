@@ -446,19 +446,18 @@ export class EntityRepository {
   async get(db: TenantDb, id: string): Promise<Record<string, unknown>> {
     // Another tenant's id and an id that does not exist get the same answer.
     if (!UUID.test(id)) throw this.#notFound();
-    const params = new Params();
     const tenantScoped = this.#entity.scope === 'tenant';
     const table = this.#table(db);
-    // The condition's text does not depend on the values: cache the statement per table.
-    const condition = this.#rowCondition(db, id, params);
+    // The statement's text does not depend on the values: built once per table, and the values
+    // listed in #rowCondition's order (the id, then the tenant).
     let sql = this.#selectById.get(table);
     if (sql === undefined) {
-      sql = `SELECT ${this.#selectList} FROM ${table} WHERE ${condition}`;
+      sql = `SELECT ${this.#selectList} FROM ${table} WHERE ${this.#rowCondition(db, id, new Params())}`;
       this.#selectById.set(table, sql);
     }
     const { rows } = tenantScoped
-      ? await db.query(sql, params.values)
-      : await db.queryShared(sql, params.values);
+      ? await db.query(sql, [id.toLowerCase(), db.tenantId])
+      : await db.queryShared(sql, [id.toLowerCase()]);
     if (!rows[0]) throw this.#notFound();
     return presentRow(this.#entity, rows[0]);
   }

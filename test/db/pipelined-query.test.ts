@@ -144,6 +144,56 @@ describe.runIf(POSTGRES)('pipelined query with a named setup statement', () => {
     }
   });
 
+  it('describes a prepared statement once per connection and reads later rows with that description', async () => {
+    const connection = (client as unknown as { connection: { describe: (...args: unknown[]) => void } })
+      .connection;
+    const describe = connection.describe;
+    let described = 0;
+    connection.describe = (...args: unknown[]) => {
+      described += 1;
+      describe.apply(connection, args);
+    };
+    try {
+      const text = `SELECT $1::int AS n, now()::date::text AS day, '{"a":1}'::jsonb AS doc`;
+      const main = (n: number) => ({ text, values: [n], name: preparedName(text) });
+      for (const n of [1, 2, 3]) {
+        const { rows, fields } = await pipelinedQuery<{ n: number; doc: unknown }>(
+          client,
+          [setting('a')],
+          main(n),
+        );
+        expect(rows).toEqual([{ n, day: expect.any(String), doc: { a: 1 } }]);
+        expect(fields.map((field) => field.name)).toEqual(['n', 'day', 'doc']);
+      }
+      expect(described).toBe(1);
+      // An unnamed statement is described every time.
+      await pipelinedQuery(client, [], { text: 'SELECT 1 AS one', values: [] });
+      await pipelinedQuery(client, [], { text: 'SELECT 1 AS one', values: [] });
+      expect(described).toBe(3);
+    } finally {
+      connection.describe = describe;
+    }
+  });
+
+  it('reads rows with the new description once a column changed type under a prepared statement', async () => {
+    const table = `tenantry_retyped_${process.pid}`;
+    await client.query(`DROP TABLE IF EXISTS ${table}`);
+    await client.query(`CREATE TABLE ${table} (id int, amount int)`);
+    try {
+      await client.query(`INSERT INTO ${table} VALUES (1, 42)`);
+      const text = `SELECT id, amount FROM ${table} WHERE id = $1`;
+      const main = { text, values: [1], name: preparedName(text) };
+      expect((await pipelinedQuery(client, [setting('a')], main)).rows).toEqual([{ id: 1, amount: 42 }]);
+      expect((await pipelinedQuery(client, [setting('a')], main)).rows).toEqual([{ id: 1, amount: 42 }]);
+      await client.query(`ALTER TABLE ${table} ALTER COLUMN amount TYPE jsonb USING to_jsonb(amount::text)`);
+      // Read with the old description, the jsonb text '"42"' would stay a string with quotes.
+      expect((await pipelinedQuery(client, [setting('b')], main)).rows).toEqual([{ id: 1, amount: '42' }]);
+      expect((await pipelinedQuery(client, [setting('b')], main)).rows).toEqual([{ id: 1, amount: '42' }]);
+    } finally {
+      await client.query(`DROP TABLE ${table}`);
+    }
+  });
+
   it('parses again when other code deallocated the connection’s statements', async () => {
     const text = 'SELECT $1::int * 2 AS n';
     const main = { text, values: [21], name: preparedName(text) };
