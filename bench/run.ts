@@ -4,7 +4,8 @@
  *   npm run bench                      # both
  *   npm run bench -- tenant-info       # GET /tenant-info, Tenantry vs bare Fastify
  *   npm run bench -- api-key           # ApiKeyVerifier.verify, cached vs uncached
- *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning
+ *   npm run bench -- entities          # entity API per isolation level vs bare Fastify + pg; provisioning;
+ *                                      # at 10,000 tenants also spread over --spread-tenants=1000 keys (0: not)
  *   npm run bench -- tenant-info-breakdown   # diagnosis: the hot path built up in steps
  *   npm run bench -- metrics-observe   # what recording a request in the metrics costs
  *   npm run bench -- identity          # entity GET with a session token / an API key / no authentication
@@ -87,6 +88,7 @@ const { values, positionals } = parseArgs({
     'callgrind-servers': { type: 'string', default: 'bare,tenantry' },
     'callgrind-functions': { type: 'string' },
     'allocation-requests': { type: 'string', default: '4000' },
+    'spread-tenants': { type: 'string', default: '1000' },
     'allocation-sources': { type: 'string', default: '0' },
   },
 });
@@ -228,6 +230,7 @@ async function main(): Promise<void> {
           connections: Math.min(20, positiveInteger('connections', values.connections)),
           duration: Math.min(5, positiveInteger('duration', values.duration)),
           rounds: positiveInteger('rounds', values.rounds),
+          spreadTenants: Number(values['spread-tenants']),
           log,
         }),
       );
