@@ -13,6 +13,7 @@ import {
   type TenantSettings,
   tenantSettingsParams,
 } from './database.js';
+import { FairCheckout } from './fair-checkout.js';
 import { pipelinedQuery, preparedName, type Statement } from './pipelined-query.js';
 
 /** The tenant settings statement, prepared once per connection (it is the same for every tenant). */
@@ -64,17 +65,18 @@ class ClientSession implements Session {
 
 class PostgresPool implements ConnectionPool {
   readonly pool: pg.Pool;
-  readonly #queryable: Queryable;
   readonly #statementCacheSize: number;
 
-  constructor(pool: pg.Pool, statementCacheSize: number) {
+  readonly #checkout: FairCheckout;
+
+  constructor(pool: pg.Pool, statementCacheSize: number, checkoutTimeoutMs: number) {
     this.pool = pool;
-    this.#queryable = adapt(pool);
     this.#statementCacheSize = statementCacheSize;
+    this.#checkout = new FairCheckout(pool.options.max ?? 10, checkoutTimeoutMs);
   }
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.#queryable.query<R>(sql, params);
+    return this.withClient((client) => adapt(client).query<R>(sql, params));
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -91,13 +93,15 @@ class PostgresPool implements ConnectionPool {
     params: readonly unknown[] = [],
   ): Promise<QueryResult<R>> {
     const prepare = this.#statementCacheSize > 0;
-    const result = await this.withClient((client) =>
-      pipelinedQuery<R>(
-        client,
-        this.#setupFor(settings),
-        prepare ? { text: sql, values: params, name: preparedName(sql) } : { text: sql, values: params },
-        this.#statementCacheSize,
-      ),
+    const result = await this.withClient(
+      (client) =>
+        pipelinedQuery<R>(
+          client,
+          this.#setupFor(settings),
+          prepare ? { text: sql, values: params, name: preparedName(sql) } : { text: sql, values: params },
+          this.#statementCacheSize,
+        ),
+      settings.tenantId,
     );
     return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
   }
@@ -132,17 +136,26 @@ class PostgresPool implements ConnectionPool {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
       }
-    });
+    }, settings.tenantId);
   }
 
   /**
-   * Runs `fn` on a pooled client and releases it after. pg-pool's callback form: this runs on
-   * every tenant request, and its promise form allocates a promise and closures more.
+   * Runs `fn` on a pooled client and releases it after. The checkout is fair between tenants
+   * (`fairKey`, see FairCheckout) before pg-pool is asked, so pg-pool never makes anyone wait.
    */
-  withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, fairKey = ''): Promise<T> {
+    const waiting = this.#checkout.acquire(fairKey);
+    if (waiting === undefined) return this.#onPooledClient(fn);
+    return waiting.then(() => this.#onPooledClient(fn));
+  }
+
+  // pg-pool's callback form: this runs on every tenant request, and its promise form allocates a
+  // promise and closures more.
+  #onPooledClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pool.connect((connectError, client) => {
         if (connectError || !client) {
+          this.#checkout.release();
           reject(connectError ?? new Error('no client from the pool'));
           return;
         }
@@ -155,11 +168,13 @@ class PostgresPool implements ConnectionPool {
         running.then(
           (value) => {
             client.release();
+            this.#checkout.release();
             resolve(value);
           },
           (error: unknown) => {
             // A connection whose protocol state is unknown must not go back to the pool.
             client.release(error instanceof Error && !('code' in error) ? error : undefined);
+            this.#checkout.release();
             reject(error);
           },
         );
@@ -183,6 +198,9 @@ export interface PostgresOptions {
   readonly statementCacheSize?: number;
   readonly onPoolError?: (error: Error) => void;
 }
+
+/** How long a request waits for a connection (a free one, or a new one being opened). */
+const CHECKOUT_TIMEOUT_MS = 10_000;
 
 const DATE_OID = 1082;
 const INT8_OID = 20;
@@ -210,7 +228,7 @@ function createPool(url: string, options: PostgresOptions, max: number): pg.Pool
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: CHECKOUT_TIMEOUT_MS,
     application_name: options.applicationName ?? 'tenantry',
   });
   // An idle client that loses its server emits here; without a handler the process would crash.
@@ -281,8 +299,11 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
       ? createPool(options.adminUrl, options, options.ownerConnections ?? Math.max(2, Math.ceil(max / 4)))
       : runtimePool;
   const statementCacheSize = options.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE;
-  const runtime = new PostgresPool(runtimePool, statementCacheSize);
-  const owner = ownerPool === runtimePool ? runtime : new PostgresPool(ownerPool, statementCacheSize);
+  const runtime = new PostgresPool(runtimePool, statementCacheSize, CHECKOUT_TIMEOUT_MS);
+  const owner =
+    ownerPool === runtimePool
+      ? runtime
+      : new PostgresPool(ownerPool, statementCacheSize, CHECKOUT_TIMEOUT_MS);
   const listeners = new Set<Listener>();
 
   return {
