@@ -248,6 +248,8 @@ export interface NoisyNeighbourOptions extends LimitsBenchOptions {
    * holds a CPU for up to a scheduler slice. 0 is the harsh case.
    */
   readonly floodPriority: number | 'idle';
+  /** Tenant A's cap on requests in flight (its `limits.maxConcurrent`); 0: none. */
+  readonly floodMaxConcurrent: number;
 }
 
 /**
@@ -266,6 +268,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const noisy = await benchTenant(servers.memory.url, 'noisy-a', {
       requestsPerSecond: limitA,
       burst: limitA,
+      ...(options.floodMaxConcurrent > 0 ? { maxConcurrent: options.floodMaxConcurrent } : {}),
     });
     const quiet = await benchTenant(servers.memory.url, 'quiet-b', {
       requestsPerSecond: 10_000,
@@ -274,7 +277,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).${options.serverNodeFlags.length > 0 ? ` Servers run with \`${options.serverNodeFlags.join(' ')}\`.` : ''}`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).${options.floodMaxConcurrent > 0 ? ` Tenant A also has maxConcurrent ${options.floodMaxConcurrent}.` : ''}${options.serverNodeFlags.length > 0 ? ` Servers run with \`${options.serverNodeFlags.join(' ')}\`.` : ''}`,
       '',
       '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
       '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',

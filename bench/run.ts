@@ -28,7 +28,7 @@
  * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
  * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
  * template databases are dropped too), --flood-priority=idle (noisy-neighbour: tenant A's load generator
- * under SCHED_IDLE, or at a nice of 0 to 19), --server-node-flags="--max-semi-space-size=64"
+ * under SCHED_IDLE, or at a nice of 0 to 19; --flood-max-concurrent=N gives tenant A a cap on requests in flight), --server-node-flags="--max-semi-space-size=64"
  * (limits, noisy-neighbour: Node flags of the Tenantry servers only). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
  * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
  * stderr, the markdown summary to stdout.
@@ -89,6 +89,7 @@ const { values, positionals } = parseArgs({
     'callgrind-functions': { type: 'string' },
     'allocation-requests': { type: 'string', default: '4000' },
     'spread-tenants': { type: 'string', default: '1000' },
+    'flood-max-concurrent': { type: 'string', default: '0' },
     'allocation-sources': { type: 'string', default: '0' },
   },
 });
@@ -213,7 +214,11 @@ async function main(): Promise<void> {
       sections.push(
         benchmark === 'limits'
           ? await runLimits(limitsOptions)
-          : await runNoisyNeighbour({ ...limitsOptions, floodPriority: floodPriority() }),
+          : await runNoisyNeighbour({
+              ...limitsOptions,
+              floodPriority: floodPriority(),
+              floodMaxConcurrent: Number(values['flood-max-concurrent']),
+            }),
       );
     } else if (benchmark === 'identity') {
       sections.push(
