@@ -67,7 +67,7 @@ class PostgresPool implements ConnectionPool {
   readonly pool: pg.Pool;
   readonly #statementCacheSize: number;
 
-  readonly #checkout: FairCheckout;
+  readonly #checkout: FairCheckout<pg.PoolClient>;
 
   constructor(pool: pg.Pool, statementCacheSize: number, checkoutTimeoutMs: number) {
     this.pool = pool;
@@ -146,7 +146,7 @@ class PostgresPool implements ConnectionPool {
   withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, fairKey = ''): Promise<T> {
     const waiting = this.#checkout.acquire(fairKey);
     if (waiting === undefined) return this.#onPooledClient(fn);
-    return waiting.then(() => this.#onPooledClient(fn));
+    return waiting.then((handed) => (handed ? this.#onClient(handed, fn) : this.#onPooledClient(fn)));
   }
 
   // pg-pool's callback form: this runs on every tenant request, and its promise form allocates a
@@ -159,27 +159,40 @@ class PostgresPool implements ConnectionPool {
           reject(connectError ?? new Error('no client from the pool'));
           return;
         }
-        let running: Promise<T>;
-        try {
-          running = fn(client);
-        } catch (error) {
-          running = Promise.reject(error);
-        }
-        running.then(
-          (value) => {
-            client.release();
-            this.#checkout.release();
-            resolve(value);
-          },
-          (error: unknown) => {
-            // A connection whose protocol state is unknown must not go back to the pool.
-            client.release(error instanceof Error && !('code' in error) ? error : undefined);
-            this.#checkout.release();
-            reject(error);
-          },
-        );
+        this.#onClient(client, fn).then(resolve, reject);
       });
     });
+  }
+
+  /** Runs `fn` on a checked-out client, then hands the client to the next waiter or returns it. */
+  #onClient<T>(client: pg.PoolClient, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let running: Promise<T>;
+    try {
+      running = fn(client);
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    return running.then(
+      (value) => {
+        this.#done(client, undefined);
+        return value;
+      },
+      (error: unknown) => {
+        // A connection whose protocol state is unknown must not go back to the pool.
+        this.#done(client, error instanceof Error && !('code' in error) ? error : undefined);
+        throw error;
+      },
+    );
+  }
+
+  #done(client: pg.PoolClient, broken: Error | undefined): void {
+    if (broken) {
+      client.release(broken);
+      this.#checkout.release();
+    } else if (!this.#checkout.release(client)) {
+      // Nobody was waiting: back to pg-pool (and its idle timeout).
+      client.release();
+    }
   }
 }
 

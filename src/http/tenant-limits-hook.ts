@@ -71,8 +71,13 @@ function finish(
     });
     return;
   }
-  // 'close' fires once whether the response finished or the client went away.
-  if (tenant.effective.limits.maxConcurrent !== undefined) reply.raw.once('close', admission.release);
+  if (tenant.effective.limits.maxConcurrent !== undefined) {
+    // 'close' fires once whether the response finished or the client went away; a client can
+    // also have gone while the admission was being decided (a key's first check, Redis), and then
+    // 'close' has fired already: the slot is given back now, or it would be held for good.
+    if (reply.raw.closed) admission.release();
+    else reply.raw.once('close', admission.release);
+  }
   done();
 }
 

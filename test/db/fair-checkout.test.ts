@@ -38,6 +38,17 @@ describe('fair checkout of connections', () => {
     expect(checkout.waiting).toBe(0);
   });
 
+  it('hands a released connection straight to the next waiter', async () => {
+    const checkout = new FairCheckout<string>(1, 1_000);
+    expect(checkout.acquire('a')).toBeUndefined();
+    const waiting = checkout.acquire('b')!;
+    expect(checkout.release('connection 1')).toBe(true);
+    expect(await waiting).toBe('connection 1');
+    // Nobody waits now: the checkout becomes free and the caller keeps its connection.
+    expect(checkout.release('connection 1')).toBe(false);
+    expect(checkout.inUse).toBe(0);
+  });
+
   it('a waiter that timed out leaves its queue and takes no connection', async () => {
     const checkout = new FairCheckout(1, 30);
     expect(checkout.acquire('a')).toBeUndefined();

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -88,6 +89,17 @@ async function until(condition: () => boolean, ms = 2_000): Promise<void> {
   }
 }
 
+/** Sends a GET and destroys the connection after `ms`, before any answer can come. */
+function abandonedGet(url: string, headers: Record<string, string>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const request = httpRequest(url, { headers });
+    request.on('error', () => resolve());
+    request.on('close', () => resolve());
+    request.end();
+    setTimeout(() => request.destroy(), ms);
+  });
+}
+
 describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
   let env: TestEnv;
   let limited: { id: string; slug: string; key: string };
@@ -107,6 +119,26 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
 
   const info = (tenant: { key: string }, remoteAddress = '10.0.0.1') =>
     env.inject({ url: '/tenant-info', headers: { 'x-api-key': tenant.key }, remoteAddress });
+
+  it('a client that leaves before its admission is decided does not keep a concurrency slot', async () => {
+    const lone = await env.createTenant('limits-d', { config: { limits: { maxConcurrent: 1 } } });
+    const url = await env.app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      // The key is not verified yet: its first check pays the slow hash (tens of ms), and the
+      // client is gone long before the request is admitted.
+      const hashesBefore = slowHashRuns.length;
+      await abandonedGet(`${url}/tenant-info`, { 'x-api-key': lone.key }, 2);
+      // The server got it (its key check started); a request sent now shares that check, and
+      // is admitted after the abandoned one.
+      await until(() => slowHashRuns.length > hashesBefore);
+      for (let i = 0; i < 3; i += 1) {
+        const response = await fetch(`${url}/tenant-info`, { headers: { 'x-api-key': lone.key } });
+        expect(response.status).toBe(200);
+      }
+    } finally {
+      await env.app.server.close();
+    }
+  });
 
   it('spends the burst, then answers 429 rate_limited with Retry-After, and counts it', async () => {
     const remaining: string[] = [];
