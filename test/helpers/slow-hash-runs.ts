@@ -11,9 +11,29 @@ import type * as Crypto from 'node:crypto';
  */
 export const slowHashRuns: { kind: 'pbkdf2' | 'scrypt'; cost: number }[] = [];
 
+let heldResults: (() => void)[] | undefined;
+
+/**
+ * Until the returned function is called, finished PBKDF2 hashes keep their results: a test can
+ * act while a key check is certainly still running, then let it finish.
+ */
+export function holdSlowHashResults(): () => void {
+  heldResults = [];
+  return () => {
+    const waiting = heldResults ?? [];
+    heldResults = undefined;
+    for (const deliver of waiting) deliver();
+  };
+}
+
 export function recordingCrypto(actual: typeof Crypto): typeof Crypto {
   const pbkdf2 = ((...args: Parameters<typeof actual.pbkdf2>) => {
     slowHashRuns.push({ kind: 'pbkdf2', cost: args[2] });
+    const callback = args[5];
+    args[5] = (error, key) => {
+      if (heldResults) heldResults.push(() => callback(error, key));
+      else callback(error, key);
+    };
     return actual.pbkdf2(...args);
   }) as typeof actual.pbkdf2;
   const scrypt = ((...args: [Crypto.BinaryLike, Crypto.BinaryLike, number, ...unknown[]]) => {

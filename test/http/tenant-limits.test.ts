@@ -11,7 +11,7 @@ import type { EngineLogger } from '../../src/runtime/engine-logger.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { ADMIN_TOKEN, DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 import { CLOSED_REDIS_URL, REDIS_URL, redisAvailable, redisPrefix } from '../helpers/redis.js';
-import { slowHashRuns } from '../helpers/slow-hash-runs.js';
+import { holdSlowHashResults, slowHashRuns } from '../helpers/slow-hash-runs.js';
 
 vi.mock('node:crypto', async (original) =>
   (await import('../helpers/slow-hash-runs.js')).recordingCrypto(await original()),
@@ -89,17 +89,6 @@ async function until(condition: () => boolean, ms = 2_000): Promise<void> {
   }
 }
 
-/** Sends a GET and destroys the connection after `ms`, before any answer can come. */
-function abandonedGet(url: string, headers: Record<string, string>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const request = httpRequest(url, { headers });
-    request.on('error', () => resolve());
-    request.on('close', () => resolve());
-    request.end();
-    setTimeout(() => request.destroy(), ms);
-  });
-}
-
 describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
   let env: TestEnv;
   let limited: { id: string; slug: string; key: string };
@@ -123,19 +112,29 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
   it('a client that leaves before its admission is decided does not keep a concurrency slot', async () => {
     const lone = await env.createTenant('limits-d', { config: { limits: { maxConcurrent: 1 } } });
     const url = await env.app.listen({ port: 0, host: '127.0.0.1' });
+    const releaseHashes = holdSlowHashResults();
     try {
-      // The key is not verified yet: its first check pays the slow hash (tens of ms), and the
-      // client is gone long before the request is admitted.
+      // The key is not verified yet: its first check runs a slow hash, held until the client
+      // is gone, so the request is admitted after its connection closed.
       const hashesBefore = slowHashRuns.length;
-      await abandonedGet(`${url}/tenant-info`, { 'x-api-key': lone.key }, 2);
-      // The server got it (its key check started); a request sent now shares that check, and
-      // is admitted after the abandoned one.
+      const abandoned = httpRequest(`${url}/tenant-info`, { headers: { 'x-api-key': lone.key } });
+      const gone = new Promise((resolve) => abandoned.once('close', resolve));
+      abandoned.on('error', () => undefined);
+      abandoned.end();
       await until(() => slowHashRuns.length > hashesBefore);
-      for (let i = 0; i < 3; i += 1) {
+      abandoned.destroy();
+      await gone;
+      // Sent while the check still runs: it shares that check and is admitted after the other.
+      const next = fetch(`${url}/tenant-info`, { headers: { 'x-api-key': lone.key } });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      releaseHashes();
+      expect((await next).status).toBe(200);
+      for (let i = 0; i < 2; i += 1) {
         const response = await fetch(`${url}/tenant-info`, { headers: { 'x-api-key': lone.key } });
         expect(response.status).toBe(200);
       }
     } finally {
+      releaseHashes();
       await env.app.server.close();
     }
   });
