@@ -33,6 +33,8 @@ rateLimits:
 /** Room for a sample without a collection: 256 MB of young generation against ~30 KB a request. */
 const PROBED_NODE_FLAGS = ['--expose-gc', '--min-semi-space-size=256', '--max-semi-space-size=256'];
 const ATTEMPTS = 3;
+/** Tenants, each with its own key, that the spread target's reads are spread over. */
+const SPREAD_TENANTS = 200;
 
 export interface AllocationOptions {
   readonly requests: number;
@@ -69,7 +71,7 @@ async function adminPost(url: string, path: string, body: unknown): Promise<Reco
   return (await response.json()) as Record<string, unknown>;
 }
 
-async function seededTenant(url: string, slug: string, limits?: Record<string, number>) {
+async function seededTenant(url: string, slug: string, limits?: Record<string, number>, rows = 100) {
   const created = await adminPost(url, '/admin/tenants', {
     name: slug,
     slug,
@@ -80,7 +82,7 @@ async function seededTenant(url: string, slug: string, limits?: Record<string, n
   const response = await fetch(`${url}/api/v1/projects/batch`, {
     method: 'POST',
     headers: { 'x-api-key': key, 'content-type': 'application/json' },
-    body: JSON.stringify({ rows: Array.from({ length: 100 }, (_, n) => ({ name: `seed-${n}` })) }),
+    body: JSON.stringify({ rows: Array.from({ length: rows }, (_, n) => ({ name: `seed-${n}` })) }),
   });
   if (!response.ok) throw new Error(`seeding ${slug}: ${response.status} ${await response.text()}`);
   const items = ((await response.json()) as { items: { id: string }[] }).items;
@@ -167,6 +169,16 @@ export async function benchAllocation(options: AllocationOptions): Promise<strin
     // Refused from its second request on: its bucket holds one token, refilled once a second.
     const limited = await seededTenant(tenantry.url, 'alloc-limited', { requestsPerSecond: 1, burst: 1 });
     const keyed = { 'x-api-key': open.key };
+    log(`allocation: ${SPREAD_TENANTS} more tenants for the spread target…`);
+    const spread: { key: string; ids: string[] }[] = [];
+    for (let i = 0; i < SPREAD_TENANTS; i++)
+      spread.push(await seededTenant(tenantry.url, `alloc-spread-${i}`, undefined, 10));
+    // Each key's first use pays its slow hash: before anything is counted.
+    for (const tenant of spread) {
+      await fetch(`${tenantry.url}/api/v1/projects/${tenant.ids[0]}`, {
+        headers: { 'x-api-key': tenant.key },
+      });
+    }
     const info = await fetch(`${tenantry.url}/tenant-info`, { headers: keyed });
     const bare = await start('bare-server.ts', { BENCH_BODY: await info.text() });
     const bareEnv = { BENCH_DB_URL: database.url, BENCH_TABLE: 'app.projects', BENCH_TENANT: open.id };
@@ -200,6 +212,22 @@ export async function benchAllocation(options: AllocationOptions): Promise<strin
         name: 'Tenantry, row GET by id',
         server: tenantry,
         requests: byId(open.ids, keyed),
+        status: 200,
+        baseline: 'bare Fastify + pg, GET by id',
+      },
+      {
+        name: `Tenantry, row GET by id spread over ${SPREAD_TENANTS} tenants`,
+        server: tenantry,
+        requests: [
+          {
+            method: 'GET',
+            setupRequest: (request) => {
+              const tenant = spread[Math.floor(Math.random() * spread.length)]!;
+              const id = tenant.ids[Math.floor(Math.random() * tenant.ids.length)];
+              return { ...request, headers: { 'x-api-key': tenant.key }, path: `/api/v1/projects/${id}` };
+            },
+          },
+        ],
         status: 200,
         baseline: 'bare Fastify + pg, GET by id',
       },
