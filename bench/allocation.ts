@@ -10,24 +10,16 @@
  * anyway is discarded and taken again. Tenantry's routes are compared with bare Fastify answering
  * the same `/tenant-info` JSON and a bare Fastify + pg server running the same SQL.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon, { type RequestSpec } from 'autocannon';
+import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
 
-const ADMIN_TOKEN = `bench-admin-${randomBytes(16).toString('hex')}`;
-const CONFIG_YAML = `
-entities:
-  projects:
-    scope: tenant
-    fields:
-      name: { type: text, required: true, unique: true }
-      status: { type: enum, values: [active, archived], default: active }
-rateLimits:
+const CONFIG_YAML = `${PROJECTS_ENTITIES_YAML}rateLimits:
   redisPrefix: "tenantry-bench-alloc-${process.pid}:"
 `;
 /** Room for a sample without a collection: 256 MB of young generation against ~30 KB a request. */
@@ -59,16 +51,6 @@ interface ProbeAnswer {
   readonly grown: number;
   readonly collections: number;
   readonly sources?: Record<string, number>;
-}
-
-async function adminPost(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
-  const response = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
 }
 
 async function seededTenant(url: string, slug: string, limits?: Record<string, number>, rows = 100) {
@@ -160,7 +142,7 @@ export async function benchAllocation(options: AllocationOptions): Promise<strin
     log('allocation: starting Tenantry and its baselines…');
     const tenantry = await start('app-server.ts', {
       DATABASE_URL: database.url,
-      TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
+      TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
       TENANTRY_CONFIG: configFile,
       LOG_LEVEL: 'silent',
       REDIS_URL: '',

@@ -6,7 +6,6 @@
  *
  *   npm run bench -- entities            (PostgreSQL at 127.0.0.1:5432, or BENCH_PG_URL)
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { tenantDatabaseName, tenantSchemaName } from '../src/isolation/tenant-placement.js';
 import { Tenantry } from '../src/tenantry.js';
 import type { IsolationLevel } from '../src/tenants/tenant.js';
+import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
@@ -33,16 +33,6 @@ declare module 'autocannon' {
     readonly requests?: readonly RequestSpec[];
   }
 }
-
-const ADMIN_TOKEN = `bench-admin-${randomBytes(16).toString('hex')}`;
-const ENTITIES_YAML = `
-entities:
-  projects:
-    scope: tenant
-    fields:
-      name: { type: text, required: true, unique: true }
-      status: { type: enum, values: [active, archived], default: active }
-`;
 
 export interface EntitiesOptions {
   /** At 10,000 tenants, also GET by id spread over this many tenants, each with its own key (0: not). */
@@ -173,16 +163,6 @@ async function compare(
   return results;
 }
 
-async function adminPost(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
-  const response = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
-}
-
 /** Adds `count` row tenants with `rowsEach` projects straight in SQL (the API would hash a key each). */
 async function addRowTenants(url: string, count: number, rowsEach: number): Promise<void> {
   const client = new pg.Client({ connectionString: url });
@@ -280,7 +260,7 @@ async function warmKeys(url: string, tenants: readonly { key: string; ids: reado
 async function provisioningTimes(url: string, configFile: string, log: (line: string) => void) {
   const config = loadConfig({
     file: configFile,
-    env: { DATABASE_URL: url, TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN },
+    env: { DATABASE_URL: url, TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN },
   });
   const tenantry = await Tenantry.open({ config });
   const context = { actor: { kind: 'system', id: 'bench' } } as const;
@@ -317,8 +297,12 @@ export async function runEntities(options: EntitiesOptions): Promise<string> {
   const database = await createScratchDatabase('entities');
   const dir = mkdtempSync(join(tmpdir(), 'tenantry-bench-'));
   const configFile = join(dir, 'tenantry.config.yaml');
-  writeFileSync(configFile, ENTITIES_YAML);
-  const env = { DATABASE_URL: database.url, TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN, TENANTRY_CONFIG: configFile };
+  writeFileSync(configFile, PROJECTS_ENTITIES_YAML);
+  const env = {
+    DATABASE_URL: database.url,
+    TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+    TENANTRY_CONFIG: configFile,
+  };
   const servers: ChildServer[] = [];
   const createdDatabases: string[] = [];
   try {
@@ -388,7 +372,7 @@ export async function runEntities(options: EntitiesOptions): Promise<string> {
     );
     await preparedBare.stop();
     const unpreparedFile = join(dir, 'unprepared.config.yaml');
-    writeFileSync(unpreparedFile, `${ENTITIES_YAML}\ndatabase:\n  statementCacheSize: 0\n`);
+    writeFileSync(unpreparedFile, `${PROJECTS_ENTITIES_YAML}\ndatabase:\n  statementCacheSize: 0\n`);
     const unprepared = await startChildServer(serverScript('entity-server.ts'), {
       ...env,
       TENANTRY_CONFIG: unpreparedFile,
@@ -425,7 +409,7 @@ export async function runEntities(options: EntitiesOptions): Promise<string> {
     if (options.spreadTenants > 0) {
       const iterations = loadConfig({
         file: configFile,
-        env: { DATABASE_URL: database.url, TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN },
+        env: { DATABASE_URL: database.url, TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN },
       }).apiKeys.iterations;
       log(`giving ${fmt(options.spreadTenants)} of the 10,000 tenants an API key each…`);
       const spread = await keyedFillers(database.url, options.spreadTenants, iterations, log);

@@ -5,25 +5,16 @@
  *
  *   npm run bench -- identity          (PostgreSQL at 127.0.0.1:5432, or BENCH_PG_URL)
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon, { type RequestSpec, type Result } from 'autocannon';
+import { BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
 
-const ADMIN_TOKEN = `bench-admin-${randomBytes(16).toString('hex')}`;
 const PASSWORD = 'a benchmark password';
-const CONFIG_YAML = `
-entities:
-  projects:
-    scope: tenant
-    fields:
-      name: { type: text, required: true, unique: true }
-      status: { type: enum, values: [active, archived], default: active }
-`;
 
 export interface IdentityBenchOptions {
   readonly connections: number;
@@ -75,16 +66,16 @@ export async function runIdentity(options: IdentityBenchOptions): Promise<string
   const database = await createScratchDatabase('identity');
   const dir = mkdtempSync(join(tmpdir(), 'tenantry-bench-identity-'));
   const configFile = join(dir, 'tenantry.config.yaml');
-  writeFileSync(configFile, CONFIG_YAML);
+  writeFileSync(configFile, PROJECTS_ENTITIES_YAML);
   let server: ChildServer | undefined;
   try {
     server = await startChildServer(serverScript('app-server.ts'), {
       DATABASE_URL: database.url,
-      TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
+      TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
       TENANTRY_CONFIG: configFile,
       LOG_LEVEL: 'silent',
     });
-    const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const admin = { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, 'content-type': 'application/json' };
     const created = await call(server.url, '/admin/tenants', {
       method: 'POST',
       headers: admin,

@@ -33,9 +33,14 @@ function adapt(target: PgQueryable): Queryable {
   };
 }
 
-async function inTransaction<T>(client: pg.ClientBase, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
+/** `begin` opens the transaction (by default a plain BEGIN); a failure anywhere rolls it back. */
+async function inTransaction<T>(
+  client: pg.ClientBase,
+  fn: (tx: Queryable) => Promise<T>,
+  begin: () => Promise<unknown> = () => client.query('BEGIN'),
+): Promise<T> {
   try {
+    await begin();
     const result = await fn(adapt(client));
     await client.query('COMMIT');
     return result;
@@ -126,17 +131,13 @@ class PostgresPool implements ConnectionPool {
 
   /** BEGIN and the tenant settings go in one pipeline: the transaction costs one round trip more than its statements (COMMIT). */
   scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withClient(async (client) => {
-      try {
-        await pipelinedQuery(client, BEGIN, this.#setupFor(settings)[0]!, this.#statementCacheSize);
-        const result = await fn(adapt(client));
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
-    }, settings.tenantId);
+    return this.withClient(
+      (client) =>
+        inTransaction(client, fn, () =>
+          pipelinedQuery(client, BEGIN, this.#setupFor(settings)[0]!, this.#statementCacheSize),
+        ),
+      settings.tenantId,
+    );
   }
 
   /**
