@@ -191,47 +191,66 @@ export async function runLimits(options: LimitsBenchOptions): Promise<string> {
 const FLOOD_LEAD_SECONDS = 2;
 
 const AUTOCANNON_CLI = fileURLToPath(import.meta.resolve('autocannon/autocannon.js'));
+const STEADY_FLOOD = fileURLToPath(new URL('./generators/steady-flood.ts', import.meta.url));
+const TSX_LOADER = import.meta.resolve('tsx');
 
-/** autocannon's CLI in a child process at a fixed rate; its JSON result's status counts. */
-function floodInChild(
-  url: string,
-  key: string,
-  rate: number,
-  duration: number,
-  priority: number | 'idle',
-): Promise<{ accepted: number; refused: number }> {
+/**
+ * How tenant A's flood is sent: `steady` spreads the requests evenly over each second (an open
+ * loop, like many independent clients); `autocannon` is autocannon's `-R`, where each of 20
+ * connections sends its quota for the second back to back at the start of it (a burst).
+ */
+export type FloodGenerator = 'steady' | 'autocannon';
+
+interface Flood {
+  readonly url: string;
+  readonly key: string;
+  readonly rate: number;
+  readonly duration: number;
+  readonly priority: number | 'idle';
+  readonly generator: FloodGenerator;
+}
+
+/** The flood's generator in a child process at a fixed rate; the statuses it received. */
+function floodInChild(flood: Flood): Promise<{ accepted: number; refused: number }> {
+  const generatorArgs =
+    flood.generator === 'steady'
+      ? ['--import', TSX_LOADER, STEADY_FLOOD]
+      : [
+          AUTOCANNON_CLI,
+          ...['-c', '20', '-d', String(flood.duration), '-R', String(flood.rate)],
+          ...['-H', `x-api-key=${flood.key}`, '-j', flood.url],
+        ];
   return new Promise((resolve, reject) => {
     const [command, prefix] =
-      priority === 'idle' ? ['chrt', ['--idle', '0', process.execPath]] : [process.execPath, []];
-    const child = spawn(
-      command,
-      [
-        ...prefix,
-        AUTOCANNON_CLI,
-        '-c',
-        '20',
-        '-d',
-        String(duration),
-        '-R',
-        String(rate),
-        '-H',
-        `x-api-key=${key}`,
-        '-j',
-        url,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    );
-    if (priority !== 'idle' && priority !== 0 && child.pid !== undefined) setPriority(child.pid, priority);
+      flood.priority === 'idle' ? ['chrt', ['--idle', '0', process.execPath]] : [process.execPath, []];
+    const child = spawn(command, [...prefix, ...generatorArgs], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        FLOOD_URL: flood.url,
+        FLOOD_KEY: flood.key,
+        FLOOD_RATE: String(flood.rate),
+        FLOOD_DURATION: String(flood.duration),
+      },
+    });
+    if (flood.priority !== 'idle' && flood.priority !== 0 && child.pid !== undefined) {
+      setPriority(child.pid, flood.priority);
+    }
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('error', reject);
     child.once('exit', () => {
       try {
         const result = JSON.parse(output) as {
-          '2xx': number;
-          statusCodeStats: Record<string, { count: number }>;
+          '2xx'?: number;
+          statusCodeStats?: Record<string, { count: number }>;
+          statuses?: Record<string, number>;
         };
-        resolve({ accepted: result['2xx'], refused: result.statusCodeStats['429']?.count ?? 0 });
+        resolve(
+          result.statuses
+            ? { accepted: result.statuses['200'] ?? 0, refused: result.statuses['429'] ?? 0 }
+            : { accepted: result['2xx'] ?? 0, refused: result.statusCodeStats?.['429']?.count ?? 0 },
+        );
       } catch (error) {
         reject(error);
       }
@@ -250,6 +269,7 @@ export interface NoisyNeighbourOptions extends LimitsBenchOptions {
   readonly floodPriority: number | 'idle';
   /** Tenant A's cap on requests in flight (its `limits.maxConcurrent`); 0: none. */
   readonly floodMaxConcurrent: number;
+  readonly floodGenerator: FloodGenerator;
 }
 
 /**
@@ -277,7 +297,7 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
     const lines = [
       '### Noisy neighbour: tenant A at ten times its limit, tenant B within its own',
       '',
-      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s by autocannon in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).${options.floodMaxConcurrent > 0 ? ` Tenant A also has maxConcurrent ${options.floodMaxConcurrent}.` : ''}${options.serverNodeFlags.length > 0 ? ` Servers run with \`${options.serverNodeFlags.join(' ')}\`.` : ''}`,
+      `Tenant A: limit ${limitA} req/s (burst ${limitA}), offered ${limitA * 10} req/s ${options.floodGenerator === 'steady' ? 'on a fixed schedule spread over each second' : "by autocannon's `-R` (each connection's quota for a second sent back to back at its start)"} in a process of its own ${options.floodPriority === 'idle' ? 'under SCHED_IDLE' : `at nice ${options.floodPriority}`}, started ${FLOOD_LEAD_SECONDS} s before B's measured load and ending after it (B meets A's steady traffic, not the start of a process). Tenant B: ${rateB} req/s on a fixed schedule over ${connectionsB} keep-alive connections, each latency measured from when the request was due (coordinated omission corrected), at 10 µs resolution. ${options.rounds} rounds of ${options.duration} s, each running "B alone", "B with A flooding", "B with the same flood on /healthz" (no tenant: the machine alone) and "B with A at its limit" (A's allowed traffic alone) in turn; B's latencies pooled per condition over all rounds (${fmt(rateB * options.duration * options.rounds)} requests each).${options.floodMaxConcurrent > 0 ? ` Tenant A also has maxConcurrent ${options.floodMaxConcurrent}.` : ''}${options.serverNodeFlags.length > 0 ? ` Servers run with \`${options.serverNodeFlags.join(' ')}\`.` : ''}`,
       '',
       '| limiter | B p99 alone ms | B p99 with A flooding ms | ratio | per-round ratios | B p99 with A at its limit ms | ratio | B p99 with the flood on /healthz ms | ratio | A accepted | A refused (429) | B failures |',
       '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -302,7 +322,14 @@ export async function runNoisyNeighbour(options: NoisyNeighbourOptions): Promise
       // it: B is measured against A's steady traffic, not against a Node process starting up
       // (which costs the machine more CPU in its first second than the flood does).
       const flood = (url: string, rate = limitA * 10) =>
-        floodInChild(url, noisy.key, rate, options.duration + FLOOD_LEAD_SECONDS + 1, options.floodPriority);
+        floodInChild({
+          url,
+          key: noisy.key,
+          rate,
+          duration: options.duration + FLOOD_LEAD_SECONDS + 1,
+          priority: options.floodPriority,
+          generator: options.floodGenerator,
+        });
       const alongside = async (url: string, histogram: LatencyHistogram, rate?: number) => {
         const flooding = flood(url, rate);
         await new Promise((resolve) => setTimeout(resolve, FLOOD_LEAD_SECONDS * 1000));

@@ -28,7 +28,8 @@
  * Tenantry server), --fleet-tenants=1000 --fleet-concurrency=4,2,8 --fleet-samples=30
  * --fleet-databases=200 --fleet-baseline-databases=10 --fleet-noop-runs=5 (fleet; its tenant and
  * template databases are dropped too), --flood-priority=idle (noisy-neighbour: tenant A's load generator
- * under SCHED_IDLE, or at a nice of 0 to 19; --flood-max-concurrent=N gives tenant A a cap on requests in flight), --server-node-flags="--max-semi-space-size=64"
+ * under SCHED_IDLE, or at a nice of 0 to 19; --flood-max-concurrent=N gives tenant A a cap on requests in flight; --flood-generator=steady spreads A's requests
+ * evenly over each second, =autocannon sends them as autocannon's -R does, a burst at the start of each second), --server-node-flags="--max-semi-space-size=64"
  * (limits, noisy-neighbour: Node flags of the Tenantry servers only). Needs PostgreSQL at 127.0.0.1:5432 as postgres (or
  * BENCH_PG_URL); creates and drops scratch databases named tenantry_bench_*. Progress goes to
  * stderr, the markdown summary to stdout.
@@ -44,7 +45,7 @@ import { abortFleet, runFleet } from './fleet.js';
 import { runIdentity } from './identity.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
-import { runLimits, runNoisyNeighbour } from './limits.js';
+import { type FloodGenerator, runLimits, runNoisyNeighbour } from './limits.js';
 import { benchMetricsObserve } from './metrics-observe.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
@@ -90,6 +91,7 @@ const { values, positionals } = parseArgs({
     'allocation-requests': { type: 'string', default: '4000' },
     'spread-tenants': { type: 'string', default: '1000' },
     'flood-max-concurrent': { type: 'string', default: '0' },
+    'flood-generator': { type: 'string', default: 'steady' },
     'allocation-sources': { type: 'string', default: '0' },
   },
 });
@@ -105,6 +107,14 @@ function floodPriority(): number | 'idle' {
   const value = Number(values['flood-priority']);
   if (!Number.isInteger(value) || value < 0 || value > 19)
     throw new Error('--flood-priority must be idle or 0 to 19');
+  return value;
+}
+
+function floodGenerator(): FloodGenerator {
+  const value = values['flood-generator'];
+  if (value !== 'steady' && value !== 'autocannon') {
+    throw new Error('--flood-generator must be steady or autocannon');
+  }
   return value;
 }
 
@@ -218,6 +228,7 @@ async function main(): Promise<void> {
               ...limitsOptions,
               floodPriority: floodPriority(),
               floodMaxConcurrent: Number(values['flood-max-concurrent']),
+              floodGenerator: floodGenerator(),
             }),
       );
     } else if (benchmark === 'identity') {

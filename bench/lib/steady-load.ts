@@ -19,6 +19,8 @@ export interface SteadyLoadResult {
   readonly histogram: LatencyHistogram;
   readonly ok: number;
   readonly failed: number;
+  /** Responses by HTTP status (0: the request failed without one). */
+  readonly statuses: ReadonlyMap<number, number>;
 }
 
 /**
@@ -37,21 +39,23 @@ export function steadyLoad(options: SteadyLoadOptions): Promise<SteadyLoadResult
   let finished = 0;
   let ok = 0;
   let failed = 0;
+  const statuses = new Map<number, number>();
   return new Promise((resolve) => {
     const started = performance.now();
-    const settle = (due: number, success: boolean) => {
+    const settle = (due: number, status: number) => {
       histogram.record(performance.now() - due);
-      if (success) ok += 1;
+      if (status === 200) ok += 1;
       else failed += 1;
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
       finished += 1;
       if (finished === total) {
         agent.destroy();
-        resolve({ histogram, ok, failed });
+        resolve({ histogram, ok, failed, statuses });
       }
     };
     const send = (index: number, due: number) => {
       const { path, headers } = options.next(index);
-      void httpGet(agent, target, path, headers).then((status) => settle(due, status === 200));
+      void httpGet(agent, target, path, headers).then((status) => settle(due, status));
     };
     const tick = () => {
       const now = performance.now();
