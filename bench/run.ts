@@ -18,6 +18,9 @@
  *   npm run bench -- allocation        # JavaScript heap allocated per request, Tenantry vs bare
  *                                      # (--allocation-requests=4000 per sample, --allocation-sources=25:
  *                                      # the costliest allocating functions of each Tenantry route)
+ *   npm run bench -- spread-cost       # entity GET by id at 10,000 tenants: one tenant's load vs spread over
+ *                                      # many tenants' keys, CPU and PostgreSQL work per request at a fixed
+ *                                      # rate (--spread-tenants=1000 --spread-rate=800)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -47,6 +50,7 @@ import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
 import { type FloodGenerator, runLimits, runNoisyNeighbour } from './limits.js';
 import { benchMetricsObserve } from './metrics-observe.js';
+import { runSpreadCost } from './spread-cost.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
 /** Run by default (and by `all`). */
@@ -61,6 +65,7 @@ const EXTRA = [
   'noisy-neighbour',
   'callgrind',
   'allocation',
+  'spread-cost',
 ] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
@@ -93,6 +98,7 @@ const { values, positionals } = parseArgs({
     'flood-max-concurrent': { type: 'string', default: '0' },
     'flood-generator': { type: 'string', default: 'steady' },
     'allocation-sources': { type: 'string', default: '0' },
+    'spread-rate': { type: 'string', default: '800' },
   },
 });
 
@@ -194,6 +200,16 @@ async function main(): Promise<void> {
           requests: positiveInteger('allocation-requests', values['allocation-requests']),
           rounds: positiveInteger('rounds', values.rounds),
           sources: Number(values['allocation-sources']),
+          log,
+        }),
+      );
+    } else if (benchmark === 'spread-cost') {
+      sections.push(
+        await runSpreadCost({
+          spreadTenants: positiveInteger('spread-tenants', values['spread-tenants']),
+          rate: positiveInteger('spread-rate', values['spread-rate']),
+          duration: positiveInteger('duration', values.duration),
+          rounds: positiveInteger('rounds', values.rounds),
           log,
         }),
       );

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc times (USER_HZ; 100 on every mainstream Linux build). */
 const TICKS_PER_SECOND = 100;
@@ -117,4 +117,32 @@ export async function waitForQuiet(maxCores: number, log: (line: string) => void
     if (quiet === 0 && second % 15 === 0)
       log(`  waiting for the machine to calm down (${busy.toFixed(2)} cores busy)`);
   }
+}
+
+/**
+ * CPU time used so far by every process whose command name is `command` (such as `postgres`:
+ * the server's backends, one per connection, and its background workers), in milliseconds;
+ * undefined without /proc. Processes that ended in between are not counted.
+ */
+export function commandCpuMs(command: string): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  let ticks = 0;
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (name !== command) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return (ticks * 1000) / TICKS_PER_SECOND;
 }

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Queryable } from '../db/database.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
-import { hashSecret, parseApiKey, VerifiedSecretDigester, verifySecret } from './api-key.js';
+import {
+  hashSecret,
+  parseApiKey,
+  type StoredKeyHash,
+  VerifiedSecretDigester,
+  verifySecret,
+} from './api-key.js';
 import { findKeyForVerification, touchKey } from './api-key-store.js';
 
 /** What a key may do, beyond its tenant: null permissions mean every tenant permission. */
@@ -23,8 +29,16 @@ const UNSCOPED: KeyScope = Object.freeze({ permissions: null, createdBy: null })
 interface CachedKey {
   readonly verified: VerifiedKey;
   readonly digest: Buffer;
+  /**
+   * The stored hash the secret was checked against. While the key's row still holds it, the
+   * secret still matches it: an entry past its time is renewed by reading the row, without the
+   * slow hash.
+   */
+  readonly stored: StoredKeyHash;
   /** Epoch ms after which the key no longer authenticates (it expires); Infinity when never. */
   readonly expiresAt: number;
+  /** When the key's row was last read; past `cacheTtlSeconds` the row is read again before use. */
+  readonly checkedAt: number;
   /** When this process last recorded the key's use (see `touchIntervalMs`). */
   touchedAt: number;
 }
@@ -49,6 +63,7 @@ export interface ApiKeyVerifierOptions {
 export class ApiKeyVerifier {
   readonly #options: ApiKeyVerifierOptions;
   readonly #cache: LRUCache<string, CachedKey> | undefined;
+  readonly #recheckAfterMs: number;
   readonly #digester = new VerifiedSecretDigester();
   readonly #lastTouched = new LRUCache<string, number>({ max: 100_000 });
   readonly #decoy: Promise<Awaited<ReturnType<typeof hashSecret>>>;
@@ -60,9 +75,8 @@ export class ApiKeyVerifier {
   constructor(options: ApiKeyVerifierOptions) {
     this.#options = options;
     this.#cache =
-      options.cacheSize > 0
-        ? new LRUCache<string, CachedKey>({ max: options.cacheSize, ttl: options.cacheTtlSeconds * 1000 })
-        : undefined;
+      options.cacheSize > 0 ? new LRUCache<string, CachedKey>({ max: options.cacheSize }) : undefined;
+    this.#recheckAfterMs = options.cacheTtlSeconds * 1000;
     this.#decoy = hashSecret(randomBytes(32).toString('base64url'), options.iterations);
     options.bus.subscribe((change) => {
       this.#generation += 1;
@@ -79,10 +93,15 @@ export class ApiKeyVerifier {
     const parsed = parseApiKey(presented);
     if (!parsed) return undefined;
     const cached = this.#cache.get(parsed.keyId);
-    if (!cached || !this.#digester.matches(parsed.secret, cached.digest)) return undefined;
-    if (Date.now() >= cached.expiresAt) return undefined;
+    if (!cached || !this.#digester.matches(parsed.secret, cached.digest) || !this.#fresh(cached))
+      return undefined;
     this.#touch(parsed.keyId, cached);
     return cached.verified;
+  }
+
+  #fresh(cached: CachedKey): boolean {
+    const now = Date.now();
+    return now < cached.expiresAt && now - cached.checkedAt < this.#recheckAfterMs;
   }
 
   async verify(presented: string): Promise<VerifiedKey | undefined> {
@@ -100,22 +119,27 @@ export class ApiKeyVerifier {
       return undefined;
     }
     const cached = this.#options.bus.reliable ? this.#cache?.get(parsed.keyId) : undefined;
-    if (cached && Date.now() >= cached.expiresAt) this.#cache?.delete(parsed.keyId);
-    else if (cached && this.#digester.matches(parsed.secret, cached.digest)) {
-      this.#touch(parsed.keyId, cached);
-      return cached.verified;
+    // The same secret as a past check: if the row still holds the hash it matched, it still does.
+    const checkedBefore = cached && this.#digester.matches(parsed.secret, cached.digest) ? cached : undefined;
+    if (checkedBefore && this.#fresh(checkedBefore)) {
+      this.#touch(parsed.keyId, checkedBefore);
+      return checkedBefore.verified;
     }
     const generation = this.#generation;
     const row = await findKeyForVerification(this.#options.db, parsed.keyId);
     if (!row?.usable) {
+      if (cached) this.#cache?.delete(parsed.keyId);
       await this.#spendDecoyTime(parsed.secret);
       return undefined;
     }
-    const valid = await verifySecret(parsed.secret, {
+    const stored: StoredKeyHash = {
       salt: Buffer.from(row.salt),
       hash: Buffer.from(row.hash),
       iterations: row.iterations,
-    });
+    };
+    const valid =
+      (checkedBefore !== undefined && sameStoredHash(checkedBefore.stored, stored)) ||
+      (await verifySecret(parsed.secret, stored));
     if (!valid) return undefined;
     const verified: VerifiedKey = Object.freeze({
       tenantId: row.tenant_id,
@@ -128,15 +152,17 @@ export class ApiKeyVerifier {
               createdBy: row.created_by,
             }),
     });
-    if (generation === this.#generation && this.#options.bus.reliable) {
-      this.#cache?.set(parsed.keyId, {
-        verified,
-        digest: this.#digester.digest(parsed.secret),
-        expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
-        touchedAt: Date.now(),
-      });
-    }
-    this.#touch(parsed.keyId);
+    const entry: CachedKey = {
+      verified,
+      digest: checkedBefore?.digest ?? this.#digester.digest(parsed.secret),
+      stored,
+      expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
+      checkedAt: Date.now(),
+      // A renewed entry keeps its last touch; a new one is touched below, through `#lastTouched`.
+      touchedAt: checkedBefore?.touchedAt ?? Date.now(),
+    };
+    if (generation === this.#generation && this.#options.bus.reliable) this.#cache?.set(parsed.keyId, entry);
+    this.#touch(parsed.keyId, checkedBefore ? entry : undefined);
     return verified;
   }
 
@@ -162,4 +188,8 @@ export class ApiKeyVerifier {
     else this.#lastTouched.set(keyId, now);
     touchKey(this.#options.db, keyId).catch((error: unknown) => this.#options.onBackgroundError?.(error));
   }
+}
+
+function sameStoredHash(a: StoredKeyHash, b: StoredKeyHash): boolean {
+  return a.iterations === b.iterations && a.salt.equals(b.salt) && a.hash.equals(b.hash);
 }

@@ -1,0 +1,192 @@
+/**
+ * Diagnosis of the entity GET by id at 10,000 row tenants: one tenant's load against the same
+ * load spread over many tenants, each with its own API key. Instead of throughput (which moves
+ * 2x within an hour on this machine), it sends a fixed rate below saturation and reads what each
+ * request costs: CPU of the Tenantry server and of PostgreSQL (all its processes), transactions
+ * and buffer reads in PostgreSQL's statistics, and latency.
+ *
+ *   npm run bench -- spread-cost --rounds=4 --duration=10 [--spread-tenants=1000] [--spread-rate=800]
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../src/config/load-config.js';
+import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
+import { serverScript, startChildServer } from './lib/child-server.js';
+import { commandCpuMs, cpuSnapshot } from './lib/cpu-usage.js';
+import { addRowTenants, type KeyedTenant, keyedFillers, warmKeys } from './lib/filler-tenants.js';
+import { LatencyHistogram } from './lib/latency-histogram.js';
+import { createScratchDatabase } from './lib/scratch-database.js';
+import { fmt, median } from './lib/stats.js';
+import { steadyLoad } from './lib/steady-load.js';
+
+export interface SpreadCostOptions {
+  readonly spreadTenants: number;
+  /** Requests per second of every run, below what the machine can serve. */
+  readonly rate: number;
+  readonly duration: number;
+  readonly rounds: number;
+  readonly log: (line: string) => void;
+}
+
+/** PostgreSQL's counters for one database (`pg_stat_database`). */
+interface DatabaseCounters {
+  readonly xacts: number;
+  readonly blocksHit: number;
+  readonly blocksRead: number;
+  readonly tuplesFetched: number;
+  readonly tuplesUpdated: number;
+}
+
+async function databaseCounters(client: pg.Client, name: string): Promise<DatabaseCounters> {
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT xact_commit + xact_rollback AS xacts, blks_hit, blks_read, tup_fetched, tup_updated
+       FROM pg_stat_database WHERE datname = $1`,
+    [name],
+  );
+  const row = rows[0]!;
+  return {
+    xacts: Number(row.xacts),
+    blocksHit: Number(row.blks_hit),
+    blocksRead: Number(row.blks_read),
+    tuplesFetched: Number(row.tup_fetched),
+    tuplesUpdated: Number(row.tup_updated),
+  };
+}
+
+/** Costs per request of one run. */
+interface RunCost {
+  readonly serverUs: number;
+  readonly postgresUs: number;
+  readonly xacts: number;
+  readonly blocksHit: number;
+  readonly blocksRead: number;
+  readonly tuplesUpdated: number;
+  readonly secondsSinceWarm: number;
+}
+
+interface Mode {
+  readonly name: string;
+  readonly pick: () => { key: string; id: string };
+}
+
+const pickOne = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
+
+export async function runSpreadCost(options: SpreadCostOptions): Promise<string> {
+  const { log } = options;
+  const database = await createScratchDatabase('spread');
+  const dir = mkdtempSync(join(tmpdir(), 'tenantry-bench-spread-'));
+  const configFile = join(dir, 'tenantry.config.yaml');
+  writeFileSync(configFile, PROJECTS_ENTITIES_YAML);
+  const server = await startChildServer(serverScript('entity-server.ts'), {
+    DATABASE_URL: database.url,
+    TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+    TENANTRY_CONFIG: configFile,
+  });
+  const stats = new pg.Client({ connectionString: database.url });
+  await stats.connect();
+  try {
+    const created = await adminPost(server.url, '/admin/tenants', { name: 'One', slug: 'bench-one' });
+    const key = (created.apiKey as { key: string }).key;
+    const batch = await fetch(`${server.url}/api/v1/projects/batch`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ rows: Array.from({ length: 200 }, (_, n) => ({ name: `seed-${n}` })) }),
+    });
+    const one: KeyedTenant = {
+      key,
+      ids: ((await batch.json()) as { items: { id: string }[] }).items.map((item) => item.id),
+    };
+    log('adding 9,999 row tenants with 10 projects each…');
+    await addRowTenants(database.url, 9_999, 10);
+    const iterations = loadConfig({
+      file: configFile,
+      env: { DATABASE_URL: database.url, TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN },
+    }).apiKeys.iterations;
+    log(`giving ${fmt(options.spreadTenants)} of them an API key each…`);
+    const spread = await keyedFillers(database.url, options.spreadTenants, iterations, log);
+    log('first use of each key (its slow hash)…');
+    const warmed = performance.now();
+    await warmKeys(server.url, [one, ...spread]);
+
+    const modes: Mode[] = [
+      { name: 'one tenant', pick: () => ({ key: one.key, id: pickOne(one.ids) }) },
+      {
+        name: `spread over ${fmt(spread.length)} tenants`,
+        pick: () => {
+          const tenant = pickOne(spread);
+          return { key: tenant.key, id: pickOne(tenant.ids) };
+        },
+      },
+    ];
+    const costs = new Map<string, RunCost[]>(modes.map((mode) => [mode.name, []]));
+    const latencies = new Map(modes.map((mode) => [mode.name, new LatencyHistogram()]));
+    const run = async (mode: Mode, durationSeconds: number, histogram?: LatencyHistogram) => {
+      const statsBefore = await databaseCounters(stats, database.name);
+      const serverBefore = cpuSnapshot(server.pid);
+      const postgresBefore = commandCpuMs('postgres');
+      const result = await steadyLoad({
+        url: server.url,
+        rate: options.rate,
+        durationSeconds,
+        connections: 20,
+        next: () => {
+          const { key, id } = mode.pick();
+          return { path: `/api/v1/projects/${id}`, headers: { 'x-api-key': key } };
+        },
+        ...(histogram ? { histogram } : {}),
+      });
+      const serverAfter = cpuSnapshot(server.pid);
+      const postgresAfter = commandCpuMs('postgres');
+      // PostgreSQL publishes a backend's counters when it goes idle, at most once a second.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const statsAfter = await databaseCounters(stats, database.name);
+      if (result.failed > 0) throw new Error(`${mode.name}: ${result.failed} requests failed`);
+      const requests = result.ok;
+      return {
+        serverUs: ((serverAfter!.processMs - serverBefore!.processMs) * 1000) / requests,
+        postgresUs: ((postgresAfter! - postgresBefore!) * 1000) / requests,
+        // Less the statistics query itself (one transaction).
+        xacts: (statsAfter.xacts - statsBefore.xacts - 1) / requests,
+        blocksHit: (statsAfter.blocksHit - statsBefore.blocksHit) / requests,
+        blocksRead: (statsAfter.blocksRead - statsBefore.blocksRead) / requests,
+        tuplesUpdated: statsAfter.tuplesUpdated - statsBefore.tuplesUpdated,
+        secondsSinceWarm: (performance.now() - warmed) / 1000,
+      } satisfies RunCost;
+    };
+    for (const mode of modes) await run(mode, 2);
+    for (let round = 0; round < options.rounds; round += 1) {
+      const ordered = round % 2 === 0 ? modes : [...modes].reverse();
+      for (const mode of ordered) {
+        const cost = await run(mode, options.duration, latencies.get(mode.name));
+        costs.get(mode.name)!.push(cost);
+        log(
+          `  round ${round + 1} ${mode.name} (${fmt(cost.secondsSinceWarm)} s after warming): server ${fmt(cost.serverUs)} µs, PostgreSQL ${fmt(cost.postgresUs)} µs, ${fmt(cost.xacts, 3)} transactions, ${fmt(cost.blocksHit, 1)} blocks hit, ${fmt(cost.blocksRead, 2)} read, ${cost.tuplesUpdated} rows updated`,
+        );
+      }
+    }
+
+    const lines = [
+      '### Entity GET by id at 10,000 row tenants: one tenant against spread over many (costs per request)',
+      '',
+      `${fmt(options.rate)} requests per second on a fixed schedule (below saturation), 20 keep-alive connections, ${options.rounds} rounds of ${options.duration} s, the two loads alternating. Medians of the rounds; CPU from /proc (the Tenantry server's process; every \`postgres\` process), PostgreSQL's counters from \`pg_stat_database\`. Latency pooled over the rounds, measured from when each request was due.`,
+      '',
+      '| load | server CPU µs | PostgreSQL CPU µs | transactions | blocks hit | blocks read | rows updated per run | p50 ms | p99 ms |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ];
+    for (const mode of modes) {
+      const runs = costs.get(mode.name)!;
+      const of = (field: keyof RunCost) => median(runs.map((cost) => cost[field]));
+      const histogram = latencies.get(mode.name)!;
+      lines.push(
+        `| ${mode.name} | ${fmt(of('serverUs'))} | ${fmt(of('postgresUs'))} | ${fmt(of('xacts'), 3)} | ${fmt(of('blocksHit'), 1)} | ${fmt(of('blocksRead'), 2)} | ${fmt(of('tuplesUpdated'))} | ${fmt(histogram.percentile(50), 2)} | ${fmt(histogram.percentile(99), 2)} |`,
+      );
+    }
+    return lines.join('\n');
+  } finally {
+    await stats.end().catch(() => undefined);
+    await server.stop();
+    await database.drop();
+  }
+}
