@@ -207,6 +207,7 @@ async function main(): Promise<void> {
       sections.push(
         await runSpreadCost({
           spreadTenants: positiveInteger('spread-tenants', values['spread-tenants']),
+          connections: positiveInteger('connections', values.connections),
           rate: positiveInteger('spread-rate', values['spread-rate']),
           duration: positiveInteger('duration', values.duration),
           rounds: positiveInteger('rounds', values.rounds),

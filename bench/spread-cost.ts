@@ -6,15 +6,19 @@
  * and buffer reads in PostgreSQL's statistics, and latency.
  *
  *   npm run bench -- spread-cost --rounds=4 --duration=10 [--spread-tenants=1000] [--spread-rate=800]
+ *
+ * Then the same two loads at full speed (autocannon, `--connections`), interleaved: requests per
+ * second, spread against one tenant in the same round.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig } from '../src/config/load-config.js';
 import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { serverScript, startChildServer } from './lib/child-server.js';
-import { commandCpuMs, cpuSnapshot } from './lib/cpu-usage.js';
+import { commandCpu, commandCpuMs, cpuSnapshot } from './lib/cpu-usage.js';
 import { addRowTenants, type KeyedTenant, keyedFillers, warmKeys } from './lib/filler-tenants.js';
 import { LatencyHistogram } from './lib/latency-histogram.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
@@ -23,6 +27,8 @@ import { steadyLoad } from './lib/steady-load.js';
 
 export interface SpreadCostOptions {
   readonly spreadTenants: number;
+  /** Connections of the throughput rounds (autocannon, as many requests as the server answers). */
+  readonly connections: number;
   /** Requests per second of every run, below what the machine can serve. */
   readonly rate: number;
   readonly duration: number;
@@ -125,7 +131,7 @@ export async function runSpreadCost(options: SpreadCostOptions): Promise<string>
     const run = async (mode: Mode, durationSeconds: number, histogram?: LatencyHistogram) => {
       const statsBefore = await databaseCounters(stats, database.name);
       const serverBefore = cpuSnapshot(server.pid);
-      const postgresBefore = commandCpuMs('postgres');
+      const postgresBefore = commandCpu('postgres');
       const result = await steadyLoad({
         url: server.url,
         rate: options.rate,
@@ -138,7 +144,7 @@ export async function runSpreadCost(options: SpreadCostOptions): Promise<string>
         ...(histogram ? { histogram } : {}),
       });
       const serverAfter = cpuSnapshot(server.pid);
-      const postgresAfter = commandCpuMs('postgres');
+      const postgresAfter = commandCpu('postgres');
       // PostgreSQL publishes a backend's counters when it goes idle, at most once a second.
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       const statsAfter = await databaseCounters(stats, database.name);
@@ -146,7 +152,7 @@ export async function runSpreadCost(options: SpreadCostOptions): Promise<string>
       const requests = result.ok;
       return {
         serverUs: ((serverAfter!.processMs - serverBefore!.processMs) * 1000) / requests,
-        postgresUs: ((postgresAfter! - postgresBefore!) * 1000) / requests,
+        postgresUs: (commandCpuMs(postgresBefore!, postgresAfter!) * 1000) / requests,
         // Less the statistics query itself (one transaction).
         xacts: (statsAfter.xacts - statsBefore.xacts - 1) / requests,
         blocksHit: (statsAfter.blocksHit - statsBefore.blocksHit) / requests,
@@ -167,6 +173,43 @@ export async function runSpreadCost(options: SpreadCostOptions): Promise<string>
       }
     }
 
+    const throughput = new Map<string, number[]>(modes.map((mode) => [mode.name, []]));
+    const saturate = async (mode: Mode, duration: number) => {
+      const result = await autocannon({
+        url: server.url,
+        connections: options.connections,
+        duration,
+        pipelining: 1,
+        requests: [
+          {
+            method: 'GET',
+            setupRequest: (request) => {
+              const { key, id } = mode.pick();
+              return { ...request, path: `/api/v1/projects/${id}`, headers: { 'x-api-key': key } };
+            },
+          },
+        ],
+      });
+      if ((result['2xx'] ?? 0) < result.requests.total * 0.99)
+        throw new Error(`${mode.name}: fewer than 99 % of the responses were 2xx`);
+      return result.requests.average;
+    };
+    for (const mode of modes) await saturate(mode, 2);
+    const roundRatios: number[] = [];
+    for (let round = 0; round < options.rounds; round += 1) {
+      const ordered = round % 2 === 0 ? modes : [...modes].reverse();
+      const rates = new Map<string, number>();
+      for (const mode of ordered) {
+        const rate = await saturate(mode, options.duration);
+        rates.set(mode.name, rate);
+        throughput.get(mode.name)!.push(rate);
+      }
+      roundRatios.push(rates.get(modes[1]!.name)! / rates.get(modes[0]!.name)!);
+      log(
+        `  throughput round ${round + 1}: ${modes.map((mode) => `${mode.name} ${fmt(rates.get(mode.name)!)} req/s`).join(', ')}; ratio ${fmt(roundRatios.at(-1)!, 2)}`,
+      );
+    }
+
     const lines = [
       '### Entity GET by id at 10,000 row tenants: one tenant against spread over many (costs per request)',
       '',
@@ -183,6 +226,12 @@ export async function runSpreadCost(options: SpreadCostOptions): Promise<string>
         `| ${mode.name} | ${fmt(of('serverUs'))} | ${fmt(of('postgresUs'))} | ${fmt(of('xacts'), 3)} | ${fmt(of('blocksHit'), 1)} | ${fmt(of('blocksRead'), 2)} | ${fmt(of('tuplesUpdated'))} | ${fmt(histogram.percentile(50), 2)} | ${fmt(histogram.percentile(99), 2)} |`,
       );
     }
+    const oneRate = median(throughput.get(modes[0]!.name)!);
+    const spreadRate = median(throughput.get(modes[1]!.name)!);
+    lines.push(
+      '',
+      `At full speed (autocannon, ${options.connections} connections, ${options.rounds} interleaved rounds of ${options.duration} s): ${modes[0]!.name} ${fmt(oneRate)} req/s, ${modes[1]!.name} ${fmt(spreadRate)} req/s (medians); spread / one per round ${roundRatios.map((r) => fmt(r, 2)).join(', ')}, median **${fmt(median(roundRatios), 2)}**.`,
+    );
     return lines.join('\n');
   } finally {
     await stats.end().catch(() => undefined);

@@ -119,19 +119,22 @@ export async function waitForQuiet(maxCores: number, log: (line: string) => void
   }
 }
 
+/** CPU time used so far by each process of one command name (pid -> milliseconds). */
+export type CommandCpu = ReadonlyMap<number, number>;
+
 /**
  * CPU time used so far by every process whose command name is `command` (such as `postgres`:
- * the server's backends, one per connection, and its background workers), in milliseconds;
- * undefined without /proc. Processes that ended in between are not counted.
+ * the server's backends, one per connection, and its background workers), by pid; undefined
+ * without /proc.
  */
-export function commandCpuMs(command: string): number | undefined {
+export function commandCpu(command: string): CommandCpu | undefined {
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
     return undefined;
   }
-  let ticks = 0;
+  const byPid = new Map<number, number>();
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -139,10 +142,21 @@ export function commandCpuMs(command: string): number | undefined {
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       if (name !== command) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      byPid.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND);
     } catch {
       // The process ended while we looked.
     }
   }
-  return (ticks * 1000) / TICKS_PER_SECOND;
+  return byPid;
+}
+
+/**
+ * Milliseconds of CPU the command's processes used between two readings: the growth of those in
+ * both, and all of those that started in between. A process that ended in between is lost with
+ * what it used since `before` (a pool closing an idle connection, say).
+ */
+export function commandCpuMs(before: CommandCpu, after: CommandCpu): number {
+  let ms = 0;
+  for (const [pid, used] of after) ms += used - (before.get(pid) ?? 0);
+  return ms;
 }
