@@ -179,6 +179,10 @@ export async function findKeyForVerification(
   return rows[0];
 }
 
-export async function touchKey(db: Queryable, keyId: string): Promise<void> {
-  await db.query('UPDATE tenantry.api_keys SET last_used_at = now() WHERE key_id = $1', [keyId]);
+/** Records a use of each key, in one statement (key ids are hex: no commas). */
+export async function touchKeys(db: Queryable, keyIds: readonly string[]): Promise<void> {
+  await db.query(
+    "UPDATE tenantry.api_keys SET last_used_at = now() WHERE key_id = ANY(string_to_array($1, ','))",
+    [keyIds.join(',')],
+  );
 }

@@ -9,7 +9,8 @@ import {
   VerifiedSecretDigester,
   verifySecret,
 } from './api-key.js';
-import { findKeyForVerification, touchKey } from './api-key-store.js';
+import { findKeyForVerification, touchKeys } from './api-key-store.js';
+import { LastUsedRecorder } from './last-used-recorder.js';
 
 /** What a key may do, beyond its tenant: null permissions mean every tenant permission. */
 export interface KeyScope {
@@ -65,7 +66,7 @@ export class ApiKeyVerifier {
   readonly #cache: LRUCache<string, CachedKey> | undefined;
   readonly #recheckAfterMs: number;
   readonly #digester = new VerifiedSecretDigester();
-  readonly #lastTouched = new LRUCache<string, number>({ max: 100_000 });
+  readonly #lastUsed: LastUsedRecorder;
   readonly #decoy: Promise<Awaited<ReturnType<typeof hashSecret>>>;
   /** Checks running now, by presented key: concurrent requests with one new key pay one slow hash. */
   readonly #inFlight = new Map<string, Promise<VerifiedKey | undefined>>();
@@ -77,6 +78,11 @@ export class ApiKeyVerifier {
     this.#cache =
       options.cacheSize > 0 ? new LRUCache<string, CachedKey>({ max: options.cacheSize }) : undefined;
     this.#recheckAfterMs = options.cacheTtlSeconds * 1000;
+    this.#lastUsed = new LastUsedRecorder({
+      write: (keyIds) => touchKeys(options.db, keyIds),
+      ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
+      ...(options.onBackgroundError ? { onError: options.onBackgroundError } : {}),
+    });
     this.#decoy = hashSecret(randomBytes(32).toString('base64url'), options.iterations);
     options.bus.subscribe((change) => {
       this.#generation += 1;
@@ -176,17 +182,18 @@ export class ApiKeyVerifier {
     await verifySecret(secret, await this.#decoy);
   }
 
+  /** Writes the key uses not recorded yet (before the database closes). */
+  flushLastUsed(): Promise<void> {
+    return this.#lastUsed.flush();
+  }
+
   /**
-   * Records a key's use at most once per `touchIntervalMs`. A cached key remembers its last touch
-   * on its entry (no second lookup per request); an uncached one in `#lastTouched`.
+   * Records a key's use at most once per `touchIntervalMs`, batched with other keys' uses. A
+   * cached key remembers its last record on its entry (no second lookup per request).
    */
   #touch(keyId: string, entry?: CachedKey): void {
-    const now = Date.now();
-    const last = entry ? entry.touchedAt : this.#lastTouched.get(keyId);
-    if (last !== undefined && now - last < (this.#options.touchIntervalMs ?? 60_000)) return;
-    if (entry) entry.touchedAt = now;
-    else this.#lastTouched.set(keyId, now);
-    touchKey(this.#options.db, keyId).catch((error: unknown) => this.#options.onBackgroundError?.(error));
+    if (entry) entry.touchedAt = this.#lastUsed.used(keyId, entry.touchedAt);
+    else this.#lastUsed.used(keyId);
   }
 }
 

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { v7 as uuidv7 } from 'uuid';
 import type { Queryable } from '../db/database.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
+import { LastUsedRecorder } from './last-used-recorder.js';
 import { generateSessionToken, hashSessionToken, isSessionTokenShaped } from './session-token.js';
 
 /** A live session as the request path needs it. */
@@ -48,12 +49,22 @@ interface SessionRow {
 export class SessionStore {
   readonly #options: SessionStoreOptions;
   readonly #cache: LRUCache<string, VerifiedSession>;
-  readonly #lastTouched = new LRUCache<string, number>({ max: 100_000 });
+  readonly #lastUsed: LastUsedRecorder;
   #generation = 0;
 
   constructor(options: SessionStoreOptions) {
     this.#options = options;
     this.#cache = new LRUCache({ max: options.cacheSize ?? 50_000, ttl: 60_000 });
+    this.#lastUsed = new LastUsedRecorder({
+      write: (ids) =>
+        options.runtime
+          .query(
+            "UPDATE tenantry.sessions SET last_used_at = now() WHERE id = ANY(string_to_array($1, ',')::uuid[])",
+            [ids.join(',')],
+          )
+          .then(() => undefined),
+      ...(options.onBackgroundError ? { onError: options.onBackgroundError } : {}),
+    });
     options.bus.subscribe((change) => {
       this.#generation += 1;
       if (change === 'all') this.#cache.clear();
@@ -153,14 +164,13 @@ export class SessionStore {
     return rows[0] && { userId: rows[0].user_id, tenantId: rows[0].tenant_id };
   }
 
+  /** Writes the session uses not recorded yet (before the database closes). */
+  flushLastUsed(): Promise<void> {
+    return this.#lastUsed.flush();
+  }
+
   #touch(sessionId: string): void {
-    const now = Date.now();
-    const last = this.#lastTouched.get(sessionId);
-    if (last !== undefined && now - last < 60_000) return;
-    this.#lastTouched.set(sessionId, now);
-    this.#options.runtime
-      .query('UPDATE tenantry.sessions SET last_used_at = now() WHERE id = $1', [sessionId])
-      .catch((error: unknown) => this.#options.onBackgroundError?.(error));
+    this.#lastUsed.used(sessionId);
   }
 }
 

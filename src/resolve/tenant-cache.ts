@@ -20,12 +20,14 @@ export class TenantCache {
   readonly #byId: LRUCache<string, Tenant>;
   readonly #hosts: LRUCache<string, Lookup>;
   readonly #slugs: LRUCache<string, Lookup>;
+  readonly #ttlMs: number;
   #generation = 0;
 
   constructor(bus: ChangeBus, options: TenantCacheOptions = {}) {
     this.#bus = bus;
     const max = options.maxTenants ?? 10_000;
     const ttl = options.ttlMs ?? 60_000;
+    this.#ttlMs = ttl;
     this.#byId = new LRUCache({ max, ttl });
     this.#hosts = new LRUCache({ max: max * 2, ttl });
     this.#slugs = new LRUCache({ max, ttl });
@@ -62,7 +64,8 @@ export class TenantCache {
   }
 
   setTenant(tenant: Tenant, generation: number): void {
-    if (generation === this.#generation && this.#bus.reliable) this.#byId.set(tenant.id, tenant);
+    if (generation === this.#generation && this.#bus.reliable)
+      this.#byId.set(tenant.id, tenant, { ttl: this.#spreadTtl() });
   }
 
   /** undefined: not cached; null: known to name no tenant; else the tenant id. */
@@ -89,6 +92,16 @@ export class TenantCache {
   }
 
   #write(map: LRUCache<string, Lookup>, key: string, tenantId: string | undefined, generation: number): void {
-    if (generation === this.#generation && this.#bus.reliable) map.set(key, tenantId ?? MISSING);
+    if (generation === this.#generation && this.#bus.reliable)
+      map.set(key, tenantId ?? MISSING, { ttl: this.#spreadTtl() });
+  }
+
+  /**
+   * The time to live of one entry: 80 to 100 % of the configured one, at random. Entries filled
+   * together (every busy tenant in the first seconds after a start) would otherwise expire
+   * together, and their re-reads reach the database as one wave every period.
+   */
+  #spreadTtl(): number {
+    return Math.round(this.#ttlMs * (0.8 + 0.2 * Math.random()));
   }
 }

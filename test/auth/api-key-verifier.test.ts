@@ -110,4 +110,18 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
     expect(renewed.result?.tenantId).toBe(tenant.id);
     expect(renewed.hashes).toBe(0);
   });
+
+  it('writes the uses of several keys in one statement: every key shows when it was last used', async () => {
+    const first = await env.createTenant('used-first');
+    const second = await env.createTenant('used-second');
+    await verifyAndCache(first.key);
+    await verifyAndCache(second.key);
+    await verifier.flushLastUsed();
+    const { rows } = await env.tenantry.db.owner.query<{ key_id: string; last_used_at: unknown }>(
+      'SELECT key_id, last_used_at FROM tenantry.api_keys WHERE key_id = ANY(ARRAY[$1, $2])',
+      [keyIdOf(first.key), keyIdOf(second.key)],
+    );
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row.last_used_at).not.toBeNull();
+  });
 });

@@ -97,6 +97,17 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     expect(viaCookie.json().items.map((item: { name: string }) => item.name)).toContain('From a session');
   });
 
+  it('records when a session was last used (written in a batch, on both drivers)', async () => {
+    const token = await tokenOf('admin@a.test', a);
+    expect((await as(token, a, { method: 'GET', url: '/tenant-info' })).statusCode).toBe(200);
+    await env.tenantry.identity.sessions.flushLastUsed();
+    const { rows } = await env.tenantry.db.owner.query<{ last_used_at: unknown }>(
+      'SELECT last_used_at FROM tenantry.sessions WHERE user_id = $1 ORDER BY id DESC LIMIT 1',
+      [adminId],
+    );
+    expect(rows[0]?.last_used_at).not.toBeNull();
+  });
+
   it('answers every failed login the same way, each paying one password hash', async () => {
     const wrongPassword = await login('admin@a.test', 'not the password at all', a, '10.2.0.1');
     const unknown = await login('nobody@a.test', PASSWORD, a, '10.2.0.2');

@@ -1,0 +1,76 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { LastUsedRecorder } from '../../src/auth/last-used-recorder.js';
+
+function recorder(options: { intervalMs?: number; failFirst?: boolean } = {}) {
+  const writes: string[][] = [];
+  const errors: unknown[] = [];
+  let fail = options.failFirst ?? false;
+  const recording = new LastUsedRecorder({
+    write: async (ids) => {
+      if (fail) {
+        fail = false;
+        throw new Error('database down');
+      }
+      writes.push([...ids]);
+    },
+    intervalMs: options.intervalMs ?? 60_000,
+    flushMs: 20,
+    onError: (error) => errors.push(error),
+  });
+  return { recording, writes, errors };
+}
+
+describe('LastUsedRecorder', () => {
+  it('writes the ids used within a flush period together, in one write', async () => {
+    const { recording, writes } = recorder();
+    recording.used('a');
+    recording.used('b');
+    recording.used('c');
+    expect(writes).toEqual([]);
+    await sleep(60);
+    expect(writes).toEqual([['a', 'b', 'c']]);
+  });
+
+  it('records an id once per interval, however often it is used', async () => {
+    const { recording, writes } = recorder({ intervalMs: 200 });
+    for (let use = 0; use < 50; use += 1) recording.used('busy');
+    await recording.flush();
+    recording.used('busy');
+    await recording.flush();
+    expect(writes).toEqual([['busy']]);
+    await sleep(220);
+    recording.used('busy');
+    await recording.flush();
+    expect(writes).toEqual([['busy'], ['busy']]);
+  });
+
+  it("keeps to the caller's own record of the last use when given one", async () => {
+    const { recording, writes } = recorder({ intervalMs: 1_000 });
+    const recent = Date.now() - 10;
+    expect(recording.used('cached', recent)).toBe(recent);
+    const long = Date.now() - 5_000;
+    const renewed = recording.used('cached', long);
+    expect(renewed).toBeGreaterThan(long);
+    await recording.flush();
+    expect(writes).toEqual([['cached']]);
+  });
+
+  it('splits a large flush into writes of at most 1,000 ids', async () => {
+    const { recording, writes } = recorder();
+    for (let id = 0; id < 2_500; id += 1) recording.used(`key-${id}`);
+    await recording.flush();
+    expect(writes.map((ids) => ids.length)).toEqual([1_000, 1_000, 500]);
+    expect(new Set(writes.flat()).size).toBe(2_500);
+  });
+
+  it('reports a failed write and goes on with the next ones', async () => {
+    const { recording, writes, errors } = recorder({ failFirst: true });
+    recording.used('lost');
+    await recording.flush();
+    expect(errors).toHaveLength(1);
+    recording.used('next');
+    await recording.flush();
+    expect(writes).toEqual([['next']]);
+  });
+});
