@@ -811,8 +811,8 @@ export class Tenantry {
 
   async close(): Promise<void> {
     this.limiter.close();
-    await this.apiKeys.flushLastUsed();
-    await this.identity.sessions.flushLastUsed();
+    await this.apiKeys.close();
+    await this.identity.sessions.close();
     await this.redis?.close();
     await this.#databases?.close();
     await this.bus.close();

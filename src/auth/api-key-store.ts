@@ -179,10 +179,17 @@ export async function findKeyForVerification(
   return rows[0];
 }
 
-/** Records a use of each key, in one statement (key ids are hex: no commas). */
+/**
+ * Records a use of each key, in one statement (key ids are hex: no commas). Rows are locked in
+ * key order and a row locked by someone else is skipped: two processes writing overlapping
+ * batches can neither deadlock nor wait on a revocation in progress, and a missed "last used"
+ * costs nothing.
+ */
 export async function touchKeys(db: Queryable, keyIds: readonly string[]): Promise<void> {
   await db.query(
-    "UPDATE tenantry.api_keys SET last_used_at = now() WHERE key_id = ANY(string_to_array($1, ','))",
+    `UPDATE tenantry.api_keys SET last_used_at = now()
+      WHERE key_id IN (SELECT key_id FROM tenantry.api_keys WHERE key_id = ANY(string_to_array($1, ','))
+                        ORDER BY key_id FOR UPDATE SKIP LOCKED)`,
     [keyIds.join(',')],
   );
 }

@@ -146,7 +146,11 @@ export class ApiKeyVerifier {
     const valid =
       (checkedBefore !== undefined && sameStoredHash(checkedBefore.stored, stored)) ||
       (await verifySecret(parsed.secret, stored));
-    if (!valid) return undefined;
+    if (!valid) {
+      // The row holds another hash now, which this secret does not match.
+      if (checkedBefore) this.#cache?.delete(parsed.keyId);
+      return undefined;
+    }
     const verified: VerifiedKey = Object.freeze({
       tenantId: row.tenant_id,
       keyId: parsed.keyId,
@@ -182,9 +186,14 @@ export class ApiKeyVerifier {
     await verifySecret(secret, await this.#decoy);
   }
 
-  /** Writes the key uses not recorded yet (before the database closes). */
+  /** Writes the key uses not recorded yet, now (tests). */
   flushLastUsed(): Promise<void> {
     return this.#lastUsed.flush();
+  }
+
+  /** Writes the key uses not recorded yet and records no more (before the database closes). */
+  close(): Promise<void> {
+    return this.#lastUsed.close();
   }
 
   /**

@@ -25,9 +25,12 @@ export class LastUsedRecorder {
   readonly #intervalMs: number;
   /** When each id was last queued, for ids whose caller keeps no record of its own. */
   readonly #queuedAt = new LRUCache<string, number>({ max: 100_000 });
+  /** Ids used and not written yet; a Set, so a slow database makes it wait, not grow per use. */
   #pending = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> = Promise.resolve();
+  /** The write in flight: one at a time, and the next batch gathers meanwhile. */
+  #writing: Promise<void> | undefined;
+  #closed = false;
 
   constructor(options: LastUsedRecorderOptions) {
     this.#options = options;
@@ -47,30 +50,60 @@ export class LastUsedRecorder {
     const now = Date.now();
     const last = lastQueuedAt ?? this.#queuedAt.get(id);
     if (last !== undefined && now - last < this.#intervalMs) return last;
+    if (this.#closed) return now;
     if (lastQueuedAt === undefined) this.#queuedAt.set(id, now);
     this.#pending.add(id);
-    this.#timer ??= setTimeout(() => this.#flush(), this.#options.flushMs ?? 1_000).unref();
+    this.#schedule();
     return now;
   }
 
-  /** Writes what is pending now (shutdown, tests). */
-  flush(): Promise<void> {
-    return this.#flush();
+  /** Writes what is pending now and waits for it (tests). */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#writing || this.#pending.size > 0) {
+      if (!this.#writing) this.#startWrite();
+      await this.#writing;
+    }
   }
 
-  #flush(): Promise<void> {
+  /** Writes what is pending, then records nothing more (before the database closes). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#writing) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#startWrite();
+    }, this.#options.flushMs ?? 1_000).unref();
+  }
+
+  #startWrite(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const ids = [...this.#pending];
     this.#pending = new Set();
-    if (ids.length === 0) return this.#flushing;
-    this.#flushing = this.#flushing.then(async () => {
-      for (let start = 0; start < ids.length; start += IDS_PER_WRITE) {
-        await this.#options.write(ids.slice(start, start + IDS_PER_WRITE)).catch((error: unknown) => {
-          this.#options.onError?.(error);
-        });
-      }
+    if (ids.length === 0) return;
+    this.#writing = this.#write(ids).finally(() => {
+      this.#writing = undefined;
+      if (this.#pending.size > 0 && !this.#closed) this.#schedule();
     });
-    return this.#flushing;
+  }
+
+  async #write(ids: readonly string[]): Promise<void> {
+    for (let start = 0; start < ids.length; start += IDS_PER_WRITE) {
+      try {
+        await this.#options.write(ids.slice(start, start + IDS_PER_WRITE));
+      } catch (error) {
+        try {
+          this.#options.onError?.(error);
+        } catch {
+          // A failing error handler must not stop the recording.
+        }
+      }
+    }
   }
 }

@@ -56,10 +56,13 @@ export class SessionStore {
     this.#options = options;
     this.#cache = new LRUCache({ max: options.cacheSize ?? 50_000, ttl: 60_000 });
     this.#lastUsed = new LastUsedRecorder({
+      // Locked in id order, locked rows skipped (a logout in progress): see `touchKeys`.
       write: (ids) =>
         options.runtime
           .query(
-            "UPDATE tenantry.sessions SET last_used_at = now() WHERE id = ANY(string_to_array($1, ',')::uuid[])",
+            `UPDATE tenantry.sessions SET last_used_at = now()
+              WHERE id IN (SELECT id FROM tenantry.sessions WHERE id = ANY(string_to_array($1, ',')::uuid[])
+                            ORDER BY id FOR UPDATE SKIP LOCKED)`,
             [ids.join(',')],
           )
           .then(() => undefined),
@@ -164,9 +167,14 @@ export class SessionStore {
     return rows[0] && { userId: rows[0].user_id, tenantId: rows[0].tenant_id };
   }
 
-  /** Writes the session uses not recorded yet (before the database closes). */
+  /** Writes the session uses not recorded yet, now (tests). */
   flushLastUsed(): Promise<void> {
     return this.#lastUsed.flush();
+  }
+
+  /** Writes the session uses not recorded yet and records no more (before the database closes). */
+  close(): Promise<void> {
+    return this.#lastUsed.close();
   }
 
   #touch(sessionId: string): void {

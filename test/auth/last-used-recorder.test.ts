@@ -73,4 +73,63 @@ describe('LastUsedRecorder', () => {
     await recording.flush();
     expect(writes).toEqual([['next']]);
   });
+
+  it('writes one batch at a time: uses during a slow write gather into the next batch', async () => {
+    const started: string[][] = [];
+    let release: () => void = () => undefined;
+    const recording = new LastUsedRecorder({
+      write: (ids) => {
+        started.push([...ids]);
+        return started.length === 1 ? new Promise<void>((done) => (release = done)) : Promise.resolve();
+      },
+      flushMs: 10,
+    });
+    recording.used('a');
+    await sleep(40);
+    expect(started).toEqual([['a']]);
+    // Two flush periods pass while it runs: their uses still make one batch, not one each.
+    recording.used('b');
+    await sleep(40);
+    recording.used('c');
+    await sleep(40);
+    // The first write still runs: nothing more has started.
+    expect(started).toEqual([['a']]);
+    release();
+    await recording.flush();
+    expect(started).toEqual([['a'], ['b', 'c']]);
+  });
+
+  it('a throwing error handler does not stop later writes', async () => {
+    const writes: string[][] = [];
+    let fail = true;
+    const recording = new LastUsedRecorder({
+      write: async (ids) => {
+        if (fail) {
+          fail = false;
+          throw new Error('database down');
+        }
+        writes.push([...ids]);
+      },
+      flushMs: 10,
+      onError: () => {
+        throw new Error('the handler itself fails');
+      },
+    });
+    recording.used('lost');
+    await recording.flush();
+    recording.used('kept');
+    await recording.flush();
+    expect(writes).toEqual([['kept']]);
+  });
+
+  it('records nothing after close, and close writes what was pending', async () => {
+    const { recording, writes } = recorder();
+    recording.used('before');
+    await recording.close();
+    expect(writes).toEqual([['before']]);
+    recording.used('after');
+    await sleep(60);
+    await recording.flush();
+    expect(writes).toEqual([['before']]);
+  });
 });
