@@ -3,14 +3,14 @@ import type { Entity, Field } from './entity.js';
 
 const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 const DATE = '^\\d{4}-\\d{2}-\\d{2}$';
+const NO_NUL = '^[^\\u0000]*$';
 const TIMESTAMP = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:\\d{2})$';
 
 function valueSchema(field: Field): TSchema {
   switch (field.type) {
     case 'text':
-      return Type.String(
-        field.maxLength === undefined ? { maxLength: 1_000_000 } : { maxLength: field.maxLength },
-      );
+      // PostgreSQL text cannot hold NUL: refused here, naming the field, not by the database.
+      return Type.String({ maxLength: field.maxLength ?? 1_000_000, pattern: NO_NUL });
     case 'integer':
       return Type.Integer({
         minimum: field.min ?? Number.MIN_SAFE_INTEGER,

@@ -76,13 +76,14 @@ function parseValue(field: Field | undefined, column: string, raw: string, label
       if (raw !== 'true' && raw !== 'false') throw invalidValue('must be true or false');
       return raw === 'true';
     case 'date':
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(raw) || Number.isNaN(Date.parse(raw)))
-        throw invalidValue('must be YYYY-MM-DD');
+      if (!isCalendarDate(raw)) throw invalidValue('must be a date, YYYY-MM-DD');
       return raw;
     case 'timestamp':
       // Passed on as written: PostgreSQL keeps microseconds, a JavaScript Date only milliseconds.
-      if (!ISO_TIMESTAMP.test(raw) || Number.isNaN(Date.parse(raw)))
+      if (!ISO_TIMESTAMP.test(raw) || Number.isNaN(Date.parse(raw)) || !isCalendarDate(raw.slice(0, 10)))
         throw invalidValue('must be an ISO 8601 date-time');
+      if (!/(Z|[+-](0\d|1[0-5]):[0-5]\d)$/.test(raw))
+        throw invalidValue('has a time zone offset out of range');
       return raw;
     case 'uuid':
     case 'ref':
@@ -95,8 +96,16 @@ function parseValue(field: Field | undefined, column: string, raw: string, label
       throw invalidValue('cannot be filtered');
     default:
       if (raw.length > 10_000) throw invalidValue('is too long');
+      if (raw.includes('\u0000')) throw invalidValue('must not contain a NUL character');
       return raw;
   }
+}
+
+/** A day that exists, in years 1 to 9999 (PostgreSQL has no year 0; JavaScript rolls 02-31 over). */
+function isCalendarDate(raw: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(raw) || raw.startsWith('0000')) return false;
+  const date = new Date(`${raw}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === raw;
 }
 
 function likePattern(raw: string): string {
@@ -225,7 +234,7 @@ function filterCondition(entity: Entity, key: string, raw: string, params: Param
     }
     case 'like':
       if (field?.type !== 'text') throw invalid(key, 'applies to text fields only');
-      return `${quoted} ILIKE ${params.add(likePattern(raw), 'text')}`;
+      return `${quoted} ILIKE ${params.add(likePattern(parseValue(field, column, raw, key) as string), 'text')}`;
   }
 }
 
@@ -291,12 +300,17 @@ export function translateWriteError(entity: Entity, error: unknown): unknown {
       name ? { field: name } : {},
     );
   }
-  if (
-    state === SqlState.INVALID_TEXT_REPRESENTATION ||
-    state === '22007' ||
-    state === '22008' ||
-    state === '22003'
-  ) {
+  return translateReadError(error);
+}
+
+/**
+ * A refusal of a value by PostgreSQL (class 22, data exception: a date it cannot hold, a NUL in
+ * text, a time zone out of range, ...) is the caller's bad input, and a cancelled statement is the
+ * tenant's statement timeout: neither is a server error.
+ */
+export function translateReadError(error: unknown): unknown {
+  const state = sqlStateOf(error);
+  if (state?.startsWith('22')) {
     return new TenantryError('validation_failed', 'a value is out of range or malformed');
   }
   if (state === SqlState.QUERY_CANCELED) {
@@ -414,6 +428,7 @@ export class EntityRepository {
         if (!entity.fields.some((field) => field.search))
           throw invalid('q', `${entity.name} has no search fields`);
         if (raw.length > 500) throw invalid('q', 'is too long');
+        if (raw.includes('\u0000')) throw invalid('q', 'must not contain a NUL character');
         conditions.push(
           `${quoteIdent(SEARCH_COLUMN)} @@ websearch_to_tsquery('simple', ${params.add(raw, 'text')})`,
         );
@@ -432,9 +447,12 @@ export class EntityRepository {
     const sql = `SELECT ${[this.#selectList, ...cursorColumns].join(', ')} FROM ${this.#table(db)}
       ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
       ORDER BY ${order} LIMIT ${limit + 1}`;
-    const { rows } = tenantScoped
-      ? await db.query(sql, params.values)
-      : await db.queryShared(sql, params.values);
+    const { rows } = await (tenantScoped
+      ? db.query(sql, params.values)
+      : db.queryShared(sql, params.values)
+    ).catch((error: unknown) => {
+      throw translateReadError(error);
+    });
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -455,9 +473,12 @@ export class EntityRepository {
       sql = `SELECT ${this.#selectList} FROM ${table} WHERE ${this.#rowCondition(db, id, new Params())}`;
       this.#selectById.set(table, sql);
     }
-    const { rows } = tenantScoped
-      ? await db.query(sql, [id.toLowerCase(), db.tenantId])
-      : await db.queryShared(sql, [id.toLowerCase()]);
+    const { rows } = await (tenantScoped
+      ? db.query(sql, [id.toLowerCase(), db.tenantId])
+      : db.queryShared(sql, [id.toLowerCase()])
+    ).catch((error: unknown) => {
+      throw translateReadError(error);
+    });
     if (!rows[0]) throw this.#notFound();
     return presentRow(this.#entity, rows[0]);
   }
@@ -537,7 +558,7 @@ export class EntityRepository {
       values.push(params.add(uuidv7(), 'uuid'));
       for (const field of fields) {
         values.push(
-          field.name in data
+          Object.hasOwn(data, field.name)
             ? params.add(writeValue(field, data[field.name]), FIELD_TYPES[field.type])
             : 'DEFAULT',
         );

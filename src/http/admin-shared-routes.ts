@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
-import type { ListQuery } from '../entities/entity-repository.js';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
+import { listQuery } from './entity-routes.js';
 import { actionContext } from './request-context.js';
 import { problemResponses } from './schemas.js';
 
@@ -37,7 +37,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         });
 
       app.get(base, { schema: { tags, security, summary: `List shared ${entity.name}` } }, async (request) =>
-        repository().list(db, request.query as ListQuery),
+        repository().list(db, listQuery(request)),
       );
       app.get(
         `${base}/:id`,

@@ -11,8 +11,12 @@ import { problemResponses } from './schemas.js';
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) }, { additionalProperties: false });
 
-function listQuery(request: FastifyRequest): ListQuery {
-  const query: Record<string, string> = {};
+/**
+ * The list parameters of a request: each given once, as text. A null-prototype object, so that a
+ * parameter named `__proto__` is kept (and refused as an unknown field) instead of vanishing.
+ */
+export function listQuery(request: FastifyRequest): ListQuery {
+  const query: Record<string, string> = Object.create(null);
   for (const [key, value] of Object.entries(request.query as Record<string, unknown>)) {
     if (typeof value !== 'string') {
       throw new TenantryError('validation_failed', `${key} may be given once`, { field: key });

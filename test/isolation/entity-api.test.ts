@@ -176,6 +176,59 @@ describe.each(DRIVERS.flatMap((driver) => LEVELS[driver]!.map((level) => [driver
       expect(other.statusCode).toBe(201);
     });
 
+    it('answers values PostgreSQL would refuse with 400 naming the field, never 500, and writes nothing', async () => {
+      const project = await env.inject({
+        method: 'POST',
+        url: '/api/v1/projects',
+        headers: as(a),
+        payload: { name: 'Refusals' },
+      });
+      const projectId = project.json().id;
+      const count = async () =>
+        (await env.inject({ url: `/api/v1/tasks?project=${projectId}`, headers: as(a) })).json().items.length;
+      const before = await count();
+      const reads: [string, string][] = [
+        ['due=2024-02-31', 'due'],
+        ['due=0000-01-01', 'due'],
+        ['due[gte]=2024-13-01', 'due[gte]'],
+        ['created_at[gte]=0000-01-01T00:00:00Z', 'created_at[gte]'],
+        ['created_at[lte]=2024-01-01T00:00:00%2B16:00', 'created_at[lte]'],
+        ['title=a%00b', 'title'],
+        ['title[like]=%00', 'title[like]'],
+        ['title[in]=a,b%00', 'title[in]'],
+        ['q=a%00b', 'q'],
+        ['__proto__=x', '__proto__'],
+      ];
+      for (const [query, field] of reads) {
+        const response = await env.inject({ url: `/api/v1/tasks?${query}`, headers: as(a) });
+        expect(response.statusCode, `${query}: ${response.body}`).toBe(400);
+        expect(response.json(), query).toMatchObject({ code: 'validation_failed', field });
+      }
+      const writes: [Record<string, unknown>, string | undefined][] = [
+        [{ title: 'a\u0000b' }, 'title'],
+        [{ title: 'ok', meta: { note: 'a\u0000b' } }, undefined],
+        [{ title: 'ok', due: '2024-02-31' }, undefined],
+      ];
+      for (const [fields, field] of writes) {
+        const payload = { project: projectId, ...fields };
+        for (const [method, url, body] of [
+          ['POST', '/api/v1/tasks', payload],
+          ['POST', '/api/v1/tasks/batch', { rows: [{ project: projectId, title: 'fine' }, payload] }],
+        ] as const) {
+          const response = await env.inject({ method, url, headers: as(a), payload: body });
+          expect(response.statusCode, `${url} ${JSON.stringify(fields)}: ${response.body}`).toBe(400);
+          expect(response.json().code).toBe('validation_failed');
+          if (field && url === '/api/v1/tasks') expect(response.json().field).toBe(field);
+        }
+      }
+      expect(await count()).toBe(before);
+      // The admin list of a shared entity takes its parameters the same way.
+      for (const query of ['name[in]=a&name[in]=b', 'name=a&name=b']) {
+        const response = await env.admin('GET', `/admin/shared/countries?${query}`);
+        expect(response.statusCode, `${query}: ${response.body}`).toBe(400);
+      }
+    });
+
     it('pages with a cursor, sorts and filters', async () => {
       const batch = await env.inject({
         method: 'POST',
