@@ -1,3 +1,4 @@
+import { parseInstant } from './calendar.js';
 import { TenantryError } from './errors.js';
 import type { ActionContext } from './runtime/actor.js';
 import { countQuotaRefusal } from './runtime/quota.js';
@@ -21,10 +22,7 @@ function optionalText(params: Params, name: string): string | undefined {
 function optionalDate(params: Params, name: string): Date | undefined {
   const value = optionalText(params, name);
   if (value === undefined) return undefined;
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime()))
-    throw new TenantryError('validation_failed', `${name} must be an ISO 8601 date-time`, { field: name });
-  return date;
+  return parseInstant(value, name);
 }
 
 function optionalNumber(params: Params, name: string): number | undefined {

@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { isCalendarDate } from '../calendar.js';
 import { TenantryError } from '../errors.js';
 import { validate } from '../validation.js';
 
@@ -57,13 +58,6 @@ export function parseApiKeyRequest(input: unknown, now = Date.now()): ApiKeyRequ
     throw new TenantryError('validation_failed', 'expiresAt must be in the future', { field: 'expiresAt' });
   }
   return { name, expiresAt, permissions };
-}
-
-/** `2030-02-30` parses (as March 2nd) but names no day. */
-function isCalendarDate(value: string): boolean {
-  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
-  const date = new Date(Date.UTC(year, month - 1, day));
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
 export function checkKeyId(keyId: unknown): string {

@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
+import { isCalendarDate } from '../calendar.js';
 import { tenantLockKey } from '../db/advisory-locks.js';
 import type { Queryable, Row } from '../db/database.js';
 import { qualified, quoteIdent } from '../db/identifiers.js';
@@ -99,13 +100,6 @@ function parseValue(field: Field | undefined, column: string, raw: string, label
       if (raw.includes('\u0000')) throw invalidValue('must not contain a NUL character');
       return raw;
   }
-}
-
-/** A day that exists, in years 1 to 9999 (PostgreSQL has no year 0; JavaScript rolls 02-31 over). */
-function isCalendarDate(raw: string): boolean {
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(raw) || raw.startsWith('0000')) return false;
-  const date = new Date(`${raw}T00:00:00Z`);
-  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === raw;
 }
 
 function likePattern(raw: string): string {

@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { CreateApiKeyInputSchema } from '../auth/api-key-input.js';
+import { parseInstant } from '../calendar.js';
 import { TenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 import {
@@ -49,12 +50,7 @@ function adminView(tenant: Tenant) {
 }
 
 function parseDate(value: string | undefined, field: string): Date | undefined {
-  if (value === undefined) return undefined;
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) {
-    throw new TenantryError('validation_failed', `${field} must be an ISO 8601 date-time`, { field });
-  }
-  return date;
+  return value === undefined ? undefined : parseInstant(value, field);
 }
 
 function parseLimit(value: string | undefined): number | undefined {
