@@ -74,10 +74,13 @@ export function checkSlug(input: unknown, extraReserved: readonly string[] = [])
   if (input.slice(2, 4) === '--')
     return { ok: false, message: 'slug may not have "--" in 3rd and 4th position' };
   if (UUID_SHAPE.test(input)) return { ok: false, message: 'slug may not look like a tenant id' };
-  if (BUILT_IN_RESERVED_SLUGS.has(input) || extraReserved.includes(input)) {
-    return { ok: false, message: `slug "${input}" is reserved` };
-  }
+  if (isReservedSlug(input, extraReserved)) return { ok: false, message: `slug "${input}" is reserved` };
   return { ok: true, slug: input };
+}
+
+/** A name kept for the service itself: built in, or added by the config (`tenancy.reservedSlugs`). */
+export function isReservedSlug(label: string, extraReserved: readonly string[] = []): boolean {
+  return BUILT_IN_RESERVED_SLUGS.has(label) || extraReserved.includes(label);
 }
 
 export function isUuid(value: string): boolean {

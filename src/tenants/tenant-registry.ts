@@ -28,7 +28,7 @@ import { QuotaExceededError } from '../runtime/quota.js';
 import { validate } from '../validation.js';
 import { normalizeHost } from './host.js';
 import { assertNotDeclared, assertNotManaged, changedFields } from './managed-tenants.js';
-import { checkSlug, isUuid } from './slug.js';
+import { checkSlug, isReservedSlug, isUuid } from './slug.js';
 import {
   type EffectiveTenantConfig,
   effectiveConfig,
@@ -851,6 +851,21 @@ export class TenantRegistry {
         throw new TenantryError('validation_failed', `host ${checked.host} is the base domain itself`, {
           field: `hosts/${index}`,
         });
+      }
+      // `www.<baseDomain>`, `admin.<baseDomain>`, ...: the service's own names, no tenant's.
+      const label = checked.host.endsWith(`.${base}`) ? checked.host.slice(0, -base.length - 1) : undefined;
+      if (
+        label !== undefined &&
+        !label.includes('.') &&
+        isReservedSlug(label, this.#config.tenancy.reservedSlugs)
+      ) {
+        throw new TenantryError(
+          'validation_failed',
+          `host ${checked.host} is a reserved name under the base domain`,
+          {
+            field: `hosts/${index}`,
+          },
+        );
       }
       if (!hosts.includes(checked.host)) hosts.push(checked.host);
     });

@@ -133,6 +133,19 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     const spoof = await env.admin('POST', '/admin/tenants/delta/hosts', { host: 'acme.localhost' });
     expect(spoof.statusCode).toBe(409);
     expect(spoof.json().detail).toContain("another tenant's slug");
+    // The service's own names under the base domain belong to no tenant.
+    for (const host of ['www.localhost', 'admin.localhost', 'API.localhost']) {
+      const reserved = await env.admin('POST', '/admin/tenants/delta/hosts', { host });
+      expect(reserved.statusCode, host).toBe(400);
+      expect(reserved.json()).toMatchObject({ code: 'validation_failed', field: 'hosts/0' });
+    }
+    const created = await env.admin('POST', '/admin/tenants', {
+      name: 'Squatter',
+      slug: 'squatter',
+      hosts: ['squatter.example.org', 'console.localhost'],
+    });
+    expect(created.statusCode).toBe(400);
+    expect(created.json()).toMatchObject({ code: 'validation_failed', field: 'hosts/1' });
 
     const removed = await env.admin('DELETE', '/admin/tenants/delta/hosts/delta.example.org');
     expect(removed.statusCode).toBe(200);
