@@ -1,10 +1,14 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Queryable } from '../db/database.js';
+import { QUOTA_NAMES, type QuotaName } from './quota.js';
 import { RequestMetrics } from './request-metrics.js';
 
 /** The label of requests without a tenant, and of tenants outside the top N. */
 export const NO_TENANT = 'none';
 export const OTHER_TENANTS = 'other';
+
+const LIMIT_REASONS = ['rate', 'concurrency', 'key_failures', 'login_failures'] as const;
+export type LimitReason = (typeof LIMIT_REASONS)[number];
 
 export interface TenantLabelsOptions {
   /** Tenants that keep a label of their own: the busiest ones. */
@@ -167,8 +171,9 @@ export class Metrics {
     this.labels.onDemote = (tenant) => {
       this.#requests.removeTenant(tenant);
       this.#dbDuration.remove({ tenant });
-      this.#limited.remove({ tenant });
-      this.#quotaRefused.remove({ tenant });
+      // prom-client removes a series only by its whole label set: each value of the other label.
+      for (const reason of LIMIT_REASONS) this.#limited.remove({ tenant, reason });
+      for (const quota of QUOTA_NAMES) this.#quotaRefused.remove({ tenant, quota });
     };
     const control = options.control;
     new Gauge({
@@ -229,14 +234,11 @@ export class Metrics {
   }
 
   /** A request refused by a limit; `tenant` is a slug, or undefined before a tenant is known. */
-  rateLimited(
-    tenant: string | undefined,
-    reason: 'rate' | 'concurrency' | 'key_failures' | 'login_failures',
-  ): void {
+  rateLimited(tenant: string | undefined, reason: LimitReason): void {
     this.#limited.inc({ tenant: tenant === undefined ? NO_TENANT : this.labels.labelOf(tenant), reason });
   }
 
-  quotaRefused(tenant: string, quota: string): void {
+  quotaRefused(tenant: string, quota: QuotaName): void {
     this.#quotaRefused.inc({ tenant: this.labels.labelOf(tenant), quota });
   }
 

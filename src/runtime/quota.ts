@@ -1,7 +1,8 @@
 import { TenantryError } from '../errors.js';
 
 /** The limits enforced when something is created, by their name under `limits`. */
-export type QuotaName = 'maxRows' | 'maxRowsPerEntity' | 'maxStorageMb' | 'maxApiKeys' | 'maxUsers';
+export const QUOTA_NAMES = ['maxRows', 'maxRowsPerEntity', 'maxStorageMb', 'maxApiKeys', 'maxUsers'] as const;
+export type QuotaName = (typeof QUOTA_NAMES)[number];
 
 /**
  * A creation refused because the tenant is at one of its quotas: 403 `quota_exceeded` whose
@@ -24,7 +25,7 @@ export class QuotaExceededError extends TenantryError {
  * ignored. Called where errors leave the engine: the HTTP error hook and the CLI operations.
  */
 export function countQuotaRefusal(
-  metrics: { quotaRefused(tenant: string, quota: string): void },
+  metrics: { quotaRefused(tenant: string, quota: QuotaName): void },
   error: unknown,
 ): void {
   if (error instanceof QuotaExceededError) metrics.quotaRefused(error.tenantSlug, error.quota);

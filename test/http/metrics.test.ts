@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TenantLabels } from '../../src/runtime/metrics.js';
+import { Metrics, TenantLabels } from '../../src/runtime/metrics.js';
 import { EXAMPLE_ENTITIES } from '../helpers/entities.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 
@@ -32,6 +33,24 @@ describe('tenant labels stay bounded', () => {
     expect(labels.label('c')).toBe('c');
     expect(labels.label('b')).toBe('other');
     expect(labels.labelOf('c')).toBe('c');
+  });
+
+  it('a demoted tenant loses its refusal series too (every reason and quota), not only its request series', async () => {
+    const metrics = new Metrics({
+      tenantLabels: 1,
+      rebalanceMs: 5,
+      control: { query: async () => ({ rows: [], rowCount: 0 }) },
+    });
+    metrics.labels.label('first');
+    metrics.rateLimited('first', 'rate');
+    metrics.rateLimited('first', 'concurrency');
+    metrics.quotaRefused('first', 'maxRows');
+    expect(await metrics.registry.metrics()).toContain('tenant="first"');
+    for (let i = 0; i < 10; i += 1) metrics.labels.label('busier');
+    await sleep(10);
+    metrics.labels.label('busier');
+    const page = await metrics.registry.metrics();
+    expect(page).not.toContain('tenant="first"');
   });
 
   it('counts a bounded number of distinct tenants per window', () => {
