@@ -985,12 +985,15 @@ function configView(tenant: Tenant): TenantConfigView {
 const CONFIG_SECTIONS = ['plan', 'features', 'limits', 'branding', 'settings'];
 
 /** `limits.requestsPerSecond` -> ['limits', 'requestsPerSecond'], refusing unknown sections. */
+/** Names that reach an object's prototype instead of a key of its own when assigned. */
+const OBJECT_MEMBERS = new Set(['__proto__', 'constructor', 'prototype']);
+
 export function parseConfigPath(path: string): string[] {
   const parts = typeof path === 'string' ? path.split('.') : [];
   const [section] = parts;
   const valid =
     parts.length > 0 &&
-    parts.every((part) => /^[A-Za-z0-9_-]{1,100}$/.test(part)) &&
+    parts.every((part) => /^[A-Za-z0-9_-]{1,100}$/.test(part) && !OBJECT_MEMBERS.has(part)) &&
     section !== undefined &&
     CONFIG_SECTIONS.includes(section) &&
     (section === 'plan' || section === 'features'

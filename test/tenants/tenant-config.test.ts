@@ -128,6 +128,9 @@ describe.each(DRIVERS)('plans, tenant configuration and features, on %s', (drive
       [{ set: { 'nonsense.path': 1 } }, 'path'],
       [{ set: { 'limits.': 1 } }, 'path'],
       [{ unset: ['__proto__.polluted'] }, 'path'],
+      [{ set: { 'settings.__proto__.polluted': 'yes' } }, 'path'],
+      [{ set: { 'settings.constructor': 'yes' } }, 'path'],
+      [{ set: { 'branding.prototype': 'x' } }, 'path'],
       [{ set: { plan: 'pro' }, extra: true }, ''],
     ];
     for (const [body, field] of cases) {
