@@ -197,13 +197,26 @@ export class ScopedCache {
   async #del(tenantId: string, key: string): Promise<void> {
     this.#forgetFlights(tenantId, key);
     if (!(await this.#store.del(tenantId, key))) this.#options.onSkipped?.('del');
-    if (this.#memory) await this.#options.broadcast({ kind: 'cache', tenantId, key, origin: this.#origin });
+    if (this.#memory) await this.#announce({ kind: 'cache', tenantId, key, origin: this.#origin }, 'del');
+  }
+
+  /**
+   * Tells the other processes; a database that cannot take the notification skips the write for
+   * them (counted and logged like a store that is down), it does not fail the caller's request.
+   */
+  async #announce(change: Extract<Change, { kind: 'cache' }>, operation: CacheSkip): Promise<void> {
+    try {
+      await this.#options.broadcast(change);
+    } catch (error) {
+      this.#options.onSkipped?.(operation);
+      this.#options.logger?.warn({ err: error, operation }, 'cache invalidation not sent to other processes');
+    }
   }
 
   async #clear(tenantId: string): Promise<void> {
     this.#forgetFlights(tenantId);
     if (!(await this.#store.drop(tenantId))) this.#options.onSkipped?.('clear');
-    if (this.#memory) await this.#options.broadcast({ kind: 'cache', tenantId, origin: this.#origin });
+    if (this.#memory) await this.#announce({ kind: 'cache', tenantId, origin: this.#origin }, 'clear');
   }
 
   async #wrap<T>(tenantId: string, key: string, ttlSeconds: number, fn: () => Promise<T>): Promise<T> {

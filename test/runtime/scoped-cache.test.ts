@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tenantryPlugin } from '../../src/fastify.js';
+import { ChangeBus } from '../../src/runtime/change-bus.js';
+import { ScopedCache } from '../../src/runtime/scoped-cache.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 import { withServer } from '../helpers/postgres.js';
@@ -441,5 +443,34 @@ describe.runIf(DRIVERS.includes('postgres'))('the in-process cache on PostgreSQL
     } finally {
       await env.close();
     }
+  });
+});
+
+describe('a cache invalidation the database cannot send', () => {
+  it('deletes and clears locally, counts the skipped announcement, and does not throw', async () => {
+    const skipped: string[] = [];
+    const cache = new ScopedCache({
+      settings: {
+        store: 'memory',
+        defaultTtlSeconds: 60,
+        maxEntries: 100,
+        maxBytes: 1_000_000,
+        prefix: 'x:',
+      },
+      bus: new ChangeBus(),
+      redis: undefined,
+      broadcast: async () => {
+        throw new Error('database down');
+      },
+      onSkipped: (operation) => skipped.push(operation),
+    });
+    const tenant = cache.forTenant({ id: '01a24bf3-12a2-76cd-a771-2d8a897238c8' });
+    await tenant.set('k', { v: 1 });
+    await expect(tenant.del('k')).resolves.toBeUndefined();
+    expect(await tenant.get('k')).toBeUndefined();
+    await tenant.set('k', { v: 2 });
+    await expect(tenant.clear()).resolves.toBeUndefined();
+    expect(await tenant.get('k')).toBeUndefined();
+    expect(skipped).toEqual(['del', 'clear']);
   });
 });
