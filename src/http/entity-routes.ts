@@ -26,6 +26,11 @@ export function listQuery(request: FastifyRequest): ListQuery {
   return query;
 }
 
+/** Whether a change only sets values to null: it cannot make a row bigger. */
+function clearsOnly(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && Object.values(body).every((value) => value === null);
+}
+
 /**
  * The repository of an entity for this request: the tenant's tables may be at an older entity
  * version than the code (a rollout in progress), so entities and fields they lack are refused
@@ -158,7 +163,7 @@ export function entityRoutes(tenantry: Tenantry) {
         },
         async (request, reply) => {
           const repository = repo(request, 'create', request.body);
-          await tenantry.storageMeter.admitInsert(request.tenant!);
+          await tenantry.storageMeter.admitWrite(request.tenant!);
           const created = await repository.create(request.db, request.body, rowQuota(request, tenantry));
           reply.code(201).header('location', `${base}/${created.id}`);
           return created;
@@ -181,7 +186,7 @@ export function entityRoutes(tenantry: Tenantry) {
         async (request, reply) => {
           const rows = (request.body as { rows: unknown[] }).rows;
           const repository = repo(request, 'create', request.body);
-          await tenantry.storageMeter.admitInsert(request.tenant!);
+          await tenantry.storageMeter.admitWrite(request.tenant!);
           const items = await repository.createMany(request.db, rows, rowQuota(request, tenantry));
           reply.code(201);
           return { items };
@@ -199,12 +204,12 @@ export function entityRoutes(tenantry: Tenantry) {
             response: { 200: row, ...problemResponses },
           },
         },
-        async (request) =>
-          repo(request, 'update', request.body).update(
-            request.db,
-            (request.params as { id: string }).id,
-            request.body,
-          ),
+        async (request) => {
+          const repository = repo(request, 'update', request.body);
+          // Over the storage quota, only clearing values (setting them to null) is still allowed.
+          if (!clearsOnly(request.body)) await tenantry.storageMeter.admitWrite(request.tenant!);
+          return repository.update(request.db, (request.params as { id: string }).id, request.body);
+        },
       );
 
       app.delete(

@@ -61,11 +61,12 @@ export class StorageMeter {
   }
 
   /**
-   * Refuses a write that creates rows when the tenant's latest measurement is at or over its
-   * `limits.maxStorageMb` (403 `quota_exceeded`). Undefined (no promise, no lookup) for a tenant
-   * without the limit, and synchronous while the measurement is fresh.
+   * Refuses a write that adds data (a create, a batch, an update that sets a value) when the
+   * tenant's latest measurement is at or over its `limits.maxStorageMb` (403 `quota_exceeded`).
+   * Undefined (no promise, no lookup) for a tenant without the limit, and synchronous while the
+   * measurement is fresh.
    */
-  admitInsert(tenant: Tenant): Promise<void> | undefined {
+  admitWrite(tenant: Tenant): Promise<void> | undefined {
     const maxMb = tenant.effective.limits.maxStorageMb;
     if (maxMb === undefined) return undefined;
     const fresh = this.#fresh(tenant.id);

@@ -50,7 +50,7 @@ describe.each(DRIVERS)('storage quota (maxStorageMb), on %s', (driver) => {
     throw new Error(`${most} documents were written without a refusal`);
   };
 
-  it('a schema tenant is refused once it stores its quota, naming it; nothing is written; deletes and updates go on', async () => {
+  it('a schema tenant is refused once it stores its quota, naming it; nothing is written; deletes and clearing updates go on', async () => {
     const tenant = await env.createTenant('store-schema', { isolation: 'schema' });
     const empty = await usageOf(tenant.slug);
     expect(empty.storage.estimated).toBe(false);
@@ -77,18 +77,25 @@ describe.each(DRIVERS)('storage quota (maxStorageMb), on %s', (driver) => {
     expect(usage.storage.bytes).toBeGreaterThanOrEqual(quotaMb * MB);
     expect(usage.limits).toEqual({ maxStorageMb: quotaMb });
 
-    // What does not create rows is never refused: the way back under the quota stays open.
+    // An update that sets a value could grow a row without bound (small rows made under the
+    // quota, then each one grown): refused. Clearing values and deleting rows stay open.
     const list = (
       await env.inject({ url: '/api/v1/documents?limit=2', headers: { 'x-api-key': tenant.key } })
     ).json();
     const [first, second] = list.items as { id: string }[];
-    const updated = await env.inject({
-      method: 'PATCH',
-      url: `/api/v1/documents/${first!.id}`,
-      headers: { 'x-api-key': tenant.key },
-      payload: { body: body() },
-    });
-    expect(updated.statusCode).toBe(200);
+    const patch = (payload: object) =>
+      env.inject({
+        method: 'PATCH',
+        url: `/api/v1/documents/${first!.id}`,
+        headers: { 'x-api-key': tenant.key },
+        payload,
+      });
+    const grown = await patch({ body: body().repeat(50) });
+    expect(grown.statusCode).toBe(403);
+    expect(grown.json()).toMatchObject({ code: 'quota_exceeded', field: 'limits.maxStorageMb' });
+    const cleared = await patch({ body: null });
+    expect(cleared.statusCode, cleared.body).toBe(200);
+    expect(cleared.json().body).toBeNull();
     const deleted = await env.inject({
       method: 'DELETE',
       url: `/api/v1/documents/${second!.id}`,
@@ -101,7 +108,7 @@ describe.each(DRIVERS)('storage quota (maxStorageMb), on %s', (driver) => {
     expect((await post(tenant.key, '/api/v1/documents', { body: 'more' })).statusCode).toBe(201);
 
     const metrics = (await env.admin('GET', '/metrics')).body;
-    expect(metrics).toContain('tenantry_quota_refused_total{tenant="store-schema",quota="maxStorageMb"} 2');
+    expect(metrics).toContain('tenantry_quota_refused_total{tenant="store-schema",quota="maxStorageMb"} 3');
   });
 
   it('a row tenant is refused on its estimated share of the shared tables', async () => {
