@@ -62,16 +62,34 @@ export class LoginService {
       });
     }
     const address = context.clientAddress ?? 'unknown';
-    const wait = Math.max(
-      await this.#options.accountFailures.blockedFor(email),
-      await this.#options.addressFailures.blockedFor(address),
-    );
+    const tries = await Promise.all([
+      this.#options.accountFailures.begin(email),
+      this.#options.addressFailures.begin(address),
+    ]);
+    const endTries = (failed: boolean) => Promise.all(tries.map((attempt) => attempt.end(failed)));
+    const wait = Math.max(...tries.map((attempt) => attempt.waitMs));
     if (wait > 0) {
+      await endTries(false);
       this.#options.onLimited?.();
       throw new TenantryError('rate_limited', 'too many failed logins: try again later', {
         retryAfterSeconds: Math.ceil(wait / 1000),
       });
     }
+    try {
+      return await this.#checkAndOpen(attempt, email, password, context, endTries);
+    } finally {
+      // Ends the tries a refusal has not ended (counted as failures) already.
+      await endTries(false);
+    }
+  }
+
+  async #checkAndOpen(
+    attempt: LoginAttempt,
+    email: string,
+    password: string,
+    context: ActionContext,
+    endTries: (failed: boolean) => Promise<unknown>,
+  ): Promise<IssuedSession> {
     const { rows } = await this.#options.db.query<LoginRow>(
       `SELECT u.id, u.tenant_id, u.global_admin, u.password_hash, u.status AS user_status, t.status AS tenant_status
          FROM tenantry.users u LEFT JOIN tenantry.tenants t ON t.id = u.tenant_id
@@ -88,10 +106,7 @@ export class LoginService {
       (row.tenant_id === null || row.tenant_status === 'active') &&
       (attempt.requestTenantId === undefined || attempt.requestTenantId === row.tenant_id);
     if (!row || !allowed) {
-      await Promise.all([
-        this.#options.accountFailures.recordFailure(email),
-        this.#options.addressFailures.recordFailure(address),
-      ]);
+      await endTries(true);
       await recordAudit(this.#options.db, context, {
         action: 'auth.login',
         outcome: 'failure',

@@ -57,18 +57,19 @@ export function clientConnectionRoutes(tenantry: Tenantry) {
       },
       async (request) => {
         // A wrong secret costs a slow hash: the address that keeps failing is refused first.
-        const wait = await tenantry.keyFailures.blockedFor(request.ip);
-        if (wait > 0) {
+        const attempt = await tenantry.keyFailures.begin(request.ip);
+        if (attempt.waitMs > 0) {
           throw new TenantryError('rate_limited', 'too many failed credential checks from this address', {
-            retryAfterSeconds: Math.ceil(wait / 1000),
+            retryAfterSeconds: Math.ceil(attempt.waitMs / 1000),
           });
         }
         const body = request.body as { clientId: string; clientSecret: string; inventory: object };
         try {
-          return await clients.connect(body, actionContext(request));
+          const connected = await clients.connect(body, actionContext(request));
+          await attempt.end(false);
+          return connected;
         } catch (error) {
-          if (error instanceof TenantryError && error.code === 'invalid_credentials')
-            await tenantry.keyFailures.recordFailure(request.ip);
+          await attempt.end(error instanceof TenantryError && error.code === 'invalid_credentials');
           throw error;
         }
       },

@@ -91,14 +91,14 @@ export async function resolveGuarded(
   credentials: TenantCredentials,
 ): Promise<Resolution> {
   if (credentials.apiKey === undefined) return tenantry.resolver.resolve(credentials, actionContext(request));
-  const wait = await tenantry.keyFailures.blockedFor(request.ip);
-  if (wait > 0) throw tooManyFailures(tenantry, wait);
+  const attempt = await tenantry.keyFailures.begin(request.ip);
+  if (attempt.waitMs > 0) throw tooManyFailures(tenantry, attempt.waitMs);
   try {
-    return await tenantry.resolver.resolve(credentials, actionContext(request));
+    const resolution = await tenantry.resolver.resolve(credentials, actionContext(request));
+    await attempt.end(false);
+    return resolution;
   } catch (error) {
-    if (error instanceof TenantryError && error.code === 'invalid_credentials') {
-      await tenantry.keyFailures.recordFailure(request.ip);
-    }
+    await attempt.end(error instanceof TenantryError && error.code === 'invalid_credentials');
     throw error;
   }
 }

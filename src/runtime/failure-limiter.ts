@@ -15,6 +15,15 @@ export interface FailureLimiterOptions {
   readonly onFallback?: () => void;
 }
 
+/** One check admitted by `FailureLimiter.begin`. */
+export interface FailureTry {
+  readonly waitMs: number;
+  /** The check is over; `failed` counts it as a failure. */
+  readonly end: (failed: boolean) => Promise<void>;
+}
+
+const NOTHING = async (): Promise<void> => undefined;
+
 /**
  * Brute-force and CPU protection for credential checks: every failed check (a wrong API key, a
  * wrong password) costs a slow hash, so a subject (a client address, an account) that fails too
@@ -23,15 +32,17 @@ export interface FailureLimiterOptions {
  * half the allowance, so a Redis outage never loosens the protection across a few processes.
  *
  * @example
- * const wait = await failures.blockedFor(request.ip);
- * if (wait > 0) throw rateLimited(wait);
- * if (!valid) await failures.recordFailure(request.ip);
+ * const attempt = await failures.begin(request.ip);
+ * if (attempt.waitMs > 0) throw rateLimited(attempt.waitMs);
+ * await attempt.end(!(await check()));
  */
 export class FailureLimiter {
   readonly #limiter: RateLimiterMemory | RateLimiterRedis;
   readonly #points: number;
   readonly #redis: RedisConnection | undefined;
   readonly #onFallback: () => void;
+  /** Checks admitted by `begin` and not ended, by subject (this process's). */
+  readonly #running = new Map<string, number>();
 
   constructor(options: FailureLimiterOptions) {
     this.#points = options.failures;
@@ -56,13 +67,47 @@ export class FailureLimiter {
       : new RateLimiterMemory(shape);
   }
 
+  /**
+   * Admits one slow check for `subject`, or says how long to wait (`waitMs` > 0). Failures are
+   * counted when a check fails (`end(true)`), and checks still running count against what is left
+   * of the allowance: a burst of checks started together can no longer all pass before the first
+   * failure is recorded, each paying a slow hash. A subject over its allowance waits for its
+   * block; one whose allowance is taken by running checks only for them (about a second), and is
+   * not blocked for it: concurrent checks that succeed cost nothing.
+   */
+  async begin(subject: string): Promise<FailureTry> {
+    this.#noteFallback();
+    const state = await this.#limiter.get(subject).catch(() => null);
+    const failures = state?.consumedPoints ?? 0;
+    const allowance = this.#allowance();
+    if (state && failures >= allowance) return { waitMs: Math.max(1, state.msBeforeNext), end: NOTHING };
+    const running = this.#running.get(subject) ?? 0;
+    if (failures + running >= allowance) return { waitMs: 1_000, end: NOTHING };
+    this.#running.set(subject, running + 1);
+    let ended = false;
+    return {
+      waitMs: 0,
+      end: async (failed) => {
+        if (ended) return;
+        ended = true;
+        const left = (this.#running.get(subject) ?? 1) - 1;
+        if (left > 0) this.#running.set(subject, left);
+        else this.#running.delete(subject);
+        if (failed) await this.recordFailure(subject);
+      },
+    };
+  }
+
+  #allowance(): number {
+    return this.#redis?.up === false ? Math.max(1, Math.floor(this.#points / 2)) : this.#points;
+  }
+
   /** Milliseconds the subject must still wait, 0 when it may try. */
   async blockedFor(subject: string): Promise<number> {
     this.#noteFallback();
     const state = await this.#limiter.get(subject).catch(() => null);
     if (!state) return 0;
-    const allowance = this.#redis?.up === false ? Math.max(1, Math.floor(this.#points / 2)) : this.#points;
-    return state.consumedPoints >= allowance ? Math.max(1, state.msBeforeNext) : 0;
+    return state.consumedPoints >= this.#allowance() ? Math.max(1, state.msBeforeNext) : 0;
   }
 
   /** Counts one failed check; resolves with the milliseconds to wait when it went over. */

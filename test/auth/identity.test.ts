@@ -153,6 +153,22 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     expect((await login('admin@a.test', PASSWORD, a, '10.5.1.2')).statusCode).toBe(200);
   });
 
+  it('wrong passwords for one account sent at once pay no more password hashes than its allowance', async () => {
+    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+      email: 'burst@a.test',
+      password: PASSWORD,
+    });
+    slowHashRuns.length = 0;
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => login('burst@a.test', 'bad password!!', a, `10.7.0.${i}`)),
+    );
+    const statuses = responses.map((response) => response.statusCode);
+    // loginFailuresPerAccount is 5: five checks run, the rest wait without hashing.
+    expect(statuses.filter((status) => status === 401)).toHaveLength(5);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(15);
+    expect(slowHashRuns.filter((run) => run.kind === 'scrypt')).toHaveLength(5);
+  });
+
   it('refuses a session of tenant A on tenant B’s host, and audits it', async () => {
     const response = await as(adminToken, b, { url: '/api/v1/projects' });
     expect(response.statusCode).toBe(403);

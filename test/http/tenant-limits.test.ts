@@ -264,6 +264,40 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
       1,
     );
   });
+
+  it('a burst of bad keys sent at once pays no more slow hashes than the allowance', async () => {
+    const attacker = '10.9.8.7';
+    slowHashRuns.length = 0;
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        env.inject({
+          url: '/tenant-info',
+          headers: { 'x-api-key': `tny_${String(i).padStart(16, '0')}_${'C'.repeat(43)}` },
+          remoteAddress: attacker,
+        }),
+      ),
+    );
+    const statuses = responses.map((response) => response.statusCode);
+    // keyFailuresPerMinute is 3: three checks run, every other request waits without a hash.
+    expect(statuses.filter((status) => status === 401)).toHaveLength(3);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(27);
+    expect(slowHashRuns.filter((run) => run.kind === 'pbkdf2')).toHaveLength(3);
+  });
+
+  it('checks of valid new keys that run together take no allowance: none is refused for the others', async () => {
+    const gateway = '10.9.8.6';
+    const tenants = await Promise.all(
+      ['burst-a', 'burst-b', 'burst-c', 'burst-d', 'burst-e'].map((slug) => env.createTenant(slug)),
+    );
+    env.tenantry.apiKeys.clear();
+    // Five keys, one address, an allowance of three: checks beyond it wait their turn (429 for a
+    // second), but once they succeed the address owes nothing.
+    const first = await Promise.all(tenants.map((tenant) => info(tenant, gateway)));
+    expect(first.filter((response) => response.statusCode === 200).length).toBeGreaterThanOrEqual(3);
+    for (const response of first) expect([200, 429]).toContain(response.statusCode);
+    env.tenantry.apiKeys.clear();
+    for (const tenant of tenants) expect((await info(tenant, gateway)).statusCode).toBe(200);
+  });
 });
 
 describe.runIf(REDIS).each(DRIVERS)('limits shared through Redis on %s', (driver) => {
