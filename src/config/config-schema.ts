@@ -9,8 +9,18 @@ export const ServerConfigSchema = Type.Object(
   {
     port: Type.Optional(Port),
     host: Type.Optional(Type.String({ minLength: 1 })),
-    /** Honour X-Forwarded-Host/-For: only behind a proxy that sets them. */
-    trustProxy: Type.Optional(Type.Boolean()),
+    /**
+     * Honour X-Forwarded-Host/-For, only behind proxies that set them: `true` trusts every hop
+     * (the client's own entry included: only behind a proxy that overwrites the header), a number
+     * the last N hops, a list the proxies at those addresses or networks (`10.0.0.0/8`, `loopback`).
+     */
+    trustProxy: Type.Optional(
+      Type.Union([
+        Type.Boolean(),
+        Type.Integer({ minimum: 1, maximum: 10 }),
+        Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 100 }),
+      ]),
+    ),
     /** `<slug>.<baseDomain>` resolves to the tenant with that slug. */
     baseDomain: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
     bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
@@ -147,12 +157,15 @@ export type ConfigFile = Static<typeof ConfigFileSchema>;
 export type IsolationLevel = 'row' | 'schema' | 'database';
 
 /** The effective configuration: file, then environment, then defaults. Frozen. */
+/** Which proxies' forwarding headers count (see `server.trustProxy`). */
+export type TrustProxy = boolean | number | readonly string[];
+
 export interface TenantryConfig {
   readonly source: string | undefined;
   readonly server: {
     readonly port: number;
     readonly host: string;
-    readonly trustProxy: boolean;
+    readonly trustProxy: TrustProxy;
     readonly baseDomain: string;
     readonly bodyLimitBytes: number;
     readonly shutdownGraceMs: number;

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
@@ -7,7 +8,7 @@ import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
 import { settingsValidator } from '../tenants/tenant-settings.js';
 import { firstSchemaProblem } from '../validation.js';
-import { type ConfigFile, ConfigFileSchema, type TenantryConfig } from './config-schema.js';
+import { type ConfigFile, ConfigFileSchema, type TenantryConfig, type TrustProxy } from './config-schema.js';
 import { normaliseStaticTenants } from './static-tenants.js';
 
 const DEFAULT_FILES = ['tenantry.config.yaml', 'tenantry.config.yml', 'tenantry.config.json'];
@@ -56,6 +57,25 @@ export function validateConfigFile(raw: unknown): ConfigFile {
     throw new ConfigError(key, problem.unknownKey ? 'is not a known setting' : problem.message);
   }
   return value as ConfigFile;
+}
+
+/** Addresses and networks of trusted proxies, as proxy-addr (Fastify's) reads them. */
+function checkTrustProxy(value: TrustProxy): TrustProxy {
+  if (typeof value !== 'object') return value;
+  for (const [index, entry] of value.entries()) {
+    const [address, bits, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const named = ['loopback', 'linklocal', 'uniquelocal'].includes(entry);
+    const prefixOk =
+      bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (!named && (family === 0 || !prefixOk || extra !== undefined)) {
+      throw new ConfigError(
+        `server.trustProxy/${index}`,
+        'must be an IP address, a network (10.0.0.0/8) or loopback, linklocal, uniquelocal',
+      );
+    }
+  }
+  return value;
 }
 
 function integerFromEnv(env: Environment, name: string, min: number, max: number): number | undefined {
@@ -149,7 +169,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     server: {
       port: options.overrides?.port ?? integerFromEnv(env, 'PORT', 0, 65535) ?? file.server?.port ?? 3000,
       host: file.server?.host ?? '0.0.0.0',
-      trustProxy: file.server?.trustProxy ?? false,
+      trustProxy: checkTrustProxy(file.server?.trustProxy ?? false),
       baseDomain: baseDomain.host,
       bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
       shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,

@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
+import type { TrustProxy } from '../config/config-schema.js';
 import type { Tenantry } from '../tenantry.js';
 import { adminFleetRoutes } from './admin-fleet-routes.js';
 import { adminScope } from './admin-plugin.js';
@@ -41,7 +42,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       ? { loggerInstance: options.loggerInstance }
       : { logger: options.logger ?? false }),
     bodyLimit: config.server.bodyLimitBytes,
-    trustProxy: config.server.trustProxy,
+    trustProxy: fastifyTrustProxy(config.server.trustProxy),
     // A client may pass its own request id for correlation, but only a harmless one.
     genReqId: (raw) => {
       const given = raw.headers['x-request-id'];
@@ -124,4 +125,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   await options.extend?.(app);
   await app.ready();
   return app;
+}
+
+/** `server.trustProxy` as Fastify takes it: a number of hops becomes the function proxy-addr would make of it. */
+function fastifyTrustProxy(
+  trust: TrustProxy,
+): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust === 'number') return (_address, hop) => hop < trust;
+  return typeof trust === 'boolean' ? trust : [...trust];
 }

@@ -200,3 +200,18 @@ describe('planning a reload', () => {
     expect(plan.changed).toEqual([]);
   });
 });
+
+describe('server.trustProxy in the config file', () => {
+  it('takes true, a hop count, or proxy addresses and networks', () => {
+    expect(load({ server: { trustProxy: true } }).server.trustProxy).toBe(true);
+    expect(load({ server: { trustProxy: 2 } }).server.trustProxy).toBe(2);
+    const list = ['10.0.0.0/8', '192.168.1.10', 'fd00::/8', 'loopback'];
+    expect(load({ server: { trustProxy: list } }).server.trustProxy).toEqual(list);
+  });
+
+  it('refuses what names no proxy, naming the entry', () => {
+    expect(keyOf({ server: { trustProxy: ['10.0.0.0/8', 'proxy.internal'] } })).toBe('server.trustProxy/1');
+    expect(keyOf({ server: { trustProxy: ['10.0.0.0/33'] } })).toBe('server.trustProxy/0');
+    expect(keyOf({ server: { trustProxy: 0 } })).toContain('trustProxy');
+  });
+});

@@ -209,3 +209,43 @@ describe.each(DRIVERS)('trusted proxy on %s', (driver) => {
     expect(response.json().slug).toBe('acme');
   });
 });
+
+describe.each(DRIVERS)('a proxy trusted by hop count on %s', (driver) => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await startTestEnv(driver, {
+      server: { trustProxy: 1 },
+      rateLimits: { keyFailuresPerMinute: 2, keyFailureBlockSeconds: 60 },
+    });
+    await env.createTenant('acme', { hosts: ['acme.example.com'] });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('honours X-Forwarded-Host from the proxy', async () => {
+    const response = await env.inject({
+      url: '/tenant-info',
+      headers: { host: 'internal-lb', 'x-forwarded-host': 'acme.example.com' },
+      remoteAddress: '10.0.0.2',
+    });
+    expect(response.json().slug).toBe('acme');
+  });
+
+  it('a client cannot pick its own address by forging X-Forwarded-For: the failure limit holds', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      const response = await env.inject({
+        url: '/tenant-info',
+        headers: {
+          'x-api-key': `tny_${String(i).padStart(16, '0')}_${'D'.repeat(43)}`,
+          // What the proxy appends is the client's real address; what comes before, the client wrote.
+          'x-forwarded-for': `198.51.100.${i}, 203.0.113.9`,
+        },
+        remoteAddress: '10.0.0.2',
+      });
+      statuses.push(response.statusCode);
+    }
+    expect(statuses).toEqual([401, 401, 429, 429]);
+  });
+});
