@@ -14,7 +14,8 @@ import { type BucketPolicy, bucketKey } from './token-bucket.js';
  *   one batch per process per 250 ms, never over-served.
  * - Slots are leased per process (a hash field `<process>` = `<count>:<expiry>`), re-asserted every
  *   third of the lease; a process that dies frees its slots when its lease ends. A process gives
- *   back slots it no longer needs beyond one batch of headroom (immediately for batches of one).
+ *   back slots it no longer needs beyond one batch of headroom (immediately for batches of one),
+ *   and all of a tenant's once none of its requests is in flight here (within a second).
  * - A rate refusal is remembered until the time Redis gave for the next token: tokens only appear
  *   with time, in every process alike, so until then the answer cannot change, and a tenant
  *   flooding far over its limit costs one script call per token instead of one per request.
@@ -104,6 +105,8 @@ type TakeCommand = (
 type HoldCommand = (slots: string, process: string, count: number, leaseMs: number) => Promise<number>;
 
 const TOKEN_POOL_MS = 250;
+/** How often slots of tenants idle in this process are given back (at most this long held idle). */
+const IDLE_RELEASE_MS = 1_000;
 
 interface TokenPool {
   count: number;
@@ -135,10 +138,13 @@ export class SharedLimits {
   readonly #process = randomUUID();
   readonly #tokens = new Map<string, TokenPool>();
   readonly #slots = new Map<string, SlotPool>();
-  readonly #refills = new Map<string, Promise<unknown>>();
+  readonly #refills = new Map<string, Promise<SharedDecision | undefined>>();
+  /** Tenants whose slot count changed while a call for them ran: written once it is over. */
+  readonly #holdAfterRefill = new Set<string>();
   /** Buckets Redis refused, by bucket key: no token before `until`, full again at `resetAt`. */
   readonly #refusedUntil = new Map<string, { readonly until: number; readonly resetAt: number }>();
   readonly #heartbeat: NodeJS.Timeout;
+  readonly #idleCheck: NodeJS.Timeout;
 
   constructor(client: Redis, options: { prefix: string; leaseMs: number; now?: () => number }) {
     this.#client = client;
@@ -149,6 +155,8 @@ export class SharedLimits {
     client.defineCommand('tenantryHold', { numberOfKeys: 1, lua: HOLD_SCRIPT });
     this.#heartbeat = setInterval(() => this.#reassert(), Math.max(1000, Math.floor(this.#leaseMs / 3)));
     this.#heartbeat.unref();
+    this.#idleCheck = setInterval(() => this.#releaseIdle(), IDLE_RELEASE_MS);
+    this.#idleCheck.unref();
   }
 
   /** Spends from this process's batches when it can (synchronously); otherwise takes a batch. */
@@ -167,6 +175,7 @@ export class SharedLimits {
 
   close(): void {
     clearInterval(this.#heartbeat);
+    clearInterval(this.#idleCheck);
   }
 
   #spend(
@@ -187,6 +196,8 @@ export class SharedLimits {
     let slots: SlotPool | undefined;
     if (cap !== undefined) {
       slots = this.#slots.get(tenantId);
+      // A changed cap changes the headroom kept from the next release on.
+      if (slots) slots.batch = slotBatch(cap);
       if (slots && slots.inFlight >= cap) return refusedDecision('concurrency', 0, 0, 1000);
       if (!slots || slots.inFlight >= slots.held) return undefined;
     }
@@ -211,8 +222,11 @@ export class SharedLimits {
     cap: number | undefined,
     key: string | undefined,
   ): Promise<SharedDecision | undefined> {
+    // Requests arriving while a call for this tenant runs share its answer: a refusal refuses them
+    // too (what Redis said holds for all of them), a grant lets them spend again. Each retrying on
+    // its own made a burst of N refused requests N calls in a row, each waking all the others.
     const running = this.#refills.get(tenantId);
-    if (running) return running.then(() => undefined);
+    if (running) return running;
     const now = this.#now();
     const pool = key === undefined ? undefined : this.#tokens.get(key);
     const needTokens = policy !== undefined && !(pool && pool.count > 0 && pool.expiresAt > now);
@@ -261,7 +275,11 @@ export class SharedLimits {
         }
         return undefined;
       })
-      .finally(() => this.#refills.delete(tenantId));
+      .finally(() => {
+        this.#refills.delete(tenantId);
+        if (this.#holdAfterRefill.delete(tenantId))
+          this.#hold(tenantId, this.#slots.get(tenantId)?.held ?? 0);
+      });
     this.#refills.set(tenantId, refill);
     return refill;
   }
@@ -282,11 +300,30 @@ export class SharedLimits {
   }
 
   #hold(tenantId: string, count: number): void {
+    // The count is absolute: written while a call that takes slots runs, it could land after that
+    // call and erase its grant, letting the cap be exceeded. Written when that call is over.
+    if (this.#refills.has(tenantId)) {
+      this.#holdAfterRefill.add(tenantId);
+      return;
+    }
     const hold = (this.#client as unknown as { tenantryHold: HoldCommand }).tenantryHold;
     // If this fails the lease frees the slots.
     hold
       .call(this.#client, `${this.#prefix}limits:{${tenantId}}:slots`, this.#process, count, this.#leaseMs)
       .catch(noop);
+  }
+
+  /**
+   * Gives back the slots of tenants with nothing in flight here: headroom kept by idle processes
+   * would otherwise add up (processes × batch) to the whole cap, or outlive a lowered cap, and
+   * refuse the tenant in every other process while nobody uses them.
+   */
+  #releaseIdle(): void {
+    for (const [tenantId, slots] of this.#slots) {
+      if (slots.inFlight > 0 || this.#refills.has(tenantId)) continue;
+      this.#slots.delete(tenantId);
+      if (slots.held > 0) this.#hold(tenantId, 0);
+    }
   }
 
   /** Renews the leases of every tenant this process holds slots for (and re-asserts them after a Redis restart). */

@@ -62,4 +62,58 @@ describe.runIf(REDIS)('shared limits in Redis', () => {
     expect((await limits.admit(tenant, raised, undefined)).allowed).toBe(true);
     expect(calls).toBe(before + 1);
   });
+
+  describe('concurrency caps across processes', () => {
+    const processes: SharedLimits[] = [];
+    /** Another server process: a limiter of its own on the same Redis, on the real clock. */
+    const process = () => {
+      const limiter = new SharedLimits(client, { prefix: sharedPrefix, leaseMs: 30_000 });
+      processes.push(limiter);
+      return limiter;
+    };
+    const sharedPrefix = redisPrefix();
+    afterAll(() => {
+      for (const limiter of processes) limiter.close();
+    });
+
+    it('a burst refused for concurrency costs one script call, not one per request', async () => {
+      const tenant = randomUUID();
+      const holder = process();
+      const held = await holder.admit(tenant, undefined, 1);
+      expect(held.allowed).toBe(true);
+      const other = process();
+      // Each limiter defines the script command anew: count the calls from here on.
+      let burstCalls = 0;
+      const commands = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const take = commands.tenantryTake!;
+      commands.tenantryTake = function (this: Redis, ...args: unknown[]) {
+        burstCalls += 1;
+        return take.apply(this, args);
+      };
+      const decisions = await Promise.all(
+        Array.from({ length: 200 }, () => other.admit(tenant, undefined, 1)),
+      );
+      expect(decisions.every((decision) => !decision.allowed && decision.reason === 'concurrency')).toBe(
+        true,
+      );
+      expect(burstCalls).toBe(1);
+      held.release();
+    });
+
+    it('slots kept as headroom by a process where the tenant is idle come back within about a second', async () => {
+      const tenant = randomUUID();
+      const busyEarlier = process();
+      // A cap of 64 keeps a headroom of 8 slots after the request ends.
+      const first = await busyEarlier.admit(tenant, undefined, 64);
+      first.release();
+      // The cap is lowered to 4: the idle headroom alone would fill it for good.
+      const other = process();
+      const refused = await other.admit(tenant, undefined, 4);
+      expect(refused).toMatchObject({ allowed: false, reason: 'concurrency' });
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const admitted = await other.admit(tenant, undefined, 4);
+      expect(admitted.allowed).toBe(true);
+      admitted.release();
+    });
+  });
 });
