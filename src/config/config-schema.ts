@@ -125,6 +125,8 @@ export const CacheConfigSchema = Type.Object(
     /** In-process store bounds. */
     maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
     maxMegabytes: Type.Optional(Type.Number({ minimum: 1, maximum: 65_536 })),
+    /** The part of those bounds one tenant may hold (its oldest entries make room past it). */
+    maxTenantShare: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
   },
   { additionalProperties: false },
 );
@@ -212,6 +214,7 @@ export interface TenantryConfig {
     readonly defaultTtlSeconds: number;
     readonly maxEntries: number;
     readonly maxBytes: number;
+    readonly maxTenantShare: number;
   };
   readonly auth: {
     readonly adminToken: boolean;

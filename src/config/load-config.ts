@@ -212,6 +212,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       defaultTtlSeconds: file.cache?.defaultTtlSeconds ?? 300,
       maxEntries: file.cache?.maxEntries ?? 10_000,
       maxBytes: Math.round((file.cache?.maxMegabytes ?? 64) * 1024 * 1024),
+      maxTenantShare: file.cache?.maxTenantShare ?? 0.25,
     },
     auth: {
       adminToken: file.auth?.adminToken ?? true,

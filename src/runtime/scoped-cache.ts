@@ -15,6 +15,7 @@ export interface ScopedCacheSettings {
   readonly defaultTtlSeconds: number;
   readonly maxEntries: number;
   readonly maxBytes: number;
+  readonly maxTenantShare: number;
   /** Prefix of the Redis keys (`<prefix>cache:...`). */
   readonly prefix: string;
 }
@@ -137,10 +138,16 @@ export class ScopedCache {
       this.#memory = new MemoryCacheStore({
         maxEntries: settings.maxEntries,
         maxBytes: settings.maxBytes,
+        tenantShare: settings.maxTenantShare,
         reliable: () => options.bus.reliable,
       });
       this.#store = this.#memory;
-      this.#maxValueBytes = Math.min(MAX_VALUE_BYTES, Math.floor(settings.maxBytes / 10));
+      // A value must also fit in one tenant's share (its characters count two bytes there).
+      this.#maxValueBytes = Math.min(
+        MAX_VALUE_BYTES,
+        Math.floor(settings.maxBytes / 10),
+        Math.floor((settings.maxBytes * settings.maxTenantShare) / 2),
+      );
     }
     options.bus.subscribe((change) => this.#onChange(change));
   }

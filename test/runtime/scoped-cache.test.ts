@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tenantryPlugin } from '../../src/fastify.js';
 import { ChangeBus } from '../../src/runtime/change-bus.js';
+import { MemoryCacheStore } from '../../src/runtime/memory-cache-store.js';
 import { ScopedCache } from '../../src/runtime/scoped-cache.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
@@ -455,6 +456,7 @@ describe('a cache invalidation the database cannot send', () => {
         defaultTtlSeconds: 60,
         maxEntries: 100,
         maxBytes: 1_000_000,
+        maxTenantShare: 0.25,
         prefix: 'x:',
       },
       bus: new ChangeBus(),
@@ -472,5 +474,38 @@ describe('a cache invalidation the database cannot send', () => {
     await expect(tenant.clear()).resolves.toBeUndefined();
     expect(await tenant.get('k')).toBeUndefined();
     expect(skipped).toEqual(['del', 'clear']);
+  });
+});
+
+describe('the in-process store shared by tenants', () => {
+  const tenantA = '01a24bf3-0000-7000-8000-00000000000a';
+  const tenantB = '01a24bf3-0000-7000-8000-00000000000b';
+  const store = () =>
+    new MemoryCacheStore({ maxEntries: 100, maxBytes: 100_000, tenantShare: 0.25, reliable: () => true });
+
+  it("a tenant writing large values cannot evict another tenant's entries", () => {
+    const shared = store();
+    for (let i = 0; i < 20; i += 1) shared.set(tenantB, `b${i}`, 'x'.repeat(100), 60);
+    for (let i = 0; i < 500; i += 1) shared.set(tenantA, `a${i}`, 'y'.repeat(5_000), 60);
+    for (let i = 0; i < 20; i += 1) expect(shared.get(tenantB, `b${i}`)).toBe('x'.repeat(100));
+    // A keeps its newest values within its share (a quarter of 100,000 bytes).
+    expect(shared.usageOf(tenantA).bytes).toBeLessThanOrEqual(25_000);
+    expect(shared.get(tenantA, 'a499')).toBe('y'.repeat(5_000));
+    expect(shared.get(tenantA, 'a0')).toBeNull();
+  });
+
+  it('holds a tenant to its share of the entries too, oldest first out', () => {
+    const shared = store();
+    for (let i = 0; i < 40; i += 1) shared.set(tenantA, `k${i}`, 'v', 60);
+    expect(shared.usageOf(tenantA).entries).toBe(25);
+    expect(shared.get(tenantA, 'k14')).toBeNull();
+    expect(shared.get(tenantA, 'k15')).toBe('v');
+    // Overwriting, deleting and dropping keep the count right.
+    shared.set(tenantA, 'k39', 'w', 60);
+    expect(shared.usageOf(tenantA).entries).toBe(25);
+    shared.del(tenantA, 'k39');
+    expect(shared.usageOf(tenantA).entries).toBe(24);
+    expect(shared.set(tenantA, 'huge', 'z'.repeat(20_000), 60)).toBe(false);
+    expect(shared.get(tenantA, 'huge')).toBeNull();
   });
 });
