@@ -94,7 +94,8 @@ export const RateLimitsConfigSchema = Type.Object(
     /** How long a client address stays blocked after too many failed checks. */
     keyFailureBlockSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
     /** A request slot taken under a concurrency cap is freed after this long even if its process died. */
-    concurrencyLeaseSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600 })),
+    /** At least 5: the lease is renewed every third of it, and never more often than once a second. */
+    concurrencyLeaseSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 3_600 })),
     /** Prefix of every Redis key Tenantry writes (several deployments may share one Redis). */
     redisPrefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$' })),
   },

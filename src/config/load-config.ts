@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
+import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
 import { normaliseEntities } from '../entities/entity-config.js';
@@ -156,6 +157,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   }
   const plans = file.plans ?? {};
   const settingsSchema = checkSettingsSchema(file.settingsSchema);
+  checkPlanSettings(plans, settingsSchema);
   const tenants = normaliseStaticTenants(file.tenants, {
     plans,
     defaultPlan,
@@ -245,6 +247,29 @@ function checkSettingsSchema(
     );
   }
   return schema;
+}
+
+/**
+ * A plan's settings are every one of its tenants' defaults: a value of the wrong type there would
+ * make each of them invalid. (A property the schema requires may be left to the tenants.)
+ */
+function checkPlanSettings(
+  plans: Readonly<Record<string, { readonly settings?: Readonly<Record<string, unknown>> }>>,
+  schema: Record<string, unknown> | undefined,
+): void {
+  if (schema === undefined) return;
+  // Every error, not the first only: a missing required property may come before a wrong type.
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+  for (const [name, plan] of Object.entries(plans)) {
+    if (plan.settings === undefined || validate(plan.settings)) continue;
+    const problem = validate.errors?.find((error) => error.keyword !== 'required');
+    if (!problem) continue;
+    const path = problem.instancePath.split('/').filter(Boolean).join('.');
+    throw new ConfigError(
+      `plans.${name}.settings${path ? `.${path}` : ''}`,
+      `does not fit settingsSchema: ${problem.message ?? 'not valid'}`,
+    );
+  }
 }
 
 /** A configuration for tests and embedding: defaults, with the given parts replaced. */

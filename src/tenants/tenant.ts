@@ -6,18 +6,24 @@ export type { IsolationLevel };
 
 export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['row', 'schema', 'database'];
 
+/**
+ * Counts and rates above this are refused: far past any real limit (no limit is "no limit"), and
+ * low enough that headers and arithmetic stay exact integers.
+ */
+const LIMIT_MAX = 1_000_000_000;
+
 /** The limits a tenant (or its plan) may set; every one is optional. */
 export const TenantLimitsSchema = Type.Object(
   {
-    requestsPerSecond: Type.Optional(Type.Number({ minimum: 0 })),
-    burst: Type.Optional(Type.Integer({ minimum: 0 })),
-    maxConcurrent: Type.Optional(Type.Integer({ minimum: 0 })),
+    requestsPerSecond: Type.Optional(Type.Number({ minimum: 0, maximum: LIMIT_MAX })),
+    burst: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
+    maxConcurrent: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
     statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-    maxRows: Type.Optional(Type.Integer({ minimum: 0 })),
-    maxRowsPerEntity: Type.Optional(Type.Integer({ minimum: 0 })),
-    maxStorageMb: Type.Optional(Type.Number({ minimum: 0 })),
-    maxUsers: Type.Optional(Type.Integer({ minimum: 0 })),
-    maxApiKeys: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxRows: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
+    maxRowsPerEntity: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
+    maxStorageMb: Type.Optional(Type.Number({ minimum: 0, maximum: LIMIT_MAX })),
+    maxUsers: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
+    maxApiKeys: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMIT_MAX })),
   },
   { additionalProperties: false },
 );

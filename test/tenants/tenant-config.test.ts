@@ -219,6 +219,18 @@ describe('plans in the config file', () => {
     expect(load({ plans: PLANS, tenancy: { defaultPlan: 'gold' } })).toThrow(/tenancy\.defaultPlan/);
     expect(load({ plans: { free: { limits: { requestsPerMinute: 5 } } } })).toThrow(/plans\.free\.limits/);
     expect(load({ settingsSchema: { type: 'no-such-type' } })).toThrow(/settingsSchema/);
+    // A plan's settings are its tenants' defaults: a wrong type there is refused, naming it...
+    const schema = { ...SETTINGS_SCHEMA, required: ['seats'] };
+    expect(load({ settingsSchema: schema, plans: { free: { settings: { theme: 'purple' } } } })).toThrow(
+      /plans\.free\.settings\.theme/,
+    );
+    // ...while a required property may be left to each tenant.
+    expect(load({ settingsSchema: schema, plans: { free: { settings: { theme: 'dark' } } } })).not.toThrow();
+    // Limits have an upper bound; the concurrency lease a lower one.
+    expect(load({ plans: { free: { limits: { requestsPerSecond: 1e308 } } } })).toThrow(
+      /plans\.free\.limits/,
+    );
+    expect(load({ rateLimits: { concurrencyLeaseSeconds: 1 } })).toThrow(/concurrencyLeaseSeconds/);
   });
 
   it('the CLI creates with --plan and gets, sets and unsets values by path', async () => {
