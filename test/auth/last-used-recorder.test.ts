@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { LastUsedRecorder } from '../../src/auth/last-used-recorder.js';
 
-function recorder(options: { intervalMs?: number; failFirst?: boolean } = {}) {
+function recorder(options: { intervalMs?: number; failFirst?: boolean; handlerThrows?: boolean } = {}) {
   const writes: string[][] = [];
   const errors: unknown[] = [];
   let fail = options.failFirst ?? false;
@@ -16,7 +16,10 @@ function recorder(options: { intervalMs?: number; failFirst?: boolean } = {}) {
     },
     intervalMs: options.intervalMs ?? 60_000,
     flushMs: 20,
-    onError: (error) => errors.push(error),
+    onError: (error) => {
+      errors.push(error);
+      if (options.handlerThrows) throw new Error('the handler itself fails');
+    },
   });
   return { recording, writes, errors };
 }
@@ -100,23 +103,10 @@ describe('LastUsedRecorder', () => {
   });
 
   it('a throwing error handler does not stop later writes', async () => {
-    const writes: string[][] = [];
-    let fail = true;
-    const recording = new LastUsedRecorder({
-      write: async (ids) => {
-        if (fail) {
-          fail = false;
-          throw new Error('database down');
-        }
-        writes.push([...ids]);
-      },
-      flushMs: 10,
-      onError: () => {
-        throw new Error('the handler itself fails');
-      },
-    });
+    const { recording, writes, errors } = recorder({ failFirst: true, handlerThrows: true });
     recording.used('lost');
     await recording.flush();
+    expect(errors).toHaveLength(1);
     recording.used('kept');
     await recording.flush();
     expect(writes).toEqual([['kept']]);
