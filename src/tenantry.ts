@@ -60,6 +60,7 @@ import {
 } from './tenants/static-tenant-sync.js';
 import type { Tenant } from './tenants/tenant.js';
 import { TenantRegistry } from './tenants/tenant-registry.js';
+import { assertTenantSettingsFit } from './tenants/tenant-settings.js';
 
 export interface OpenTenantryOptions {
   readonly config: TenantryConfig;
@@ -401,6 +402,9 @@ export class Tenantry {
       }
       const sync = await withAdvisoryLock(this.db.owner, LockKey.STATIC_TENANTS, async () => {
         const plan = await planStaticSync(this.db.owner, reload.config);
+        if (reload.changed.includes('settingsSchema') || reload.changed.includes('plans')) {
+          await assertTenantSettingsFit(this.db.owner, reload.config.settingsSchema, reload.config.plans);
+        }
         // Nothing was changed before this point: a refused config leaves everything as it was.
         this.#config = reload.config;
         this.#reservedSlugs = reservedSlugs(reload.config);

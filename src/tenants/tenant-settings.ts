@@ -1,4 +1,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
+import type { Queryable } from '../db/database.js';
+import { ConfigError } from '../errors.js';
+import { effectiveConfig, type Plans, type TenantConfig } from './tenant.js';
 
 const compiled = new WeakMap<object, ValidateFunction>();
 
@@ -25,4 +28,28 @@ export function settingsProblem(
   const missing = error?.keyword === 'required' ? String(error.params.missingProperty) : undefined;
   const field = ['settings', ...path, ...(missing ? [missing] : [])].join('.');
   return { field, message: `${field} ${missing ? 'is required' : (error?.message ?? 'is not valid')}` };
+}
+
+/**
+ * Refuses a settings schema (with its plans) that some tenant's effective settings do not fit,
+ * naming the first such tenant: a reload must not leave tenants whose next config change fails.
+ */
+export async function assertTenantSettingsFit(
+  db: Queryable,
+  schema: Readonly<Record<string, unknown>> | undefined,
+  plans: Plans,
+): Promise<void> {
+  if (!schema) return;
+  const { rows } = await db.query<{ slug: string; config: TenantConfig }>(
+    "SELECT slug, config FROM tenantry.tenants WHERE status <> 'deleted' ORDER BY slug",
+  );
+  for (const row of rows) {
+    const problem = settingsProblem(schema, effectiveConfig(row.config, plans).settings);
+    if (problem) {
+      throw new ConfigError(
+        'settingsSchema',
+        `does not fit the settings of tenant ${row.slug}: ${problem.message}`,
+      );
+    }
+  }
 }

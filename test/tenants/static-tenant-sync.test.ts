@@ -314,6 +314,20 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
     expect(responses.map((response) => response.statusCode)).toEqual(responses.map(() => 200));
   });
 
+  it('refuses a reload whose settingsSchema a tenant does not fit, naming it; the running config stays', async () => {
+    await env.createTenant('themed', { config: { settings: { theme: 'dark' } } });
+    const running = env.tenantry.config;
+    const tighter = { type: 'object', properties: { theme: { enum: ['light'] } } };
+    await expect(
+      env.tenantry.reloadConfig(fileConfig({ ...SECOND, settingsSchema: tighter })),
+    ).rejects.toThrow(/tenant themed/);
+    expect(env.tenantry.config).toBe(running);
+    const fitting = { type: 'object', properties: { theme: { enum: ['light', 'dark'] } } };
+    const accepted = await env.tenantry.reloadConfig(fileConfig({ ...SECOND, settingsSchema: fitting }));
+    expect(accepted.changed).toEqual(['settingsSchema']);
+    await env.tenantry.reloadConfig(fileConfig(SECOND));
+  });
+
   it('reserved slugs reload at once', async () => {
     const reserved = await env.tenantry.reloadConfig(
       fileConfig({ ...SECOND, tenancy: { reservedSlugs: ['newcomer'] } }),
