@@ -6,11 +6,13 @@ export const SESSION_COOKIE = 'tenantry_session';
 
 /**
  * The session token of a request: `Authorization: Bearer <token>` first, else the session cookie.
- * The cookie is parsed only when one of ours is there (no parsing cost for API clients).
+ * Another scheme (`Basic`, a proxy's) is not ours and is ignored; a malformed `Bearer` header is
+ * taken whole, so it is refused rather than silently replaced by the cookie. The cookie is parsed
+ * only when one of ours is there (no parsing cost for API clients).
  */
 export function sessionTokenOf(request: FastifyRequest): string | undefined {
   const authorization = request.headers.authorization;
-  if (authorization !== undefined) {
+  if (authorization !== undefined && /^Bearer(\s|$)/i.test(authorization)) {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
     return match ? match[1] : authorization;
   }

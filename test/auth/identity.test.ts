@@ -95,6 +95,13 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     });
     expect(viaCookie.statusCode).toBe(200);
     expect(viaCookie.json().items.map((item: { name: string }) => item.name)).toContain('From a session');
+    // An Authorization header of another scheme (a proxy's Basic credentials) is not a session:
+    // the cookie still counts.
+    const besideBasic = await env.inject({
+      url: '/api/v1/projects',
+      headers: { host: hostOf(a), cookie: cookie.split(';')[0]!, authorization: 'Basic dXNlcjpwYXNz' },
+    });
+    expect(besideBasic.statusCode).toBe(200);
   });
 
   it('records when a session was last used (written in a batch, on both drivers)', async () => {
