@@ -8,6 +8,7 @@ import { actionContext } from './request-context.js';
 import { problemResponses } from './schemas.js';
 import { clearSessionCookie, SESSION_COOKIE, sessionTokenOf, setSessionCookie } from './session-cookie.js';
 import { resolveGuarded } from './tenant-limits-hook.js';
+import { credentialsOf } from './tenant-plugin.js';
 
 const tags = ['auth'];
 const Credentials = Type.Object(
@@ -113,6 +114,9 @@ export function authRoutes(tenantry: Tenantry) {
         const token = sessionTokenOf(request);
         const session = token === undefined ? undefined : await tenantry.identity.sessions.verify(token);
         if (!session) throw new TenantryError('unauthenticated', 'log in first: no valid session');
+        // As on tenant routes, every credential present must name the session's tenant: a
+        // tenant's host or key beside another tenant's session is 403 cross_tenant, audited.
+        if (session.tenantId !== null) await resolveGuarded(tenantry, request, credentialsOf(request));
         const user = await tenantry.identity.users.find(session.userId);
         if (!user) throw new TenantryError('unauthenticated', 'log in first: no valid session');
         const tenant =

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PermissionSet } from '../auth/permissions.js';
 import type { EntityView } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
-import type { Resolution } from '../resolve/tenant-resolver.js';
+import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
 import { sessionTokenOf } from './session-cookie.js';
@@ -12,6 +12,16 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
   const value = request.headers[name];
   if (value === undefined) return undefined;
   return Array.isArray(value) ? value.join(',') : value;
+}
+
+/** Every credential a request presents: its host, its API key, its session. */
+export function credentialsOf(request: FastifyRequest): TenantCredentials {
+  return {
+    // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
+    host: hostFromHeader(request.host),
+    apiKey: headerValue(request, 'x-api-key'),
+    session: sessionTokenOf(request),
+  };
 }
 
 export interface TenantScopeOptions {
@@ -85,12 +95,7 @@ export function tenantScope(
     // A callback hook, not an async one: in the steady state (everything cached) the request goes
     // on without a promise or a tick.
     scope.addHook('onRequest', (request, reply, done) => {
-      // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
-      const credentials = {
-        host: hostFromHeader(request.host),
-        apiKey: headerValue(request, 'x-api-key'),
-        session: sessionTokenOf(request),
-      };
+      const credentials = credentialsOf(request);
       let cached: Resolution | undefined;
       try {
         cached = tenantry.resolver.resolveCached(credentials);

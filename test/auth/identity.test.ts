@@ -185,6 +185,13 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     // With A's key and A's session but B's host, still refused.
     const mixed = await as(adminToken, b, { url: '/tenant-info', headers: { 'x-api-key': a.key } });
     expect(mixed.statusCode).toBe(403);
+    // /auth/me holds credentials to the same rule: B's host or B's key beside A's session.
+    const me = await as(adminToken, b, { url: '/auth/me' });
+    expect(me.statusCode).toBe(403);
+    expect(me.json()).toMatchObject({ code: 'cross_tenant' });
+    const meWithKey = await as(adminToken, a, { url: '/auth/me', headers: { 'x-api-key': b.key } });
+    expect(meWithKey.statusCode).toBe(403);
+    expect((await as(adminToken, a, { url: '/auth/me' })).statusCode).toBe(200);
   });
 
   it('never reaches another tenant’s users, roles or groups by id', async () => {
