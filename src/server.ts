@@ -9,6 +9,7 @@ import { startControlSocket } from './http/control-socket.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
 import { type ConfigReloadReport, Tenantry } from './tenantry.js';
 import type { StaticSyncReport } from './tenants/static-tenant-sync.js';
+import { assertTenantSettingsFit } from './tenants/tenant-settings.js';
 
 /** While shutting down, how often connections that went idle are closed. */
 const IDLE_SWEEP_MS = 25;
@@ -72,6 +73,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     // Before listening: the declared tenants exist when the first request comes.
     announceCreatedTenants(notice, await tenantry.syncStaticTenants());
+    // A reload refuses a settings schema that tenants do not fit; at start that would be an
+    // outage, so it is said instead: those tenants serve, and their next config change must fit.
+    await assertTenantSettingsFit(tenantry.db.owner, config.settingsSchema, config.plans).catch(
+      (error: unknown) => notice(`warning: ${error instanceof Error ? error.message : String(error)}`),
+    );
     const app = await buildApp({
       tenantry,
       adminGuard: guard,

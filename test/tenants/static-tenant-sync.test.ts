@@ -7,6 +7,7 @@ import type { TenantryConfig } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { ConfigError } from '../../src/errors.js';
 import type { EngineLogger } from '../../src/runtime/engine-logger.js';
+import { startServer } from '../../src/server.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { ADMIN_TOKEN, DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 
@@ -324,7 +325,7 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
     expect(env.tenantry.config).toBe(running);
     const fitting = { type: 'object', properties: { theme: { enum: ['light', 'dark'] } } };
     const accepted = await env.tenantry.reloadConfig(fileConfig({ ...SECOND, settingsSchema: fitting }));
-    expect(accepted.changed).toEqual(['settingsSchema']);
+    expect(accepted.changed).toContain('settingsSchema');
     await env.tenantry.reloadConfig(fileConfig(SECOND));
   });
 
@@ -373,4 +374,42 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
       }
     },
   );
+});
+
+describe('serve with a settings schema some tenant does not fit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tenantry-settings-start-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('starts and says which tenant does not fit (a reload would be refused instead)', async () => {
+    const start = async (document: unknown, notices: string[]) => {
+      const file = join(dir, `tenantry-${notices.length}-${Date.now()}.config.yaml`);
+      writeFileSync(file, YAML.stringify(document));
+      const config = loadConfig({
+        file,
+        env: { TENANTRY_DATA_DIR: join(dir, 'data'), TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN, PORT: '0' },
+      });
+      return startServer({
+        config: { ...config, server: { ...config.server, host: '127.0.0.1' } },
+        logger: false,
+        notice: (message) => notices.push(message),
+      });
+    };
+    const first = await start({}, []);
+    await first.tenantry.tenants.create(
+      { name: 'Themed', slug: 'themed-start', config: { settings: { theme: 'dark' } } },
+      { actor: { kind: 'system', id: 'test' } },
+    );
+    await first.close();
+    const notices: string[] = [];
+    const second = await start(
+      { settingsSchema: { type: 'object', properties: { theme: { enum: ['light'] } } } },
+      notices,
+    );
+    try {
+      expect(notices.some((line) => line.startsWith('warning:') && line.includes('themed-start'))).toBe(true);
+      expect((await fetch(`${second.url}/healthz`)).status).toBe(200);
+    } finally {
+      await second.close();
+    }
+  });
 });
