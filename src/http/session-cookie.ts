@@ -11,11 +11,28 @@ export const SESSION_COOKIE = 'tenantry_session';
  * only when one of ours is there (no parsing cost for API clients).
  */
 export function sessionTokenOf(request: FastifyRequest): string | undefined {
+  return bearerTokenOf(request) ?? sessionCookieOf(request);
+}
+
+/**
+ * The session cookie of a request that also sends a different Bearer token, or undefined: a
+ * second credential, which must not name another tenant.
+ */
+export function otherSessionOf(request: FastifyRequest): string | undefined {
+  const bearer = bearerTokenOf(request);
+  if (bearer === undefined) return undefined;
+  const cookie = sessionCookieOf(request);
+  return cookie !== undefined && cookie !== bearer ? cookie : undefined;
+}
+
+function bearerTokenOf(request: FastifyRequest): string | undefined {
   const authorization = request.headers.authorization;
-  if (authorization !== undefined && /^Bearer(\s|$)/i.test(authorization)) {
-    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
-    return match ? match[1] : authorization;
-  }
+  if (authorization === undefined || !/^Bearer(\s|$)/i.test(authorization)) return undefined;
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+  return match ? match[1] : authorization;
+}
+
+function sessionCookieOf(request: FastifyRequest): string | undefined {
   const cookie = request.headers.cookie;
   if (cookie === undefined || !cookie.includes(`${SESSION_COOKIE}=`)) return undefined;
   return parseCookie(cookie)[SESSION_COOKIE];

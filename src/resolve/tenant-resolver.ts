@@ -13,6 +13,11 @@ export interface TenantCredentials {
   readonly apiKey?: string | undefined;
   /** A session token (Authorization: Bearer or the session cookie). */
   readonly session?: string | undefined;
+  /**
+   * The session cookie, when the request sends a different Bearer token too. The Bearer session
+   * is the one used; this one only must not name another tenant (an ended one is ignored).
+   */
+  readonly otherSession?: string | undefined;
 }
 
 /** How the tenant of a request was established. */
@@ -69,10 +74,11 @@ export class TenantResolver {
   }
 
   async resolve(credentials: TenantCredentials, context: ActionContext): Promise<Resolution> {
-    const [hostClaim, keyClaim, sessionClaim] = await Promise.all([
+    const [hostClaim, keyClaim, sessionClaim, otherSessionClaim] = await Promise.all([
       credentials.host === undefined ? undefined : this.#claimFromHost(credentials.host),
       credentials.apiKey === undefined ? undefined : this.#claimFromKey(credentials.apiKey),
       credentials.session === undefined ? undefined : this.#claimFromSession(credentials.session),
+      credentials.otherSession === undefined ? undefined : this.#claimFromSession(credentials.otherSession),
     ]);
     if (credentials.apiKey !== undefined && !keyClaim) {
       throw new TenantryError('invalid_credentials', 'the API key is not valid');
@@ -87,7 +93,12 @@ export class TenantResolver {
     // meant for a tenant that is not there.
     if (hostClaim === 'unknown')
       throw new TenantryError('tenant_not_found', 'no tenant is served at this host');
-    const claims = [hostClaim, keyClaim, sessionClaim].filter((claim): claim is Claim => claim !== undefined);
+    const claims = [
+      hostClaim,
+      keyClaim,
+      sessionClaim,
+      otherSessionClaim === 'no-tenant' ? undefined : otherSessionClaim,
+    ].filter((claim): claim is Claim => claim !== undefined);
     if (new Set(claims.map((claim) => claim.tenant.id)).size > 1) {
       const actor =
         sessionClaim !== undefined
@@ -119,6 +130,8 @@ export class TenantResolver {
    * tenant) returns undefined and the caller runs `resolve`, which decides, audits and refuses.
    */
   resolveCached(credentials: TenantCredentials): Resolution | undefined {
+    // Two sessions in one request are rare: the full check decides.
+    if (credentials.otherSession !== undefined) return undefined;
     let keyTenant: Tenant | undefined;
     let keyId: string | undefined;
     let keyScope: KeyScope | undefined;

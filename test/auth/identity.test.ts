@@ -192,6 +192,20 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     const meWithKey = await as(adminToken, a, { url: '/auth/me', headers: { 'x-api-key': b.key } });
     expect(meWithKey.statusCode).toBe(403);
     expect((await as(adminToken, a, { url: '/auth/me' })).statusCode).toBe(200);
+    // A Bearer session of A and a session cookie of B: two credentials, two tenants.
+    const bToken = await tokenOf('bob@b.test', b);
+    const twoSessions = await env.inject({
+      url: '/api/v1/projects',
+      headers: { authorization: `Bearer ${adminToken}`, cookie: `tenantry_session=${bToken}` },
+    });
+    expect(twoSessions.statusCode).toBe(403);
+    expect(twoSessions.json()).toMatchObject({ code: 'cross_tenant' });
+    // An ended cookie beside a valid Bearer session is no claim: the Bearer one is served.
+    const staleCookie = await env.inject({
+      url: '/api/v1/projects',
+      headers: { authorization: `Bearer ${adminToken}`, cookie: 'tenantry_session=tns_ended' },
+    });
+    expect(staleCookie.statusCode).toBe(200);
   });
 
   it('never reaches another tenant’s users, roles or groups by id', async () => {
