@@ -576,8 +576,9 @@ export class Tenantry {
 
   /**
    * A key made by a tenant actor (`keys:manage`): it holds at most what its maker holds, and a key
-   * made by a user never more than that user holds later either. Without `permissions` it gets
-   * the maker's permissions of today.
+   * made by a user never more than that user holds later either. A key made by a key belongs to
+   * the user who made that key: it does not outlive that user's permissions either. Without
+   * `permissions` it gets the maker's permissions of today.
    */
   async createScopedKey(principal: Principal, input: unknown) {
     requirePermission(principal, 'keys:manage');
@@ -589,7 +590,7 @@ export class Tenantry {
       principal.tenantId,
       { ...(input as object), permissions },
       principal.context,
-      { createdBy: principal.userId ?? null },
+      { createdBy: principal.userId ?? principal.keyCreatedBy ?? null },
     );
   }
 

@@ -59,6 +59,15 @@ export class AccessControl {
     return this.#bus.reliable ? this.#cache.get(`${tenantId}:${userId}`) : undefined;
   }
 
+  /**
+   * What a user's roles and groups grant, whatever the user's status: what it would hold if it
+   * were active. Managing a user (its status, roles, email, password, deletion) needs all of it,
+   * so an inactive user cannot be taken over by someone who holds less.
+   */
+  async grantedPermissions(tenantId: string, userId: string, db: Queryable): Promise<PermissionSet> {
+    return this.#query(tenantId, userId, db, false);
+  }
+
   /** Through `db` when given (inside a transaction that is changing them). */
   async userPermissions(tenantId: string, userId: string, db: Queryable = this.#db): Promise<PermissionSet> {
     const useCache = db === this.#db;
@@ -67,6 +76,13 @@ export class AccessControl {
       if (cached) return cached;
     }
     const generation = this.#generation;
+    const permissions = await this.#query(tenantId, userId, db, true);
+    if (useCache && generation === this.#generation && this.#bus.reliable)
+      this.#cache.set(`${tenantId}:${userId}`, permissions);
+    return permissions;
+  }
+
+  async #query(tenantId: string, userId: string, db: Queryable, activeOnly: boolean): Promise<PermissionSet> {
     const { rows } = await db.query<{ built_in: string | null; permissions: string[] }>(
       `SELECT r.built_in, r.permissions FROM tenantry.roles r
         WHERE r.tenant_id = $1
@@ -75,19 +91,14 @@ export class AccessControl {
             OR r.id IN (SELECT gr.role_id FROM tenantry.group_roles gr
                           JOIN tenantry.group_members gm ON gm.group_id = gr.group_id AND gm.tenant_id = gr.tenant_id
                          WHERE gm.tenant_id = $1 AND gm.user_id = $2))
-          AND EXISTS (SELECT 1 FROM tenantry.users u WHERE u.id = $2 AND u.tenant_id = $1 AND u.status = 'active')`,
-      [tenantId, userId],
+          AND EXISTS (SELECT 1 FROM tenantry.users u WHERE u.id = $2 AND u.tenant_id = $1
+                        AND (u.status = 'active' OR NOT $3))`,
+      [tenantId, userId, activeOnly],
     );
-    const permissions =
-      rows.length === 0
-        ? EMPTY
-        : union(
-            rows.map((row) =>
-              this.permissionsOfRole({ builtIn: row.built_in, permissions: row.permissions }),
-            ),
-          );
-    if (useCache && generation === this.#generation && this.#bus.reliable)
-      this.#cache.set(`${tenantId}:${userId}`, permissions);
-    return permissions;
+    return rows.length === 0
+      ? EMPTY
+      : union(
+          rows.map((row) => this.permissionsOfRole({ builtIn: row.built_in, permissions: row.permissions })),
+        );
   }
 }

@@ -107,6 +107,17 @@ export async function revokeTenantKeys(tx: Queryable, tenantId: string): Promise
   return rows.map((row) => row.key_id);
 }
 
+/** Revokes every live key a user made in a tenant; returns the key ids revoked. */
+export async function revokeKeysMadeBy(tx: Queryable, tenantId: string, userId: string): Promise<string[]> {
+  const { rows } = await tx.query<{ key_id: string }>(
+    `UPDATE tenantry.api_keys SET revoked_at = now()
+      WHERE tenant_id = $1 AND created_by = $2 AND revoked_at IS NULL
+      RETURNING key_id`,
+    [tenantId, userId],
+  );
+  return rows.map((row) => row.key_id);
+}
+
 interface ApiKeyRow {
   id: string;
   key_id: string;

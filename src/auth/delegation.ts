@@ -12,6 +12,8 @@ export interface Principal {
   readonly permissions: PermissionSet;
   /** The acting user, when a user acts (not an operator or a key). */
   readonly userId?: string | undefined;
+  /** When a key acts: the user who made it (its permissions never exceed that user's). */
+  readonly keyCreatedBy?: string | undefined;
   readonly context: ActionContext;
 }
 

@@ -126,7 +126,13 @@ export class Identity {
   }
 
   /** A tenant actor: a user (through its session) or an API key, with what it holds. */
-  actor(tenantId: string, permissions: PermissionSet, context: ActionContext, userId?: string): Principal {
-    return { tenantId, permissions, context, userId };
+  actor(
+    tenantId: string,
+    permissions: PermissionSet,
+    context: ActionContext,
+    userId?: string,
+    keyCreatedBy?: string,
+  ): Principal {
+    return { tenantId, permissions, context, userId, keyCreatedBy };
   }
 }

@@ -9,6 +9,7 @@ import type { ChangeBus } from '../runtime/change-bus.js';
 import { QuotaExceededError } from '../runtime/quota.js';
 import type { AccessControl } from './access-control.js';
 import { isUuid } from './access-names.js';
+import { revokeKeysMadeBy } from './api-key-store.js';
 import {
   accessChange,
   assertCanGrant,
@@ -224,6 +225,12 @@ export class UserDirectory {
       // someone who holds at least everything the user holds.
       if (email !== undefined && email !== current.email)
         await this.#assertCovers(tx, principal, current.id, 'changing this email');
+      // Deactivating, reactivating, or changing the roles and groups of someone who holds more
+      // than the principal would let it disarm or take over that account.
+      if (input.status !== undefined && input.status !== current.status)
+        await this.#assertCovers(tx, principal, current.id, 'changing this user’s status');
+      if (input.roles !== undefined || input.groups !== undefined)
+        await this.#assertCovers(tx, principal, current.id, 'changing this user’s roles or groups');
       await keepingAnAdmin(tx, tenantId, async () => {
         await tx
           .query(
@@ -258,8 +265,13 @@ export class UserDirectory {
 
   async delete(principal: Principal, id: string): Promise<void> {
     requirePermission(principal, 'users:manage');
-    await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
+    const revoked = await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
       const current = await findUser(tx, principal.tenantId, id);
+      await this.#assertCovers(tx, principal, current.id, 'deleting this user');
+      // Keys made by the user end with it (a deleted maker would no longer bound their scope).
+      const keyIds = await revokeKeysMadeBy(tx, principal.tenantId, current.id);
+      for (const keyId of keyIds)
+        await this.#bus.announce(tx, { kind: 'key', tenantId: principal.tenantId, keyId });
       await keepingAnAdmin(tx, principal.tenantId, () =>
         tx.query('DELETE FROM tenantry.users WHERE tenant_id = $1 AND id = $2', [
           principal.tenantId,
@@ -271,9 +283,11 @@ export class UserDirectory {
         outcome: 'success',
         tenantId: principal.tenantId,
         target: current.id,
-        details: { email: current.email },
+        details: { email: current.email, keysRevoked: keyIds.length },
       });
+      return keyIds;
     });
+    for (const keyId of revoked) this.#bus.applied({ kind: 'key', tenantId: principal.tenantId, keyId });
   }
 
   /** Ends the user's sessions and issues a one-time set-up token for a new password. */
@@ -371,7 +385,7 @@ export class UserDirectory {
   /** Refuses unless the principal holds every permission the user holds. */
   async #assertCovers(tx: Queryable, principal: Principal, userId: string, what: string): Promise<void> {
     if (principal.userId === userId) return;
-    const target = await this.#access.userPermissions(principal.tenantId, userId, tx);
+    const target = await this.#access.grantedPermissions(principal.tenantId, userId, tx);
     assertCanGrant(principal, target, what);
   }
 

@@ -64,6 +64,7 @@ export function principalOf(tenantry: Tenantry, request: FastifyRequest): Princi
     request.permissions!,
     actionContext(request),
     request.tenantResolution?.session?.userId,
+    request.tenantResolution?.keyScope?.createdBy ?? undefined,
   );
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { sqlStateOf } from '../db/sqlstate.js';
 import { type ErrorCode, errorCatalogue, isTenantryError } from '../errors.js';
 
 /** An RFC 9457 problem document with Tenantry's stable `code` member. */
@@ -56,6 +57,14 @@ export function problemFromError(error: unknown): { problem: Problem; unexpected
     return {
       problem:
         error.retryAfterSeconds === undefined ? problem : { ...problem, retryAfter: error.retryAfterSeconds },
+      unexpected: false,
+    };
+  }
+  // A value PostgreSQL refuses (class 22, data exception: a NUL in text, a date it cannot hold)
+  // came from the request: a bad input anywhere it was not checked before, never a server error.
+  if (sqlStateOf(error)?.startsWith('22')) {
+    return {
+      problem: problemFor('validation_failed', 'a value is out of range or malformed'),
       unexpected: false,
     };
   }

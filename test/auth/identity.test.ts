@@ -543,6 +543,68 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
         (await as(readerToken, a, { method: 'POST', url: '/api/v1/keys', payload: {} })).statusCode,
       ).toBe(403);
     });
+
+    it('a key made by a key belongs to the same user, and a deleted user takes its keys along', async () => {
+      const role = await as(adminToken, a, {
+        method: 'POST',
+        url: '/api/v1/roles',
+        payload: { name: 'keychain', permissions: ['keys:manage', 'projects:read'] },
+      });
+      expect(role.statusCode, role.body).toBe(201);
+      const maker = await createUser(adminToken, { email: 'chain@a.test', roles: ['keychain'] });
+      const makerToken = await tokenOf('chain@a.test', a);
+      const first = (await as(makerToken, a, { method: 'POST', url: '/api/v1/keys', payload: {} })).json()
+        .key as string;
+      const second = await withKey(first, { method: 'POST', url: '/api/v1/keys', payload: {} });
+      expect(second.statusCode, second.body).toBe(201);
+      const secondKey = second.json().key as string;
+      expect((await withKey(secondKey, { url: '/api/v1/projects' })).statusCode).toBe(200);
+      // The maker deactivated: the key its key made holds nothing either.
+      const userUrl = `/api/v1/users/${maker.json().user.id}`;
+      await as(adminToken, a, { method: 'PATCH', url: userUrl, payload: { status: 'inactive' } });
+      expect((await withKey(secondKey, { url: '/api/v1/projects' })).statusCode).toBe(403);
+      // Deleted (not only inactive): its keys are revoked, not set free of their maker.
+      expect((await as(adminToken, a, { method: 'DELETE', url: userUrl })).statusCode).toBe(204);
+      for (const key of [first, secondKey])
+        expect((await withKey(key, { url: '/api/v1/projects' })).statusCode).toBe(401);
+    });
+  });
+
+  it('managing a user needs all it holds, whether it is active or not (no takeover through deactivation)', async () => {
+    const role = await as(adminToken, a, {
+      method: 'POST',
+      url: '/api/v1/roles',
+      payload: { name: 'user-clerk', permissions: ['users:manage'] },
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    await createUser(adminToken, { email: 'clerk@a.test', roles: ['user-clerk'] });
+    const clerk = await tokenOf('clerk@a.test', a);
+    const boss = await createUser(adminToken, { email: 'boss2@a.test', roles: ['tenant-admin'] });
+    const bossUrl = `/api/v1/users/${boss.json().user.id}`;
+    const clerkDoes = (method: 'PATCH' | 'POST' | 'DELETE', url: string, payload?: object) =>
+      as(clerk, a, { method, url, ...(payload ? { payload } : {}) });
+    expect((await clerkDoes('PATCH', bossUrl, { status: 'inactive' })).statusCode).toBe(403);
+    expect((await clerkDoes('PATCH', bossUrl, { roles: [] })).statusCode).toBe(403);
+    expect((await clerkDoes('DELETE', bossUrl)).statusCode).toBe(403);
+    // Deactivated by an admin, the boss still holds its roles: the clerk still may not touch it.
+    await as(adminToken, a, { method: 'PATCH', url: bossUrl, payload: { status: 'inactive' } });
+    expect((await clerkDoes('POST', `${bossUrl}/reset-password`)).statusCode).toBe(403);
+    expect((await clerkDoes('PATCH', bossUrl, { status: 'active' })).statusCode).toBe(403);
+    const after = (await as(adminToken, a, { url: bossUrl })).json();
+    expect(after.status).toBe('inactive');
+  });
+
+  it('a NUL character in a login or a reference is a 400, never a 500', async () => {
+    const nulLogin = await env.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { host: hostOf(a) },
+      payload: { email: 'a\u0000@a.test', password: PASSWORD },
+    });
+    expect(nulLogin.statusCode, nulLogin.body).toBeLessThan(500);
+    expect([400, 401]).toContain(nulLogin.statusCode);
+    const nulRole = await as(adminToken, a, { url: '/api/v1/roles/%00' });
+    expect(nulRole.statusCode, nulRole.body).toBeLessThan(500);
   });
 
   it('refuses users beyond maxUsers, even when two are created at once', async () => {
