@@ -51,7 +51,7 @@ import { RedisConnection } from './runtime/redis-connection.js';
 import { ScopedCache, type TenantCache as TenantScopedCache } from './runtime/scoped-cache.js';
 import { type StorageMeasurement, StorageMeter } from './runtime/storage-meter.js';
 import { TenantLimiter } from './runtime/tenant-limiter.js';
-import { BUILT_IN_RESERVED_SLUGS } from './tenants/slug.js';
+import { BUILT_IN_RESERVED_SLUGS, isUuid } from './tenants/slug.js';
 import {
   applyStaticSync,
   planStaticSync,
@@ -805,7 +805,7 @@ export class Tenantry {
     tenantId: string,
     fn: (db: TenantDb, scope: { readonly tenant: Tenant; readonly cache: TenantScopedCache }) => Promise<T>,
   ): Promise<T> {
-    const tenant = await this.resolver.tenantById(tenantId);
+    const tenant = isUuid(tenantId) ? await this.resolver.tenantById(tenantId) : undefined;
     if (!tenant || tenant.status === 'deleted' || tenant.status === 'provisioning') {
       throw new TenantryError('tenant_not_found', 'no such tenant');
     }

@@ -40,9 +40,20 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+function port(value: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65_535)
+    throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', `not a port (0 to 65535): ${value}`);
+  return Number(value);
+}
+
+/** At least 1: a count, a limit or a timeout of 0 means nothing useful (a lock timeout of 0 is none). */
 function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value))
-    throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', `not a number: ${value}`);
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1)
+    throw new CommanderError(
+      ExitCode.USAGE,
+      'tenantry.invalidNumber',
+      `not a whole number of at least 1: ${value}`,
+    );
   return Number(value);
 }
 
@@ -109,7 +120,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   );
 
   withConfigOption(program.command('serve').description('run the HTTP server'))
-    .option('--port <n>', 'port to listen on', positiveInteger)
+    .option('--port <n>', 'port to listen on (0: any free port)', port)
     .action(async (options: GlobalOptions & { port?: number }) => {
       const overrides = options.port === undefined ? {} : { port: options.port };
       const cfg = config(options, overrides);
@@ -445,9 +456,6 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
           lockTimeout?: number;
         },
       ) => {
-        if (options.concurrency === 0 || options.canary === 0) {
-          throw new CommanderError(ExitCode.USAGE, 'tenantry.invalidNumber', 'must be at least 1');
-        }
         exitCode = await migrateCommand(config(options), options, {
           out,
           stderr,

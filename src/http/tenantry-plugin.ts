@@ -24,6 +24,7 @@ declare module 'fastify' {
      */
     tenantScope(
       routes: (scope: FastifyInstance) => void | Promise<void>,
+      options?: TenantScopeOptions,
     ): (scope: FastifyInstance) => Promise<void>;
   }
 }

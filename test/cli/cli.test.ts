@@ -122,6 +122,11 @@ describe.each(DRIVERS)('CLI on %s', (driver) => {
     expect((await runCli(['tenants', 'create', 'only-name'], env)).code).toBe(2);
     expect((await runCli(['tenants', 'create', 'A', 'abc', '--isolation', 'cluster'], env)).code).toBe(2);
     expect((await runCli(['serve', '--port', 'eighty'], env)).code).toBe(2);
+    expect((await runCli(['serve', '--port', '70000'], env)).code).toBe(2);
+    // Zero is no count, limit or timeout (a lock timeout of 0 would be none at all).
+    expect((await runCli(['migrate', '--lock-timeout', '0'], env)).code).toBe(2);
+    expect((await runCli(['migrate', '--concurrency', '0'], env)).code).toBe(2);
+    expect((await runCli(['audit', '--limit', '0'], env)).code).toBe(2);
   });
 
   it('exits 2 naming the key for an invalid config', async () => {

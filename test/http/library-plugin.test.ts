@@ -104,5 +104,10 @@ describe.each(DRIVERS)('the library in a team’s own Fastify app on %s', (drive
     ).rejects.toMatchObject({
       code: 'tenant_not_found',
     });
+    // Not an id at all (a slug, garbage): the same answer, not a database error.
+    for (const notAnId of ['acme', "x'; --", ''])
+      await expect(env.tenantry.withTenant(notAnId, async () => 1)).rejects.toMatchObject({
+        code: 'tenant_not_found',
+      });
   });
 });
