@@ -44,7 +44,24 @@ class PgliteSession implements ConnectionPool {
   }
 
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
-    return fn(this);
+    // As on PostgreSQL, the handle is good for the length of `fn` only.
+    let open = true;
+    const assertOpen = () => {
+      if (!open) throw new Error('this session is over: a statement sent after it ended is refused');
+    };
+    const session: Session = {
+      query: async (sql, params) => {
+        assertOpen();
+        return this.query(sql, params);
+      },
+      transaction: async (inner) => {
+        assertOpen();
+        return this.transaction(inner);
+      },
+    };
+    return fn(session).finally(() => {
+      open = false;
+    });
   }
 
   // In-process: a transaction costs no network round trip, so the settings go in their own statement.

@@ -33,18 +33,51 @@ function adapt(target: PgQueryable): Queryable {
   };
 }
 
+/**
+ * A connection lent for one transaction or session, closed when that ends: a statement sent after
+ * it (an await forgotten in the callback) is refused, instead of running on whatever the
+ * connection does next, which may be another tenant's transaction (PGlite refuses it too).
+ */
+class LentClient implements Queryable {
+  readonly #client: pg.ClientBase;
+  #closed = false;
+
+  constructor(client: pg.ClientBase) {
+    this.#client = client;
+  }
+
+  async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+    this.assertOpen();
+    const result = await this.#client.query<R>(sql, params as unknown[]);
+    return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  assertOpen(): void {
+    if (this.#closed) {
+      throw new Error('this transaction or session is over: a statement sent after it ended is refused');
+    }
+  }
+}
+
 /** `begin` opens the transaction (by default a plain BEGIN); a failure anywhere rolls it back. */
 async function inTransaction<T>(
   client: pg.ClientBase,
   fn: (tx: Queryable) => Promise<T>,
   begin: () => Promise<unknown> = () => client.query('BEGIN'),
 ): Promise<T> {
+  const lent = new LentClient(client);
   try {
     await begin();
-    const result = await fn(adapt(client));
+    const result = await fn(lent);
+    lent.close();
     await client.query('COMMIT');
     return result;
   } catch (error) {
+    lent.close();
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   }
@@ -52,19 +85,24 @@ async function inTransaction<T>(
 
 class ClientSession implements Session {
   readonly #client: pg.ClientBase;
-  readonly #queryable: Queryable;
+  readonly #lent: LentClient;
 
   constructor(client: pg.ClientBase) {
     this.#client = client;
-    this.#queryable = adapt(client);
+    this.#lent = new LentClient(client);
   }
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.#queryable.query<R>(sql, params);
+    return this.#lent.query<R>(sql, params);
   }
 
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    this.#lent.assertOpen();
     return inTransaction(this.#client, fn);
+  }
+
+  close(): void {
+    this.#lent.close();
   }
 }
 
@@ -89,7 +127,10 @@ class PostgresPool implements ConnectionPool {
   }
 
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
-    return this.withClient((client) => fn(new ClientSession(client)));
+    return this.withClient((client) => {
+      const session = new ClientSession(client);
+      return fn(session).finally(() => session.close());
+    });
   }
 
   async scopedQuery<R extends Row = Row>(

@@ -121,11 +121,16 @@ export class TenantDataAccess {
     const statementTimeoutMs =
       tenant.effective.limits.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
     const role = this.#config.database.runtimeRole;
+    // pg_temp named last: unnamed, PostgreSQL searches the session's temporary tables first, and a
+    // temporary table lives as long as the pooled connection, on to the next tenant's requests.
     const searchPath = placement.database
-      ? quoteIdent(placement.schema)
-      : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}`;
+      ? `${quoteIdent(placement.schema)}, pg_temp`
+      : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}, pg_temp`;
     const settings: TenantSettings = { role, tenantId: tenant.id, searchPath, statementTimeoutMs };
-    const sharedSettings: TenantSettings = { ...settings, searchPath: quoteIdent(SHARED_SCHEMA) };
+    const sharedSettings: TenantSettings = {
+      ...settings,
+      searchPath: `${quoteIdent(SHARED_SCHEMA)}, pg_temp`,
+    };
     let pool: PoolSource = this.#db.runtime;
     if (placement.database) {
       const databases = this.#databases;

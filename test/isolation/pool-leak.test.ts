@@ -262,6 +262,39 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
     }
   });
 
+  it('refuses a statement sent on a transaction after it ended (it would run on the next user of the connection)', async () => {
+    const [a] = actors;
+    let leaked: { query: (sql: string) => Promise<unknown> } | undefined;
+    await a!.db.transaction(async (tx) => {
+      leaked = tx;
+      await tx.query('SELECT 1');
+    });
+    await expect(leaked!.query('SELECT count(*) FROM projects')).rejects.toThrow();
+    // The same for a session of the pool.
+    let session: { query: (sql: string) => Promise<unknown> } | undefined;
+    await env.tenantry.db.runtime.withSession(async (open) => {
+      session = open;
+    });
+    await expect(session!.query('SELECT 1')).rejects.toThrow();
+  });
+
+  it("a tenant's temporary table does not shadow the next tenant's table on the same connection", async () => {
+    const [a, b] = actors;
+    // Tenant code may create a temporary table named like an entity; it lives as long as the
+    // connection, beyond the transaction, unless the search path puts it last.
+    await a!.db
+      .transaction(async (tx) => {
+        await tx.query('CREATE TEMPORARY TABLE projects (id uuid, name text)');
+        await tx.query("INSERT INTO projects VALUES (gen_random_uuid(), 'planted by a')");
+      })
+      .catch(() => undefined);
+    const names = (await b!.db.query<{ name: string }>('SELECT name FROM projects')).rows.map(
+      (row) => row.name,
+    );
+    expect(names).not.toContain('planted by a');
+    expect(names.length).toBeGreaterThan(0);
+  });
+
   it('leaves nothing set at session level on the pooled connection', async () => {
     const after = (await env.tenantry.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;
     // Once set with is_local, PostgreSQL keeps a custom setting as '' for the session: that is empty.
