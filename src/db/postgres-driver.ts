@@ -228,6 +228,12 @@ class PostgresPool implements ConnectionPool {
   }
 
   #done(client: pg.PoolClient, broken: Error | undefined): void {
+    // A connection the server ended (57P01 after a terminate, a dropped database) reports a coded
+    // error like any refusal, but must not be handed on: pg-pool's own check, done here too.
+    const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
+    if (!broken && (state._queryable === false || state._ending === true)) {
+      broken = new Error('the connection was closed by the server');
+    }
     if (broken) {
       client.release(broken);
       this.#checkout.release();

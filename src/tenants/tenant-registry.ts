@@ -936,13 +936,19 @@ export class TenantRegistry {
   }
 }
 
+/**
+ * Makes a provisioned tenant live, unless it changed meanwhile: a purge requested while it was
+ * being built (which waits for the tenant's lock) must find it still unroutable, not live.
+ */
 async function activateProvisioned(tx: Queryable, id: string, version: number): Promise<void> {
   const { rowCount } = await tx.query(
     `UPDATE tenantry.tenants SET status = 'active', schema_version = $2, updated_at = now()
-      WHERE id = $1 AND status = 'provisioning'`,
+      WHERE id = $1 AND status = 'provisioning' AND purge_requested_at IS NULL`,
     [id, version],
   );
-  if (rowCount === 0) throw new TenantryError('conflict', 'the tenant changed while it was provisioned');
+  if (rowCount === 0) {
+    throw new TenantryError('conflict', 'the tenant was deleted or changed while it was provisioned');
+  }
 }
 
 async function lockNamespace(tx: Queryable): Promise<void> {
