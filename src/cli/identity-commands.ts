@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { withOperations } from './engine-client.js';
 import type { Output } from './output.js';
@@ -59,6 +59,17 @@ export function identityCommands(program: Command, context: IdentityCommandConte
       async (
         options: CommandOptions & { globalAdmin?: boolean; email: string; password?: string; role: string[] },
       ) => {
+        // Exit code 2 (usage): contradictory or missing flags change nothing.
+        if (options.globalAdmin && (options.tenant !== undefined || options.role.length > 0)) {
+          throw new CommanderError(
+            2,
+            'tenantry.conflictingOptions',
+            '--global-admin takes no --tenant or --role',
+          );
+        }
+        if (!options.globalAdmin && options.tenant === undefined) {
+          throw new CommanderError(2, 'tenantry.missingOption', 'say --tenant <idOrSlug>, or --global-admin');
+        }
         const created = (await withOperations(config(options), (run) =>
           run('users.create', {
             ...(options.tenant === undefined ? {} : { tenant: options.tenant }),

@@ -564,7 +564,8 @@ function valueAt(target: Record<string, unknown>, path: readonly string[]): unkn
 function reportError(error: unknown, out: Output): number {
   if (error instanceof CommanderError) {
     if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.OK;
-    if (error.code === 'tenantry.invalidNumber') out.error(`error: ${error.message}`);
+    // Commander prints its own parse errors; ours (tenantry.*) are printed here.
+    if (error.code.startsWith('tenantry.')) out.error(`error: ${error.message}`);
     return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   }
   if (error instanceof ConfigError) {

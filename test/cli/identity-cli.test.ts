@@ -117,6 +117,15 @@ describe.each(DRIVERS)('identity commands of the CLI on %s', (driver) => {
     );
     expect(badRole.code).toBe(1);
     expect(badRole.stderr).toMatch(/no role wizard/);
+    // Contradictory or missing flags are usage errors (2), and nothing is created.
+    const contradictory = await runCli(
+      ['users', 'create', '--global-admin', '--tenant', 'acme-cli', '--email', 'both@acme.test'],
+      env,
+    );
+    expect(contradictory.code).toBe(2);
+    expect(contradictory.stderr).toMatch(/--global-admin/);
+    const neither = await runCli(['users', 'create', '--email', 'neither@acme.test'], env);
+    expect(neither.code).toBe(2);
     expect(
       JSON.parse((await runCli(['users', 'list', '--tenant', 'acme-cli', '--json'], env)).stdout),
     ).toHaveLength(3);
