@@ -1,4 +1,4 @@
-import { parseApiKeyRequest } from './auth/api-key-input.js';
+import { checkKeyId, parseApiKeyRequest } from './auth/api-key-input.js';
 import { type ApiKeyInfo, countLiveKeys, listTenantKeys } from './auth/api-key-store.js';
 import type { KeyScope } from './auth/api-key-verifier.js';
 import { ApiKeyVerifier } from './auth/api-key-verifier.js';
@@ -592,6 +592,18 @@ export class Tenantry {
       principal.context,
       { createdBy: principal.userId ?? principal.keyCreatedBy ?? null },
     );
+  }
+
+  /**
+   * Revokes a key for a tenant actor (`keys:manage`): only a key that holds no more than the actor
+   * does. A narrow key that may manage keys would otherwise cut off broader ones, the tenant's
+   * operator keys included.
+   */
+  async revokeScopedKey(principal: Principal, keyId: string): Promise<ApiKeyInfo> {
+    requirePermission(principal, 'keys:manage');
+    const [key] = await listTenantKeys(this.db.owner, principal.tenantId, true, checkKeyId(keyId));
+    if (key) assertCanGrant(principal, key.permissions ?? this.identity.catalogue.all, 'revoking this key');
+    return this.tenants.revokeApiKey(principal.tenantId, keyId, principal.context);
   }
 
   #checkKeyPermissions(permissions: readonly string[]): void {

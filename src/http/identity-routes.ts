@@ -217,8 +217,7 @@ export function identityRoutes(tenantry: Tenantry) {
       '/api/v1/keys/:id',
       schema('keys', 'Revoke a key of this tenant (keys:manage)', { params: IdParams }),
       async (request) => {
-        const principal = reading('keys:manage')(request);
-        return tenantry.tenants.revokeApiKey(principal.tenantId, id(request), principal.context);
+        return tenantry.revokeScopedKey(principalOf(tenantry, request), id(request));
       },
     );
 

@@ -570,6 +570,32 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     });
   });
 
+  it('a narrow key that may manage keys revokes only keys that hold no more than it does', async () => {
+    const role = await as(adminToken, a, {
+      method: 'POST',
+      url: '/api/v1/roles',
+      payload: { name: 'key-janitor', permissions: ['keys:manage', 'projects:read'] },
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    await createUser(adminToken, { email: 'janitor@a.test', roles: ['key-janitor'] });
+    const janitor = await tokenOf('janitor@a.test', a);
+    const keyIdOf = (key: string) => key.split('_')[1]!;
+    // The tenant's own key (every permission) is out of its reach.
+    const operatorKey = await as(janitor, a, { method: 'DELETE', url: `/api/v1/keys/${keyIdOf(a.key)}` });
+    expect(operatorKey.statusCode).toBe(403);
+    expect((await env.inject({ url: '/tenant-info', headers: { 'x-api-key': a.key } })).statusCode).toBe(200);
+    // A key no broader than itself is not.
+    const own = (
+      await as(janitor, a, {
+        method: 'POST',
+        url: '/api/v1/keys',
+        payload: { permissions: ['projects:read'] },
+      })
+    ).json().key as string;
+    const revoked = await as(janitor, a, { method: 'DELETE', url: `/api/v1/keys/${keyIdOf(own)}` });
+    expect(revoked.statusCode, revoked.body).toBe(200);
+  });
+
   it('managing a user needs all it holds, whether it is active or not (no takeover through deactivation)', async () => {
     const role = await as(adminToken, a, {
       method: 'POST',
