@@ -143,13 +143,21 @@ export class TenantProvisioner {
       ? await this.#template(session, location.server, version).catch(() => undefined)
       : undefined;
     let fromTemplate = false;
-    try {
-      await this.#onServer(
+    const create = (from: string | undefined) =>
+      this.#onServer(
         session,
         location.server,
-        `CREATE DATABASE ${quoteIdent(location.database)}${template ? ` TEMPLATE ${quoteIdent(template)}` : ''}`,
+        `CREATE DATABASE ${quoteIdent(location.database)}${from ? ` TEMPLATE ${quoteIdent(from)}` : ''}`,
       );
-      fromTemplate = template !== undefined;
+    try {
+      try {
+        await create(template);
+        fromTemplate = template !== undefined;
+      } catch (error) {
+        // A template dropped or busy meanwhile (a migration replacing it): build without it.
+        if (template === undefined || isSqlState(error, 'DUPLICATE_DATABASE')) throw error;
+        await create(undefined);
+      }
     } catch (error) {
       if (!isSqlState(error, 'DUPLICATE_DATABASE')) throw error;
     }
@@ -251,17 +259,23 @@ export class TenantProvisioner {
 
   /** Drops the templates of versions other than `keep` (after a migration). */
   async dropTemplates(session: Session, keep: number): Promise<void> {
-    const { rows } = await session.query<{ server: string; version: number; name: string }>(
-      'SELECT server, version, name FROM tenantry.database_templates WHERE version <> $1',
-      [keep],
-    );
-    for (const row of rows) {
-      await this.#onServer(
-        session,
-        row.server,
-        `DROP DATABASE IF EXISTS ${quoteIdent(row.name)} WITH (FORCE)`,
+    // Under the lock that builds them: never while a process is building or recording one.
+    await session.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, LockKey.DATABASE_TEMPLATES]);
+    try {
+      const { rows } = await session.query<{ server: string; version: number; name: string }>(
+        'SELECT server, version, name FROM tenantry.database_templates WHERE version <> $1',
+        [keep],
       );
-      await session.query('DELETE FROM tenantry.database_templates WHERE name = $1', [row.name]);
+      for (const row of rows) {
+        await this.#onServer(
+          session,
+          row.server,
+          `DROP DATABASE IF EXISTS ${quoteIdent(row.name)} WITH (FORCE)`,
+        );
+        await session.query('DELETE FROM tenantry.database_templates WHERE name = $1', [row.name]);
+      }
+    } finally {
+      await session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, LockKey.DATABASE_TEMPLATES]);
     }
   }
 

@@ -422,6 +422,34 @@ describe.runIf(hasPostgres)('database tenant provisioning on postgres', () => {
     expect(inMain.rows).toEqual([]);
   });
 
+  it('builds the database without its template when the template cannot be copied (in use, or dropped meanwhile)', async () => {
+    await env.createTenant('database-first', { isolation: 'database' });
+    const { rows } = await env.tenantry.db.owner.query<{ name: string }>(
+      'SELECT name FROM tenantry.database_templates',
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    // A session open on the template: PostgreSQL refuses to copy a database others are using.
+    // (Templates refuse connections; one is let in for the test.)
+    const template = rows[0]!.name;
+    const allow = (on: boolean) =>
+      withServer((client) => client.query(`ALTER DATABASE "${template}" WITH ALLOW_CONNECTIONS ${on}`));
+    await allow(true);
+    const tenant = await withTenantDatabase(template, () =>
+      env.createTenant('database-busy-template', { isolation: 'database' }),
+    ).finally(() => allow(false));
+    const name = tenantDatabaseName(tenant.id);
+    await withTenantDatabase(name, async (client) => {
+      expect(await tablesOf((sql, params) => client.query(sql, params), 'app')).toEqual(TENANT_TABLES);
+    });
+    const created = await env.inject({
+      method: 'POST',
+      url: '/api/v1/projects',
+      headers: { 'x-api-key': tenant.key },
+      payload: { name: 'Built without the template' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+  });
+
   it('a failure after the database was created answers 503 and drops it', async () => {
     const seen = failAfterProvisioning(env);
     const slug = 'half-database';
