@@ -168,7 +168,7 @@ export class ApiKeyVerifier {
       stored,
       expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : new Date(row.expires_at).getTime(),
       checkedAt: Date.now(),
-      // A renewed entry keeps its last touch; a new one is touched below, through `#lastTouched`.
+      // A renewed entry keeps its last touch; a new one is recorded below by the recorder itself.
       touchedAt: checkedBefore?.touchedAt ?? Date.now(),
     };
     if (generation === this.#generation && this.#options.bus.reliable) this.#cache?.set(parsed.keyId, entry);

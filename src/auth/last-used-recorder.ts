@@ -37,10 +37,6 @@ export class LastUsedRecorder {
     this.#intervalMs = options.intervalMs ?? 60_000;
   }
 
-  get intervalMs(): number {
-    return this.#intervalMs;
-  }
-
   /**
    * Records a use of `id`, unless it was recorded less than an interval ago. `lastQueuedAt` is the
    * caller's own record of that (a cache entry's), which saves a lookup here; the return value is

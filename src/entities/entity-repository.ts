@@ -294,22 +294,8 @@ export function translateWriteError(entity: Entity, error: unknown): unknown {
       name ? { field: name } : {},
     );
   }
-  return translateReadError(error);
-}
-
-/**
- * A refusal of a value by PostgreSQL (class 22, data exception: a date it cannot hold, a NUL in
- * text, a time zone out of range, ...) is the caller's bad input, and a cancelled statement is the
- * tenant's statement timeout: neither is a server error.
- */
-export function translateReadError(error: unknown): unknown {
-  const state = sqlStateOf(error);
-  if (state?.startsWith('22')) {
-    return new TenantryError('validation_failed', 'a value is out of range or malformed');
-  }
-  if (state === SqlState.QUERY_CANCELED) {
-    return new TenantryError('unavailable', 'the query took longer than the tenant statement timeout');
-  }
+  // Values PostgreSQL refuses and statement timeouts are answered where every error is
+  // (src/http/problem.ts), whichever statement raised them.
   return error;
 }
 
@@ -441,12 +427,9 @@ export class EntityRepository {
     const sql = `SELECT ${[this.#selectList, ...cursorColumns].join(', ')} FROM ${this.#table(db)}
       ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
       ORDER BY ${order} LIMIT ${limit + 1}`;
-    const { rows } = await (tenantScoped
-      ? db.query(sql, params.values)
-      : db.queryShared(sql, params.values)
-    ).catch((error: unknown) => {
-      throw translateReadError(error);
-    });
+    const { rows } = tenantScoped
+      ? await db.query(sql, params.values)
+      : await db.queryShared(sql, params.values);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -467,12 +450,9 @@ export class EntityRepository {
       sql = `SELECT ${this.#selectList} FROM ${table} WHERE ${this.#rowCondition(db, id, new Params())}`;
       this.#selectById.set(table, sql);
     }
-    const { rows } = await (tenantScoped
-      ? db.query(sql, [id.toLowerCase(), db.tenantId])
-      : db.queryShared(sql, [id.toLowerCase()])
-    ).catch((error: unknown) => {
-      throw translateReadError(error);
-    });
+    const { rows } = tenantScoped
+      ? await db.query(sql, [id.toLowerCase(), db.tenantId])
+      : await db.queryShared(sql, [id.toLowerCase()]);
     if (!rows[0]) throw this.#notFound();
     return presentRow(this.#entity, rows[0]);
   }

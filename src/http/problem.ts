@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { sqlStateOf } from '../db/sqlstate.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { type ErrorCode, errorCatalogue, isTenantryError } from '../errors.js';
 
 /** An RFC 9457 problem document with Tenantry's stable `code` member. */
@@ -62,9 +62,17 @@ export function problemFromError(error: unknown): { problem: Problem; unexpected
   }
   // A value PostgreSQL refuses (class 22, data exception: a NUL in text, a date it cannot hold)
   // came from the request: a bad input anywhere it was not checked before, never a server error.
-  if (sqlStateOf(error)?.startsWith('22')) {
+  const sqlState = sqlStateOf(error);
+  if (sqlState?.startsWith('22')) {
     return {
       problem: problemFor('validation_failed', 'a value is out of range or malformed'),
+      unexpected: false,
+    };
+  }
+  // A cancelled statement is the tenant's statement timeout.
+  if (sqlState === SqlState.QUERY_CANCELED) {
+    return {
+      problem: problemFor('unavailable', 'the query took longer than the tenant statement timeout'),
       unexpected: false,
     };
   }

@@ -15,14 +15,17 @@ export function sessionTokenOf(request: FastifyRequest): string | undefined {
 }
 
 /**
- * The session cookie of a request that also sends a different Bearer token, or undefined: a
- * second credential, which must not name another tenant.
+ * The sessions a request presents, each header read once (the tenant hook runs this on every
+ * request): `session` as `sessionTokenOf` gives it, and `otherSession`, the session cookie when a
+ * different Bearer token is sent too: a second credential, which must not name another tenant.
  */
-export function otherSessionOf(request: FastifyRequest): string | undefined {
+export function sessionsOf(request: FastifyRequest): { session?: string; otherSession?: string } {
   const bearer = bearerTokenOf(request);
-  if (bearer === undefined) return undefined;
   const cookie = sessionCookieOf(request);
-  return cookie !== undefined && cookie !== bearer ? cookie : undefined;
+  if (bearer === undefined) return cookie === undefined ? {} : { session: cookie };
+  return cookie !== undefined && cookie !== bearer
+    ? { session: bearer, otherSession: cookie }
+    : { session: bearer };
 }
 
 function bearerTokenOf(request: FastifyRequest): string | undefined {

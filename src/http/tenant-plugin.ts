@@ -5,7 +5,7 @@ import { TenantryError } from '../errors.js';
 import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
 import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
-import { otherSessionOf, sessionTokenOf } from './session-cookie.js';
+import { sessionsOf } from './session-cookie.js';
 import { admitWithinLimits, resolveGuarded } from './tenant-limits-hook.js';
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {
@@ -20,8 +20,7 @@ export function credentialsOf(request: FastifyRequest): TenantCredentials {
     // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
     host: hostFromHeader(request.host),
     apiKey: headerValue(request, 'x-api-key'),
-    session: sessionTokenOf(request),
-    otherSession: otherSessionOf(request),
+    ...sessionsOf(request),
   };
 }
 

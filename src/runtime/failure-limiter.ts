@@ -93,7 +93,7 @@ export class FailureLimiter {
         const left = (this.#running.get(subject) ?? 1) - 1;
         if (left > 0) this.#running.set(subject, left);
         else this.#running.delete(subject);
-        if (failed) await this.recordFailure(subject);
+        if (failed) await this.#recordFailure(subject);
       },
     };
   }
@@ -102,16 +102,8 @@ export class FailureLimiter {
     return this.#redis?.up === false ? Math.max(1, Math.floor(this.#points / 2)) : this.#points;
   }
 
-  /** Milliseconds the subject must still wait, 0 when it may try. */
-  async blockedFor(subject: string): Promise<number> {
-    this.#noteFallback();
-    const state = await this.#limiter.get(subject).catch(() => null);
-    if (!state) return 0;
-    return state.consumedPoints >= this.#allowance() ? Math.max(1, state.msBeforeNext) : 0;
-  }
-
   /** Counts one failed check; resolves with the milliseconds to wait when it went over. */
-  async recordFailure(subject: string): Promise<number> {
+  async #recordFailure(subject: string): Promise<number> {
     this.#noteFallback();
     try {
       await this.#limiter.consume(subject);
