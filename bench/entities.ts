@@ -9,18 +9,20 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import autocannon, { type RequestSpec, type Result } from 'autocannon';
-import pg from 'pg';
 import { loadConfig } from '../src/config/load-config.js';
 import { tenantDatabaseName, tenantSchemaName } from '../src/isolation/tenant-placement.js';
-import { Tenantry } from '../src/tenantry.js';
-import type { IsolationLevel } from '../src/tenants/tenant.js';
 import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { addRowTenants, type KeyedTenant, keyedFillers, warmKeys } from './lib/filler-tenants.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
+import {
+  dropTenantDatabases,
+  type ProvisioningTimes,
+  provisioningTable,
+  provisioningTimes,
+} from './provisioning.js';
 
 declare module 'autocannon' {
   interface RequestSpec {
@@ -187,41 +189,6 @@ function spreadGetById(tenants: readonly KeyedTenant[]): Workload {
   };
 }
 
-async function provisioningTimes(url: string, configFile: string, log: (line: string) => void) {
-  const config = loadConfig({
-    file: configFile,
-    env: { DATABASE_URL: url, TENANTRY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN },
-  });
-  const tenantry = await Tenantry.open({ config });
-  const context = { actor: { kind: 'system', id: 'bench' } } as const;
-  const times: Record<IsolationLevel, number[]> = { row: [], schema: [], database: [] };
-  const counts: Record<IsolationLevel, number> = { row: 30, schema: 30, database: 10 };
-  try {
-    for (const level of ['row', 'schema', 'database'] as const) {
-      for (let i = 0; i < counts[level]; i++) {
-        const start = performance.now();
-        await tenantry.tenants.create(
-          { name: `P ${level} ${i}`, slug: `prov-${level}-${i}`, isolation: level },
-          context,
-        );
-        times[level].push(performance.now() - start);
-      }
-      log(`  create ${level}: median ${fmt(median(times[level]), 1)} ms over ${counts[level]}`);
-    }
-    // The API key's PBKDF2 hash is part of every creation; measured alone to separate it.
-    const hashes: number[] = [];
-    const { prepareApiKey } = await import('../src/auth/api-key-store.js');
-    for (let i = 0; i < 10; i++) {
-      const start = performance.now();
-      await prepareApiKey(config.apiKeys.iterations);
-      hashes.push(performance.now() - start);
-    }
-    return { times, hash: median(hashes) };
-  } finally {
-    await tenantry.close();
-  }
-}
-
 export async function runEntities(options: EntitiesOptions): Promise<string> {
   const log = options.log;
   const database = await createScratchDatabase('entities');
@@ -361,23 +328,12 @@ export async function runEntities(options: EntitiesOptions): Promise<string> {
     await server.stop();
 
     log('provisioning (in-process engine, sequential):');
-    const provisioning = await provisioningTimes(database.url, configFile, log);
+    const provisioning = await provisioningTimes(database.url, configFile, 30, log);
     return report(measured, atScale, provisioning, options);
   } finally {
     for (const server of servers) await server.stop().catch(() => undefined);
-    const client = new pg.Client({ connectionString: database.url });
-    await client.connect().catch(() => undefined);
-    const { rows } = await client
-      .query<{ id: string }>("SELECT id FROM tenantry.tenants WHERE isolation = 'database'")
-      .catch(() => ({ rows: [] as { id: string }[] }));
-    await client.end().catch(() => undefined);
+    await dropTenantDatabases(database.url, createdDatabases);
     await database.drop();
-    const admin = new pg.Client({ connectionString: dbUrl(database.url, 'postgres') });
-    await admin.connect();
-    for (const name of new Set([...createdDatabases, ...rows.map((r) => tenantDatabaseName(r.id))])) {
-      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    }
-    await admin.end();
   }
 }
 
@@ -390,7 +346,7 @@ function dbUrl(base: string, name: string): string {
 function report(
   measured: readonly Measured[],
   atScale: readonly Measured[],
-  provisioning: { times: Record<IsolationLevel, number[]>; hash: number },
+  provisioning: ProvisioningTimes,
   options: EntitiesOptions,
 ): string {
   const lines = [
@@ -407,12 +363,7 @@ function report(
     '',
     `Row level GET by id at 10,000 tenants vs 10 tenants: ${fmt(row10k.tenantry, 0)} vs ${fmt(row10.tenantry, 0)} req/s (${fmt(row10k.tenantry / row10.tenantry, 2)}, measured minutes apart); each against bare Fastify in its own rounds, which cancels the machine's drift: ${fmt(median(row10k.roundRatios), 2)} vs ${fmt(median(row10.roundRatios), 2)} (**${fmt(median(row10k.roundRatios) / median(row10.roundRatios), 2)}**).`,
     '',
-    '| creating a tenant (sequential, in-process) | median |',
-    '| --- | ---: |',
-    `| row (control plane + key) | ${fmt(median(provisioning.times.row), 1)} ms |`,
-    `| schema (schema, tables, policies, grants + key) | ${fmt(median(provisioning.times.schema), 1)} ms |`,
-    `| database (CREATE DATABASE, tables + key) | ${fmt(median(provisioning.times.database), 1)} ms |`,
-    `| of which: the API key's PBKDF2 hash alone | ${fmt(provisioning.hash, 1)} ms |`,
+    provisioningTable(provisioning),
     '',
     `Settings: ${options.connections} connections, ${options.duration} s per run, ${options.rounds} rounds per target (medians), 2 s warm-up per workload.`,
   );

@@ -21,6 +21,8 @@
  *   npm run bench -- spread-cost       # entity GET by id at 10,000 tenants: one tenant's load vs spread over
  *                                      # many tenants' keys, CPU and PostgreSQL work per request at a fixed
  *                                      # rate (--spread-tenants=1000 --spread-rate=800)
+ *   npm run bench -- provisioning      # creating a row, schema and database tenant; the key hash alone
+ *                                      # (--provisioning-samples=30)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -50,6 +52,7 @@ import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
 import { type FloodGenerator, runLimits, runNoisyNeighbour } from './limits.js';
 import { benchMetricsObserve } from './metrics-observe.js';
+import { runProvisioning } from './provisioning.js';
 import { runSpreadCost } from './spread-cost.js';
 import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 
@@ -66,6 +69,7 @@ const EXTRA = [
   'callgrind',
   'allocation',
   'spread-cost',
+  'provisioning',
 ] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
@@ -99,6 +103,7 @@ const { values, positionals } = parseArgs({
     'flood-generator': { type: 'string', default: 'steady' },
     'allocation-sources': { type: 'string', default: '0' },
     'spread-rate': { type: 'string', default: '800' },
+    'provisioning-samples': { type: 'string', default: '30' },
   },
 });
 
@@ -211,6 +216,13 @@ async function main(): Promise<void> {
           rate: positiveInteger('spread-rate', values['spread-rate']),
           duration: positiveInteger('duration', values.duration),
           rounds: positiveInteger('rounds', values.rounds),
+          log,
+        }),
+      );
+    } else if (benchmark === 'provisioning') {
+      sections.push(
+        await runProvisioning({
+          samples: positiveInteger('provisioning-samples', values['provisioning-samples']),
           log,
         }),
       );

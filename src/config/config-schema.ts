@@ -49,10 +49,17 @@ export const DatabaseConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * PBKDF2-SHA256 iterations of new API keys and client secrets, and the default. A secret of 256
+ * random bits cannot be guessed offline at any iteration count, so iterations above the floor buy
+ * no protection and cost every creation and every uncached or failed check (docs/architecture.md).
+ */
+export const MIN_KEY_ITERATIONS = 100_000;
+
 export const ApiKeysConfigSchema = Type.Object(
   {
     /** PBKDF2-SHA256 iterations for new keys; existing keys keep theirs. */
-    iterations: Type.Optional(Type.Integer({ minimum: 100_000, maximum: 10_000_000 })),
+    iterations: Type.Optional(Type.Integer({ minimum: MIN_KEY_ITERATIONS, maximum: 10_000_000 })),
     /** Verified keys kept in memory (never the plaintext), so valid keys skip the slow hash. */
     cacheSize: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
     cacheTtlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),

@@ -9,7 +9,13 @@ import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
 import { settingsValidator } from '../tenants/tenant-settings.js';
 import { firstSchemaProblem } from '../validation.js';
-import { type ConfigFile, ConfigFileSchema, type TenantryConfig, type TrustProxy } from './config-schema.js';
+import {
+  type ConfigFile,
+  ConfigFileSchema,
+  MIN_KEY_ITERATIONS,
+  type TenantryConfig,
+  type TrustProxy,
+} from './config-schema.js';
 import { normaliseStaticTenants } from './static-tenants.js';
 
 const DEFAULT_FILES = ['tenantry.config.yaml', 'tenantry.config.yml', 'tenantry.config.json'];
@@ -188,7 +194,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
     adminToken,
     apiKeys: {
-      iterations: file.apiKeys?.iterations ?? 150_000,
+      iterations: file.apiKeys?.iterations ?? MIN_KEY_ITERATIONS,
       cacheSize: file.apiKeys?.cacheSize ?? 10_000,
       cacheTtlSeconds: file.apiKeys?.cacheTtlSeconds ?? 300,
     },
