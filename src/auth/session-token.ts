@@ -20,3 +20,8 @@ export function isSessionTokenShaped(presented: string): boolean {
 export function hashSessionToken(token: string): Buffer {
   return hash('sha256', token, 'buffer');
 }
+
+/** The same SHA-256 as base64url text, the in-process cache's key: no Buffer made on the hot path. */
+export function sessionCacheKey(token: string): string {
+  return hash('sha256', token, 'base64url');
+}
