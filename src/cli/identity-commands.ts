@@ -13,10 +13,21 @@ export interface IdentityCommandContext {
   readonly withConfigOption: (command: Command) => Command;
   readonly config: (options: { config?: string }) => TenantryConfig;
   readonly out: Output;
+  readonly stdin: NodeJS.ReadableStream;
 }
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** The first line of standard input, without its line ending (`--password-stdin`). */
+async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
+  let text = '';
+  for await (const chunk of stdin) {
+    text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    if (text.includes('\n')) break;
+  }
+  return text.split(/\r?\n/, 1)[0] ?? '';
 }
 
 interface UserJson {
@@ -30,7 +41,7 @@ interface UserJson {
 
 /** `tenantry users|roles|clients ...`: thin commands over the identity operations. */
 export function identityCommands(program: Command, context: IdentityCommandContext): void {
-  const { withConfigOption, config, out } = context;
+  const { withConfigOption, config, out, stdin } = context;
   const command = (parent: Command, name: string, description: string) =>
     withConfigOption(parent.command(name).description(description)).option('--json', 'print JSON');
   const printUsers = (users: UserJson[]) =>
@@ -48,7 +59,11 @@ export function identityCommands(program: Command, context: IdentityCommandConte
     .option('--tenant <idOrSlug>', 'the tenant of the user')
     .option('--global-admin', 'a global admin: no tenant, the admin routes')
     .requiredOption('--email <email>', 'login name, unique across all tenants')
-    .option('--password <password>', `a password (at least 12 characters)`)
+    .option(
+      '--password <password>',
+      'a password (at least 12 characters); other users of the machine can see it in the process list',
+    )
+    .option('--password-stdin', 'read the password from the first line of standard input')
     .option(
       '--role <role>',
       'a role name or id (repeatable; default: the tenant’s default role)',
@@ -57,7 +72,13 @@ export function identityCommands(program: Command, context: IdentityCommandConte
     )
     .action(
       async (
-        options: CommandOptions & { globalAdmin?: boolean; email: string; password?: string; role: string[] },
+        options: CommandOptions & {
+          globalAdmin?: boolean;
+          email: string;
+          password?: string;
+          passwordStdin?: boolean;
+          role: string[];
+        },
       ) => {
         // Exit code 2 (usage): contradictory or missing flags change nothing.
         if (options.globalAdmin && (options.tenant !== undefined || options.role.length > 0)) {
@@ -70,12 +91,23 @@ export function identityCommands(program: Command, context: IdentityCommandConte
         if (!options.globalAdmin && options.tenant === undefined) {
           throw new CommanderError(2, 'tenantry.missingOption', 'say --tenant <idOrSlug>, or --global-admin');
         }
+        if (options.password !== undefined && options.passwordStdin) {
+          throw new CommanderError(
+            2,
+            'tenantry.conflictingOptions',
+            'say --password or --password-stdin, not both',
+          );
+        }
+        if (options.password !== undefined) {
+          out.error('warning: --password is visible to other users of this machine; prefer --password-stdin');
+        }
+        const password = options.passwordStdin ? await readFirstLine(stdin) : options.password;
         const created = (await withOperations(config(options), (run) =>
           run('users.create', {
             ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
             globalAdmin: options.globalAdmin === true,
             email: options.email,
-            ...(options.password === undefined ? {} : { password: options.password }),
+            ...(password === undefined ? {} : { password }),
             roles: options.role,
           }),
         )) as { user: UserJson; setupToken?: string; warning?: string };

@@ -62,6 +62,8 @@ export interface MainIo {
   readonly stderr?: NodeJS.WritableStream;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly cwd?: string;
+  /** Where `--password-stdin` reads from (default: the process's standard input). */
+  readonly stdin?: NodeJS.ReadableStream;
   /** Serve only: resolves when the process should shut down (default: SIGTERM or SIGINT). */
   readonly shutdownSignal?: Promise<unknown>;
 }
@@ -465,7 +467,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
       },
     );
 
-  identityCommands(program, { withConfigOption, config, out });
+  identityCommands(program, { withConfigOption, config, out, stdin: io.stdin ?? process.stdin });
 
   const servers = program.command('servers').description('PostgreSQL servers that hold database tenants');
   withConfigOption(servers.command('list').description('list servers and their tenant counts'))

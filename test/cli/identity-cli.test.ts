@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load-config.js';
+import { startServer } from '../../src/server.js';
 import { runCli } from '../helpers/cli.js';
 import { ADMIN_TOKEN, DRIVERS } from '../helpers/harness.js';
 import { createDatabase } from '../helpers/postgres.js';
@@ -64,6 +66,7 @@ describe.each(DRIVERS)('identity commands of the CLI on %s', (driver) => {
     );
     expect(withPassword.code, withPassword.stderr).toBe(0);
     expect(JSON.parse(withPassword.stdout).setupToken).toBeUndefined();
+    expect(withPassword.stderr).toMatch(/--password is visible .*--password-stdin/);
 
     const listed = JSON.parse(
       (await runCli(['users', 'list', '--tenant', 'acme-cli', '--json'], env)).stdout,
@@ -145,5 +148,66 @@ describe.each(DRIVERS)('identity commands of the CLI on %s', (driver) => {
     expect(JSON.parse(admin.stdout).user).toMatchObject({ globalAdmin: true, tenantId: null });
     const globals = JSON.parse((await runCli(['users', 'list', '--json'], env)).stdout);
     expect(globals.map((user: { email: string }) => user.email)).toEqual(['root@ops.test']);
+  });
+
+  it('--password-stdin sets the password from the first line of standard input; with --password it is a usage error', async () => {
+    const fromStdin = await runCli(
+      ['users', 'create', '--tenant', 'acme-cli', '--email', 'op@acme.test', '--password-stdin', '--json'],
+      env,
+      'another long password\nthe second line is not read\n',
+    );
+    expect(fromStdin.code, fromStdin.stderr).toBe(0);
+    expect(JSON.parse(fromStdin.stdout).setupToken).toBeUndefined();
+    expect(fromStdin.stderr).not.toMatch(/visible/);
+
+    const both = await runCli(
+      [
+        'users',
+        'create',
+        '--tenant',
+        'acme-cli',
+        '--email',
+        'x@acme.test',
+        '--password',
+        'p'.repeat(12),
+        '--password-stdin',
+      ],
+      env,
+      'p'.repeat(12),
+    );
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--password or --password-stdin/);
+    const short = await runCli(
+      ['users', 'create', '--tenant', 'acme-cli', '--email', 'y@acme.test', '--password-stdin'],
+      env,
+      '',
+    );
+    expect(short.code).not.toBe(0);
+    expect(short.stderr).toMatch(/password/);
+
+    // The password is the first line, without its line ending: it logs in; nobody else was made.
+    const server = await startServer({
+      config: loadConfig({ env: { ...env, PORT: '0' } }),
+      logger: false,
+      notice: () => undefined,
+    });
+    try {
+      const login = (password: string) =>
+        server.app.inject({
+          method: 'POST',
+          url: '/auth/login',
+          headers: { host: 'acme-cli.localhost' },
+          payload: { email: 'op@acme.test', password },
+        });
+      expect((await login('another long password')).statusCode).toBe(200);
+      expect((await login('another long password\n')).statusCode).toBe(401);
+    } finally {
+      await server.close();
+    }
+    const listed = JSON.parse(
+      (await runCli(['users', 'list', '--tenant', 'acme-cli', '--json'], env)).stdout,
+    );
+    expect(listed.map((user: { email: string }) => user.email)).not.toContain('x@acme.test');
+    expect(listed.map((user: { email: string }) => user.email)).not.toContain('y@acme.test');
   });
 });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
 
 export const BIN = new URL('../../bin/tenantry.js', import.meta.url).pathname;
@@ -22,10 +22,15 @@ function sink(): { stream: Writable; text: () => string } {
 }
 
 /** Runs the CLI in this process (fast, same code path as the binary). */
-export async function runCli(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string | undefined>,
+  input = '',
+): Promise<CliResult> {
   const out = sink();
   const err = sink();
-  const code = await main(args, { stdout: out.stream, stderr: err.stream, env });
+  const stdin = Readable.from([input]);
+  const code = await main(args, { stdout: out.stream, stderr: err.stream, env, stdin });
   return { code, stdout: out.text(), stderr: err.text() };
 }
 
