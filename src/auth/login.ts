@@ -5,6 +5,7 @@ import { recordAudit } from '../runtime/audit-log.js';
 import type { FailureLimiter } from '../runtime/failure-limiter.js';
 import { decoyPasswordHash, PASSWORD_MAX_LENGTH, verifyPassword } from './password.js';
 import type { IssuedSession, SessionStore } from './session-store.js';
+import { canonicalEmail } from './user-directory.js';
 
 export interface LoginAttempt {
   readonly email: unknown;
@@ -54,7 +55,7 @@ export class LoginService {
   }
 
   async login(attempt: LoginAttempt, context: ActionContext): Promise<IssuedSession> {
-    const email = typeof attempt.email === 'string' ? attempt.email.trim().toLowerCase() : '';
+    const email = typeof attempt.email === 'string' ? canonicalEmail(attempt.email) : '';
     const password = typeof attempt.password === 'string' ? attempt.password : '';
     if (email === '' || password === '' || email.length > 254 || password.length > PASSWORD_MAX_LENGTH * 4) {
       throw new TenantryError('validation_failed', 'send an email and a password', {

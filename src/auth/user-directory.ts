@@ -79,9 +79,21 @@ const SETUP_TTL_MS = 7 * 86_400_000;
 export const SETUP_TOKEN_WARNING =
   'Give this set-up token to the user now: it is shown only once, sets a password once, and expires in 7 days.';
 
+/** Control characters, invisible format characters (zero-width space, bidi controls) and line separators. */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
+/**
+ * The one spelling a login name is stored and looked up in: trimmed, lower case, Unicode NFC (an
+ * "é" typed as one character or as "e" and an accent is one account, not two).
+ */
+export function canonicalEmail(raw: string): string {
+  return raw.trim().toLowerCase().normalize('NFC');
+}
+
 export function normaliseEmail(raw: unknown, field = 'email'): string {
-  const email = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
-  if (email.length > 254 || !EMAIL.test(email))
+  const email = typeof raw === 'string' ? canonicalEmail(raw) : '';
+  // Invisible characters would make two accounts that look the same in every list and log.
+  if (email.length > 254 || !EMAIL.test(email) || INVISIBLE.test(email))
     throw new TenantryError('validation_failed', `${field} is not a valid email address`, { field });
   return email;
 }
@@ -127,8 +139,8 @@ export class UserDirectory {
     const byId = isUuid(ref);
     const { rows } = await this.#db.query<UserRow>(
       `SELECT ${USER_COLUMNS} FROM tenantry.users
-        WHERE tenant_id IS NOT DISTINCT FROM $1 AND ${byId ? 'id = $2::uuid' : 'email = lower($2)'}`,
-      [tenantId, ref],
+        WHERE tenant_id IS NOT DISTINCT FROM $1 AND ${byId ? 'id = $2::uuid' : 'email = $2'}`,
+      [tenantId, byId ? ref : canonicalEmail(ref)],
     );
     if (!rows[0]) throw new TenantryError('not_found', `no user ${ref} here`);
     return this.#view(this.#db, rows[0]);

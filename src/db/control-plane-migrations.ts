@@ -257,6 +257,17 @@ export const controlPlaneMigrations: readonly Migration[] = [
       CREATE INDEX tenants_managed_idx ON tenantry.tenants (slug) WHERE managed_by IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'login names in Unicode NFC, as they are now looked up',
+    sql: `
+      -- A name stored decomposed could no longer log in. One whose NFC spelling another account
+      -- already has keeps its spelling (an operator merges or renames it): the migration never fails.
+      UPDATE tenantry.users u SET email = normalize(u.email, NFC)
+       WHERE u.email IS NOT NFC NORMALIZED
+         AND NOT EXISTS (SELECT 1 FROM tenantry.users o WHERE o.email = normalize(u.email, NFC));
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

@@ -633,6 +633,28 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     expect(nulRole.statusCode, nulRole.body).toBeLessThan(500);
   });
 
+  it('one spelling per login name: Unicode NFC, no invisible or control characters', async () => {
+    const precomposed = await createUser(adminToken, { email: 'Jos\u00e9@a.test' });
+    expect(precomposed.statusCode, precomposed.body).toBe(201);
+    expect(precomposed.json().user.email).toBe('jos\u00e9@a.test');
+    // "e" and a combining accent is the same name: taken, and it logs in to the same account.
+    const decomposed = await createUser(adminToken, { email: 'jose\u0301@a.test' });
+    expect(decomposed.statusCode, decomposed.body).toBe(409);
+    const loggedIn = await login('JOSE\u0301@a.test', PASSWORD, a);
+    expect(loggedIn.statusCode, loggedIn.body).toBe(200);
+    expect(loggedIn.json().user.id).toBe(precomposed.json().user.id);
+    for (const email of [
+      'admin\u200b@a.test',
+      'ad\u202emin@a.test',
+      'ad\u0001min@a.test',
+      'ad\u2028min@a.test',
+    ]) {
+      const refused = await createUser(adminToken, { email });
+      expect(refused.statusCode, email).toBe(400);
+      expect(refused.json()).toMatchObject({ code: 'validation_failed', field: 'email' });
+    }
+  });
+
   it('refuses users beyond maxUsers, even when two are created at once', async () => {
     const q = await env.createTenant('idn-quota', { config: { limits: { maxUsers: 2 } } });
     const identity = env.tenantry.identity;

@@ -43,6 +43,35 @@ describe('control-plane migrations on pglite', () => {
     }
   });
 
+  it('version 5 stores login names in NFC, leaving one that would collide as it is', async () => {
+    const db = await openPglite();
+    try {
+      await migrateControlPlane(
+        db.owner,
+        controlPlaneMigrations.filter((m) => m.version < 5),
+      );
+      const insert = (id: string, email: string) =>
+        db.owner.query("INSERT INTO tenantry.users (id, email, status) VALUES ($1, $2, 'active')", [
+          id,
+          email,
+        ]);
+      await insert('00000000-0000-7000-8000-000000000001', 'rene\u0301@x.test');
+      await insert('00000000-0000-7000-8000-000000000002', 'zoe\u0308@x.test');
+      await insert('00000000-0000-7000-8000-000000000003', 'zo\u00eb@x.test');
+      await migrateControlPlane(db.owner);
+      const { rows } = await db.owner.query<{ email: string }>(
+        'SELECT email FROM tenantry.users ORDER BY id',
+      );
+      expect(rows.map((row) => row.email)).toEqual([
+        'ren\u00e9@x.test',
+        'zoe\u0308@x.test',
+        'zo\u00eb@x.test',
+      ]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a failing step rolls back entirely and is retried next time', async () => {
     const db = await openPglite();
     try {
