@@ -475,7 +475,9 @@ export class TenantRegistry {
    * first), its slug becomes free, and its record stays for the audit trail.
    */
   async delete(idOrSlug: string, context: ActionContext, options: { purge?: boolean } = {}): Promise<Tenant> {
-    const found = await this.get(idOrSlug, { includeDeleted: options.purge === true });
+    const found = options.purge
+      ? await this.#toPurge(idOrSlug)
+      : await this.get(idOrSlug, { includeDeleted: false });
     if (options.purge && (found.status === 'deleted' || found.status === 'provisioning')) {
       await this.#db.owner.query(
         'UPDATE tenantry.tenants SET purge_requested_at = coalesce(purge_requested_at, now()) WHERE id = $1',
@@ -487,6 +489,32 @@ export class TenantRegistry {
     const deleted = await this.#softDelete(found, idOrSlug, context, options.purge === true);
     if (options.purge) await this.purge(deleted.id, context);
     return deleted;
+  }
+
+  /**
+   * The tenant a purge names: by id, any tenant; by slug, the live tenant holding it, or else the
+   * one soft-deleted tenant that had it (its slug was freed by the soft delete). When several
+   * deleted tenants had the slug, the caller must say which, by id.
+   */
+  async #toPurge(idOrSlug: string): Promise<Tenant> {
+    const found = await this.find(idOrSlug, { includeDeleted: true });
+    if (found || isUuid(idOrSlug.toLowerCase())) {
+      if (!found) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+      return found;
+    }
+    const { rows } = await this.#db.owner.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.slug = $1 AND t.status = 'deleted'
+        ORDER BY t.updated_at DESC LIMIT 2`,
+      [idOrSlug],
+    );
+    if (rows.length > 1) {
+      throw new TenantryError(
+        'conflict',
+        `several deleted tenants had the slug "${clip(idOrSlug)}": purge one by its id`,
+      );
+    }
+    if (!rows[0]) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
+    return tenantFromRow(rows[0], this.#config.plans);
   }
 
   async #softDelete(

@@ -41,6 +41,35 @@ describe.each(DRIVERS)('admin API for fleet operations, on %s', (driver) => {
     expect(key.statusCode).toBe(401);
   });
 
+  it('a soft-deleted tenant is purged by the slug it had; several such tenants must be named by id', async () => {
+    const first = await env.createTenant('purge-by-slug', { isolation: 'schema' });
+    expect((await env.admin('DELETE', `/admin/tenants/${first.slug}`)).statusCode).toBe(200);
+    const purged = await env.admin('DELETE', `/admin/tenants/${first.slug}?purge=true`);
+    expect(purged.statusCode, purged.body).toBe(200);
+    expect(purged.json().id).toBe(first.id);
+    expect((await env.admin('GET', `/admin/tenants/${first.id}?includeDeleted=true`)).statusCode).toBe(404);
+
+    // Two deleted tenants had the slug: which one is meant is not guessed, and nothing is purged.
+    const older = await env.createTenant('purge-twice');
+    expect((await env.admin('DELETE', `/admin/tenants/${older.slug}`)).statusCode).toBe(200);
+    const newer = await env.createTenant('purge-twice');
+    expect((await env.admin('DELETE', `/admin/tenants/${newer.slug}`)).statusCode).toBe(200);
+    const ambiguous = await env.admin('DELETE', '/admin/tenants/purge-twice?purge=true');
+    expect(ambiguous.statusCode, ambiguous.body).toBe(409);
+    expect(ambiguous.json()).toMatchObject({ code: 'conflict', detail: expect.stringMatching(/by its id/) });
+    for (const tenant of [older, newer]) {
+      expect((await env.admin('GET', `/admin/tenants/${tenant.id}?includeDeleted=true`)).statusCode).toBe(
+        200,
+      );
+    }
+    // A live tenant holding the slug is the one a purge by slug names, as before.
+    const live = await env.createTenant('purge-twice');
+    const purgedLive = await env.admin('DELETE', '/admin/tenants/purge-twice?purge=true');
+    expect(purgedLive.statusCode, purgedLive.body).toBe(200);
+    expect(purgedLive.json().id).toBe(live.id);
+    expect((await env.admin('DELETE', '/admin/tenants/never-was?purge=true')).statusCode).toBe(404);
+  });
+
   it('POST repair checks a live tenant against its entity version', async () => {
     const tenant = await env.createTenant('check-me', { isolation: 'schema' });
     const repaired = await env.admin('POST', `/admin/tenants/${tenant.slug}/repair`);
