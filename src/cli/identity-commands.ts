@@ -58,7 +58,7 @@ export function identityCommands(program: Command, context: IdentityCommandConte
   command(users, 'create', 'create a user; without --password a one-time set-up token is printed')
     .option('--tenant <idOrSlug>', 'the tenant of the user')
     .option('--global-admin', 'a global admin: no tenant, the admin routes')
-    .requiredOption('--email <email>', 'login name, unique across all tenants')
+    .requiredOption('--email <email>', 'login name, unique across all tenants (required)')
     .option(
       '--password <password>',
       'a password (at least 12 characters); other users of the machine can see it in the process list',
@@ -133,7 +133,7 @@ export function identityCommands(program: Command, context: IdentityCommandConte
     ['reset-password', 'users.resetPassword', 'end the user’s sessions and print a one-time set-up token'],
   ] as const) {
     command(users, name, description)
-      .requiredOption('--tenant <idOrSlug>', 'the tenant')
+      .requiredOption('--tenant <idOrSlug>', 'the tenant (required)')
       .argument('<user>', 'email or id')
       .action(async (user: string, options: CommandOptions) => {
         const result = (await withOperations(config(options), (run) =>
@@ -149,7 +149,7 @@ export function identityCommands(program: Command, context: IdentityCommandConte
 
   const roles = program.command('roles').description('roles of a tenant');
   command(roles, 'list', 'list the roles of a tenant and their permissions')
-    .requiredOption('--tenant <idOrSlug>', 'the tenant')
+    .requiredOption('--tenant <idOrSlug>', 'the tenant (required)')
     .action(async (options: CommandOptions) => {
       const list = (await withOperations(config(options), (run) =>
         run('roles.list', { tenant: options.tenant }),
@@ -161,7 +161,7 @@ export function identityCommands(program: Command, context: IdentityCommandConte
   const clients = program.command('clients').description('machine clients');
   command(clients, 'create', 'new client credentials; the secret is printed once')
     .option('--tenant <idOrSlug>', 'its tenant (none: orphaned until given one)')
-    .requiredOption('--name <name>', 'what the client is')
+    .requiredOption('--name <name>', 'what the client is (required)')
     .action(async (options: CommandOptions & { name: string }) => {
       const issued = (await withOperations(config(options), (run) =>
         run('clients.create', {
@@ -188,7 +188,7 @@ export function identityCommands(program: Command, context: IdentityCommandConte
       out.table(list, ['id', 'clientId', 'name', 'tenantSlug', 'state', 'lastSeenAt', 'lastAddress']);
     });
   command(clients, 'revoke', 'revoke a client: it can no longer connect')
-    .requiredOption('--tenant <idOrSlug>', 'the tenant')
+    .requiredOption('--tenant <idOrSlug>', 'the tenant (required)')
     .argument('<id>', 'the client id (uuid)')
     .action(async (id: string, options: CommandOptions) => {
       const result = await withOperations(config(options), (run) =>

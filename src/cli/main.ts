@@ -94,7 +94,10 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     .showHelpAfterError('(run with --help for usage)');
 
   const withConfigOption = (command: Command) =>
-    command.option('--config <file>', 'config file (default tenantry.config.yaml)');
+    command.option(
+      '--config <file>',
+      'config file (default: tenantry.config.yaml, .yml or .json in the current directory)',
+    );
 
   withConfigOption(program.command('init-db').description('apply the control-plane migrations')).action(
     async (options: GlobalOptions) => {

@@ -39,7 +39,13 @@ function findConfigFile(options: LoadConfigOptions, env: Environment, cwd: strin
   const explicit = options.file ?? env.TENANTRY_CONFIG;
   if (explicit !== undefined && explicit !== '') {
     const path = resolve(cwd, explicit);
-    if (!existsSync(path)) throw new ConfigError('TENANTRY_CONFIG', `config file ${path} does not exist`);
+    if (!existsSync(path)) {
+      // Named as it was given: the CLI's --config (the library's `file`) or the environment.
+      throw new ConfigError(
+        options.file !== undefined ? '--config' : 'TENANTRY_CONFIG',
+        `config file ${path} does not exist`,
+      );
+    }
     return path;
   }
   return DEFAULT_FILES.map((name) => resolve(cwd, name)).find((path) => existsSync(path));
@@ -94,11 +100,20 @@ function integerFromEnv(env: Environment, name: string, min: number, max: number
   return value;
 }
 
-function urlFromEnv(env: Environment, name: string, fallback: string | undefined): string | undefined {
+/** A connection string from the environment variable, else from the file's key; errors name the one used. */
+function urlFromEnv(
+  env: Environment,
+  name: string,
+  fileKey: string,
+  fallback: string | undefined,
+): string | undefined {
   const value = env[name] || fallback;
   if (value === undefined) return undefined;
   if (!/^postgres(ql)?:\/\//.test(value)) {
-    throw new ConfigError(name, 'must be a postgres:// or postgresql:// connection string');
+    throw new ConfigError(
+      env[name] ? name : fileKey,
+      'must be a postgres:// or postgresql:// connection string',
+    );
   }
   return value;
 }
@@ -150,10 +165,13 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
 
-  const url = urlFromEnv(env, 'DATABASE_URL', file.database?.url);
-  const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', file.database?.adminUrl);
+  const url = urlFromEnv(env, 'DATABASE_URL', 'database.url', file.database?.url);
+  const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', 'database.adminUrl', file.database?.adminUrl);
   if (adminUrl !== undefined && url === undefined) {
-    throw new ConfigError('DATABASE_ADMIN_URL', 'needs DATABASE_URL as well (the runtime connection)');
+    throw new ConfigError(
+      env.DATABASE_ADMIN_URL ? 'DATABASE_ADMIN_URL' : 'database.adminUrl',
+      'needs DATABASE_URL or database.url as well (the runtime connection)',
+    );
   }
 
   const reservedSlugs = (file.tenancy?.reservedSlugs ?? []).map((slug) => slug.toLowerCase());

@@ -124,12 +124,16 @@ export class DatabaseServers {
          LEFT JOIN tenantry.tenants t ON t.server = s.name
         GROUP BY s.name ORDER BY s.name`,
     );
-    return rows.map((row) => ({
-      name: row.name,
-      url: maskUrl(row.url ?? this.#config.database.url ?? ''),
-      tenants: Number(row.tenants),
-      createdAt: new Date(row.created_at).toISOString(),
-    }));
+    return rows.map((row) => {
+      // The control plane's own server has no URL on the embedded database: it is in process.
+      const url = row.url ?? this.#config.database.url;
+      return {
+        name: row.name,
+        url: url ? maskUrl(url) : 'embedded',
+        tenants: Number(row.tenants),
+        createdAt: new Date(row.created_at).toISOString(),
+      };
+    });
   }
 
   /** The server for a new database tenant: the one asked for, or the one with the fewest tenants. */

@@ -88,6 +88,8 @@ describe.each(DRIVERS)('admin API for fleet operations, on %s', (driver) => {
     const list = await env.admin('GET', '/admin/servers');
     expect(list.statusCode).toBe(200);
     expect(list.json()).toEqual([expect.objectContaining({ name: 'main' })]);
+    // Its address: the control plane's URL without the password, or "embedded" on PGlite.
+    expect(list.json()[0].url).toMatch(driver === 'pglite' ? /^embedded$/ : /^postgres(ql)?:\/\//);
     const refused = await env.admin('POST', '/admin/servers', {
       name: 'other',
       url: 'postgres://postgres@127.0.0.1:1/postgres',

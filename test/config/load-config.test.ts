@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load-config.js';
 import { ConfigError } from '../../src/errors.js';
 
-describe('API key iterations in the config file', () => {
+describe('loading the config', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tenantry-iterations-'));
   const load = (content: Record<string, unknown>) => {
     const file = join(dir, 'tenantry.config.yaml');
@@ -21,5 +21,17 @@ describe('API key iterations in the config file', () => {
     expect(load({ apiKeys: { iterations: 600_000 } }).apiKeys.iterations).toBe(600_000);
     expect(() => load({ apiKeys: { iterations: 99_999 } })).toThrow(ConfigError);
     expect(() => load({ apiKeys: { iterations: 99_999 } })).toThrow(/apiKeys\.iterations/);
+  });
+
+  it('names the setting that was given when it is wrong: the flag, the variable or the key', () => {
+    const missing = join(dir, 'no-such.yaml');
+    expect(() => loadConfig({ file: missing, env: {} })).toThrow(/^--config: config file .* does not exist/);
+    expect(() => loadConfig({ env: { TENANTRY_CONFIG: missing } })).toThrow(/^TENANTRY_CONFIG: /);
+    expect(() => load({ database: { adminUrl: 'postgres://owner@db/app' } })).toThrow(
+      /^database\.adminUrl: /,
+    );
+    expect(() => load({ database: { url: 'mysql://db/app' } })).toThrow(/^database\.url: /);
+    const file = join(dir, 'tenantry.config.yaml');
+    expect(() => loadConfig({ file, env: { DATABASE_URL: 'mysql://db/app' } })).toThrow(/^DATABASE_URL: /);
   });
 });
