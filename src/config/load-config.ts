@@ -1,13 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
-import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
 import { normaliseEntities } from '../entities/entity-config.js';
 import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
-import { settingsValidator } from '../tenants/tenant-settings.js';
+import { planSettingsProblem, settingsValidator } from '../tenants/tenant-settings.js';
 import { firstSchemaProblem } from '../validation.js';
 import {
   type ConfigFile,
@@ -273,27 +272,13 @@ function checkSettingsSchema(
   return schema;
 }
 
-/**
- * A plan's settings are every one of its tenants' defaults: a value of the wrong type there would
- * make each of them invalid. (A property the schema requires may be left to the tenants.)
- */
+/** A plan whose settings do not fit the schema stops the config, naming the plan's value. */
 function checkPlanSettings(
   plans: Readonly<Record<string, { readonly settings?: Readonly<Record<string, unknown>> }>>,
   schema: Record<string, unknown> | undefined,
 ): void {
-  if (schema === undefined) return;
-  // Every error, not the first only: a missing required property may come before a wrong type.
-  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
-  for (const [name, plan] of Object.entries(plans)) {
-    if (plan.settings === undefined || validate(plan.settings)) continue;
-    const problem = validate.errors?.find((error) => error.keyword !== 'required');
-    if (!problem) continue;
-    const path = problem.instancePath.split('/').filter(Boolean).join('.');
-    throw new ConfigError(
-      `plans.${name}.settings${path ? `.${path}` : ''}`,
-      `does not fit settingsSchema: ${problem.message ?? 'not valid'}`,
-    );
-  }
+  const problem = planSettingsProblem(plans, schema);
+  if (problem) throw new ConfigError(problem.key, problem.message);
 }
 
 /** A configuration for tests and embedding: defaults, with the given parts replaced. */

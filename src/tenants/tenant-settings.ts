@@ -31,6 +31,31 @@ export function settingsProblem(
 }
 
 /**
+ * A plan's settings are every one of its tenants' defaults: a value of the wrong type there would
+ * make each of them invalid. (A property the schema requires may be left to the tenants.) The
+ * first such value, as the config key that holds it and what is wrong with it.
+ */
+export function planSettingsProblem(
+  plans: Readonly<Record<string, { readonly settings?: Readonly<Record<string, unknown>> }>>,
+  schema: Readonly<Record<string, unknown>> | undefined,
+): { key: string; message: string } | undefined {
+  if (schema === undefined) return undefined;
+  // Every error, not the first only: a missing required property may come before a wrong type.
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema as Record<string, unknown>);
+  for (const [name, plan] of Object.entries(plans)) {
+    if (plan.settings === undefined || validate(plan.settings)) continue;
+    const problem = validate.errors?.find((error) => error.keyword !== 'required');
+    if (!problem) continue;
+    const path = problem.instancePath.split('/').filter(Boolean).join('.');
+    return {
+      key: `plans.${name}.settings${path ? `.${path}` : ''}`,
+      message: `does not fit settingsSchema: ${problem.message ?? 'not valid'}`,
+    };
+  }
+  return undefined;
+}
+
+/**
  * Refuses a settings schema (with its plans) that some tenant's effective settings do not fit,
  * naming the first such tenant: a reload must not leave tenants whose next config change fails.
  */
