@@ -10,7 +10,7 @@ import { planConfigReload } from './config/config-reload.js';
 import type { TenantryConfig } from './config/config-schema.js';
 import { LockKey, withAdvisoryLock } from './db/advisory-locks.js';
 import type { Database } from './db/database.js';
-import { type MigrationReport, migrateControlPlane } from './db/migrator.js';
+import type { MigrationReport } from './db/migrator.js';
 import { openDatabase } from './db/open-database.js';
 import type { Entity } from './entities/entity.js';
 import { storageVersion, versionFor } from './entities/entity-ledger.js';
@@ -25,7 +25,7 @@ import {
 } from './entities/entity-versions.js';
 import { TenantryError } from './errors.js';
 import { DatabaseServers } from './isolation/database-servers.js';
-import { prepareEntityStorage } from './isolation/entity-storage.js';
+import { prepareDatabase } from './isolation/entity-storage.js';
 import { FleetMigration, type MigrateOptions, type MigrateReport } from './isolation/fleet-migration.js';
 import {
   bypassesRowSecurity,
@@ -310,13 +310,10 @@ export class Tenantry {
       ));
     const onBackgroundError = options.onBackgroundError ?? (() => undefined);
     try {
-      const migration = options.migrate === false ? undefined : await migrateControlPlane(db.owner);
-      if (options.migrate !== false) {
-        // All on the locked connection: a pool of one connection must not wait for itself.
-        await withAdvisoryLock(db.owner, LockKey.ENTITY_STORAGE, (session) =>
-          prepareEntityStorage(session, options.config, options.verifyEntities ?? false),
-        );
-      }
+      const migration =
+        options.migrate === false
+          ? undefined
+          : await prepareDatabase(db, options.config, options.verifyEntities ?? false);
       const bus = new ChangeBus();
       await bus.start(db);
       const tenantry = new Tenantry({

@@ -1,10 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { TenantryConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
-import { DatabaseTooNewError, migrateControlPlane } from '../db/migrator.js';
+import { DatabaseTooNewError } from '../db/migrator.js';
 import { DataDirInUseError, openDatabase } from '../db/open-database.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
+import { prepareDatabase } from '../isolation/entity-storage.js';
 import { parseConfigPath } from '../tenants/tenant-registry.js';
 import { cliActor, withOperations } from './engine-client.js';
 import { identityCommands } from './identity-commands.js';
@@ -99,30 +100,33 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
       'config file (default: tenantry.config.yaml, .yml or .json in the current directory)',
     );
 
-  withConfigOption(program.command('init-db').description('apply the control-plane migrations')).action(
-    async (options: GlobalOptions) => {
-      const cfg = config(options);
-      let db: Awaited<ReturnType<typeof openDatabase>>;
-      try {
-        db = await openDatabase(cfg);
-      } catch (error) {
-        if (error instanceof DataDirInUseError) {
-          out.line(
-            'the embedded database is held by a running server, which migrated it at start: nothing to do',
-          );
-          return;
-        }
-        throw error;
+  withConfigOption(
+    program
+      .command('init-db')
+      .description('apply the control-plane migrations, create the runtime role and the entity tables'),
+  ).action(async (options: GlobalOptions) => {
+    const cfg = config(options);
+    let db: Awaited<ReturnType<typeof openDatabase>>;
+    try {
+      db = await openDatabase(cfg);
+    } catch (error) {
+      if (error instanceof DataDirInUseError) {
+        out.line(
+          'the embedded database is held by a running server, which migrated it at start: nothing to do',
+        );
+        return;
       }
-      try {
-        const report = await migrateControlPlane(db.owner);
-        if (report.applied.length === 0) out.line(`control plane is up to date (version ${report.to})`);
-        for (const step of report.applied) out.line(`applied ${step.version}: ${step.name}`);
-      } finally {
-        await db.close();
-      }
-    },
-  );
+      throw error;
+    }
+    try {
+      const report = await prepareDatabase(db, cfg, false);
+      if (report.applied.length === 0) out.line(`control plane is up to date (version ${report.to})`);
+      for (const step of report.applied) out.line(`applied ${step.version}: ${step.name}`);
+      out.line(`runtime role ${cfg.database.runtimeRole} and entity tables ready`);
+    } finally {
+      await db.close();
+    }
+  });
 
   withConfigOption(program.command('serve').description('run the HTTP server'))
     .option('--port <n>', 'port to listen on (0: any free port)', port)

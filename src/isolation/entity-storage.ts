@@ -1,5 +1,7 @@
 import type { TenantryConfig } from '../config/config-schema.js';
-import type { Session } from '../db/database.js';
+import { LockKey, withAdvisoryLock } from '../db/advisory-locks.js';
+import type { Database, Session } from '../db/database.js';
+import { type MigrationReport, migrateControlPlane } from '../db/migrator.js';
 import { ensureRuntimeRole, grantControlPlaneAccess } from '../db/roles.js';
 import { sharedTablesDdl, tenantTablesDdl } from '../entities/entity-ddl.js';
 import {
@@ -10,6 +12,23 @@ import {
 } from '../entities/entity-ledger.js';
 import { diffTables, readTables, SchemaDriftError } from '../entities/entity-schema.js';
 import { ROW_SCHEMA, SHARED_SCHEMA } from './tenant-placement.js';
+
+/**
+ * Everything a database needs before it serves, what `init-db` and every start do: the
+ * control-plane migrations, then the runtime role, its grants and the entity tables (under their
+ * lock, all on the locked connection: a pool of one connection must not wait for itself).
+ */
+export async function prepareDatabase(
+  db: Database,
+  config: TenantryConfig,
+  verifyEntities: boolean,
+): Promise<MigrationReport> {
+  const migration = await migrateControlPlane(db.owner);
+  await withAdvisoryLock(db.owner, LockKey.ENTITY_STORAGE, (session) =>
+    prepareEntityStorage(session, config, verifyEntities),
+  );
+  return migration;
+}
 
 /**
  * Start-up set-up of entity storage, run under the ENTITY_STORAGE lock: the runtime role and its

@@ -1,11 +1,15 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../../src/db/control-plane-migrations.js';
 import { controlPlaneVersion, DatabaseTooNewError, migrateControlPlane } from '../../src/db/migrator.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
 import { openPostgres } from '../../src/db/postgres-driver.js';
 import { DRIVERS } from '../helpers/harness.js';
-import { createDatabase } from '../helpers/postgres.js';
+import { createDatabase, withServer } from '../helpers/postgres.js';
 
 const BIN = new URL('../../bin/tenantry.js', import.meta.url).pathname;
 
@@ -95,8 +99,50 @@ describe('control-plane migrations on pglite', () => {
 
 describe.runIf(DRIVERS.includes('postgres'))('control-plane migrations on postgres', () => {
   const databases: { drop: () => Promise<void> }[] = [];
+  const dropRoles: string[] = [];
   afterAll(async () => {
     for (const database of databases) await database.drop();
+    for (const role of dropRoles) await withServer((client) => client.query(`DROP ROLE IF EXISTS ${role}`));
+  });
+
+  it('init-db creates the runtime role with its grants and the entity tables, not only the control plane', async () => {
+    const database = await createDatabase({ template: null });
+    databases.push(database);
+    const role = `tenantry_rt_${randomBytes(4).toString('hex')}`;
+    dropRoles.push(role);
+    const dir = mkdtempSync(join(tmpdir(), 'tenantry-initdb-'));
+    const configFile = join(dir, 'tenantry.config.yaml');
+    writeFileSync(
+      configFile,
+      `database:\n  runtimeRole: ${role}\nentities:\n  notes:\n    scope: tenant\n    fields:\n      title: { type: text }\n`,
+    );
+    try {
+      const result = await runCli(['init-db'], { DATABASE_URL: database.url, TENANTRY_CONFIG: configFile });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`runtime role ${role}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const db = await openPostgres({ url: database.url, maxConnections: 1 });
+    try {
+      const { rows } = await db.owner.query<{
+        login: boolean;
+        bypass: boolean;
+        tenants: boolean;
+        notes: boolean;
+        truncate: boolean;
+      }>(
+        `SELECT r.rolcanlogin AS login, r.rolbypassrls AS bypass,
+                has_table_privilege($1, 'tenantry.tenants', 'SELECT') AS tenants,
+                has_table_privilege($1, 'app.notes', 'SELECT') AS notes,
+                has_table_privilege($1, 'app.notes', 'TRUNCATE') AS truncate
+           FROM pg_roles r WHERE r.rolname = $1`,
+        [role],
+      );
+      expect(rows).toEqual([{ login: false, bypass: false, tenants: true, notes: true, truncate: false }]);
+    } finally {
+      await db.close();
+    }
   });
 
   it('two processes running init-db at once apply every step exactly once', async () => {
