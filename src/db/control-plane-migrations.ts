@@ -263,8 +263,11 @@ export const controlPlaneMigrations: readonly Migration[] = [
     sql: `
       -- A name stored decomposed could no longer log in. One whose NFC spelling another account
       -- already has keeps its spelling (an operator merges or renames it): the migration never fails.
+      -- normalize() needs a UTF8 database; in any other encoding no name can be decomposed Unicode.
+      -- The encoding test has no column in it: PostgreSQL checks it once, before reading any row.
       UPDATE tenantry.users u SET email = normalize(u.email, NFC)
-       WHERE u.email IS NOT NFC NORMALIZED
+       WHERE current_setting('server_encoding') = 'UTF8'
+         AND u.email IS NOT NFC NORMALIZED
          AND NOT EXISTS (SELECT 1 FROM tenantry.users o WHERE o.email = normalize(u.email, NFC));
     `,
   },
