@@ -25,6 +25,9 @@ export interface ApiKeyRequest {
 /** The public id of a key, as listings show it (`keyId`): 16 hex characters. */
 export const KEY_ID_PATTERN = /^[0-9a-f]{16}$/;
 
+/** The last instant an expiry may name: what a four-digit year can write. */
+const LATEST_EXPIRY = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** A date (midnight UTC), or a date-time with its offset: never the server's local time. */
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/i;
 
@@ -56,6 +59,12 @@ export function parseApiKeyRequest(input: unknown, now = Date.now()): ApiKeyRequ
   }
   if (expiresAt.getTime() <= now) {
     throw new TenantryError('validation_failed', 'expiresAt must be in the future', { field: 'expiresAt' });
+  }
+  // An offset can push 9999-12-31 into year 10000, which listings cannot write as an ISO date-time.
+  if (expiresAt.getTime() > LATEST_EXPIRY) {
+    throw new TenantryError('validation_failed', 'expiresAt must be in or before the year 9999', {
+      field: 'expiresAt',
+    });
   }
   return { name, expiresAt, permissions };
 }

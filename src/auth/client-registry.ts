@@ -243,19 +243,31 @@ export class ClientRegistry {
     const secret = randomBytes(32).toString('base64url');
     const stored = await hashSecret(secret, this.#iterations);
     const id = uuidv7();
-    await this.#db.query(
-      `INSERT INTO tenantry.clients (id, client_id, tenant_id, name, salt, hash, iterations, created_by)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [id, clientId, tenantId, name, stored.salt, stored.hash, stored.iterations, actorLabel(context.actor)],
-    );
-    await recordAudit(this.#db, context, {
-      action: 'client.create',
-      outcome: 'success',
-      tenantId: tenantId ?? undefined,
-      target: id,
-      details: { clientId, name },
+    // The client and its audit entry commit together: a refused audit entry leaves no client.
+    const rows = await this.#db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO tenantry.clients (id, client_id, tenant_id, name, salt, hash, iterations, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [
+          id,
+          clientId,
+          tenantId,
+          name,
+          stored.salt,
+          stored.hash,
+          stored.iterations,
+          actorLabel(context.actor),
+        ],
+      );
+      await recordAudit(tx, context, {
+        action: 'client.create',
+        outcome: 'success',
+        tenantId: tenantId ?? undefined,
+        target: id,
+        details: { clientId, name },
+      });
+      return (await tx.query<ClientRow>(`${SELECT_CLIENTS} WHERE c.id = $1`, [id])).rows;
     });
-    const { rows } = await this.#db.query<ClientRow>(`${SELECT_CLIENTS} WHERE c.id = $1`, [id]);
     return {
       client: clientView(rows[0]!, false),
       clientId,

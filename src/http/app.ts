@@ -14,6 +14,7 @@ import { adminClientRoutes, clientConnectionRoutes, tenantClientRoutes } from '.
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { identityRoutes } from './identity-routes.js';
+import { clientErrorProblem, frameworkErrorProblem, guardJsonBodies } from './request-guards.js';
 import { tenantScope } from './tenant-plugin.js';
 import { tenantRoutes } from './tenant-routes.js';
 import { tenantryPlugin } from './tenantry-plugin.js';
@@ -49,6 +50,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    frameworkErrors: frameworkErrorProblem,
+    clientErrorHandler: clientErrorProblem,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
     },
@@ -56,6 +59,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   // JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser('text/plain');
+  guardJsonBodies(app);
   await app.register(tenantryPlugin, { tenantry });
 
   // Callback hooks on the hot path: no promise per request.
