@@ -59,3 +59,38 @@ export function validate<S extends TSchema>(schema: S, value: unknown): Static<S
   const message = problem.unknownKey ? `unknown field "${field}"` : `${field} ${problem.message}`;
   throw new TenantryError('validation_failed', message, { field });
 }
+
+/**
+ * Nesting deeper than this is refused: no declared field needs it, and serializing a value nested
+ * thousands of levels deep overflows the stack (a 9 KB body made a 500, and a stored setting
+ * broke its tenant's config route for good).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** A UTF-16 surrogate without its other half: valid in a JavaScript string, refused by jsonb. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * The first problem of a JSON value (a request body, a json field, settings) that is refused
+ * wherever it comes from: nesting beyond
+ * MAX_JSON_DEPTH, or a string (value or member name) that is not well-formed Unicode (`"\ud800"`
+ * parses, then PostgreSQL refuses it, possibly after another write of the same request went in).
+ */
+export function jsonValueProblem(value: unknown, depth = 0): string | undefined {
+  if (typeof value === 'string') return LONE_SURROGATE.test(value) ? 'malformed' : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (depth >= MAX_JSON_DEPTH) return 'deep';
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = jsonValueProblem(item, depth + 1);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    if (LONE_SURROGATE.test(key)) return 'malformed';
+    const problem = jsonValueProblem(item, depth + 1);
+    if (problem) return problem;
+  }
+  return undefined;
+}

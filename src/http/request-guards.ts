@@ -2,50 +2,17 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TenantryError } from '../errors.js';
+import { jsonValueProblem, MAX_JSON_DEPTH } from '../validation.js';
 import { problemFor, sendProblem } from './problem.js';
 
-/**
- * Nesting deeper than this is refused: no declared field needs it, and serializing a value nested
- * thousands of levels deep overflows the stack (a 9 KB body made a 500, and a stored setting
- * broke its tenant's config route for good).
- */
-export const MAX_JSON_DEPTH = 64;
-
-/** A UTF-16 surrogate without its other half: valid in a JavaScript string, refused by jsonb. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/**
- * The first problem of a parsed JSON body that every route refuses: nesting beyond
- * MAX_JSON_DEPTH, or a string (value or member name) that is not well-formed Unicode (`"\ud800"`
- * parses, then PostgreSQL refuses it, possibly after another write of the same request went in).
- */
-export function jsonBodyProblem(value: unknown, depth = 0): string | undefined {
-  if (typeof value === 'string') return LONE_SURROGATE.test(value) ? 'malformed' : undefined;
-  if (typeof value !== 'object' || value === null) return undefined;
-  if (depth >= MAX_JSON_DEPTH) return 'deep';
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = jsonBodyProblem(item, depth + 1);
-      if (problem) return problem;
-    }
-    return undefined;
-  }
-  for (const [key, item] of Object.entries(value)) {
-    if (LONE_SURROGATE.test(key)) return 'malformed';
-    const problem = jsonBodyProblem(item, depth + 1);
-    if (problem) return problem;
-  }
-  return undefined;
-}
-
-/** Fastify's JSON parser (prototype poisoning refused), then the checks above. */
+/** Fastify's JSON parser (prototype poisoning refused), then `jsonValueProblem`. */
 export function guardJsonBodies(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     parse(request, String(body), (error, value) => {
       if (error) return done(error, undefined);
-      const problem = jsonBodyProblem(value);
+      const problem = jsonValueProblem(value);
       if (problem === 'deep') {
         return done(
           new TenantryError('validation_failed', `the body nests deeper than ${MAX_JSON_DEPTH} levels`, {

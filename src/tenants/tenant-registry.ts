@@ -25,7 +25,7 @@ import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { Change, ChangeBus } from '../runtime/change-bus.js';
 import { QuotaExceededError } from '../runtime/quota.js';
-import { validate } from '../validation.js';
+import { jsonValueProblem, MAX_JSON_DEPTH, validate } from '../validation.js';
 import { normalizeHost } from './host.js';
 import { assertNotDeclared, assertNotManaged, changedFields } from './managed-tenants.js';
 import { checkSlug, isReservedSlug, isUuid } from './slug.js';
@@ -805,6 +805,12 @@ export class TenantRegistry {
 
   /** A tenant's own config: its plan must exist, and its effective settings fit `settingsSchema`. */
   #checkConfig(config: TenantConfig): TenantConfig {
+    // A request body was checked while parsed; the library's callers are checked here.
+    if (jsonValueProblem(config) === 'deep') {
+      throw new TenantryError('validation_failed', `config nests deeper than ${MAX_JSON_DEPTH} levels`, {
+        field: 'config',
+      });
+    }
     if (config.plan !== undefined && !Object.hasOwn(this.#config.plans, config.plan)) {
       const known = Object.keys(this.#config.plans);
       throw new TenantryError(

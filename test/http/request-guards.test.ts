@@ -72,6 +72,25 @@ describe.each(DRIVERS)('requests every route refuses cleanly, on %s', (driver) =
     expect(await count('/api/v1/tasks')).toBe(before + 1);
   });
 
+  it('the library refuses such nesting too, in a json field and in tenant settings', async () => {
+    let deep: unknown = 'deep';
+    for (let i = 0; i < 4500; i++) deep = [deep];
+    const view = await env.tenantry.loadEntityView(await env.tenantry.tenants.get(tenant.id));
+    const tasks = view.repository('tasks')!;
+    await expect(
+      env.tenantry.withTenant(tenant.id, (db) =>
+        tasks.create(db, { project: projectId, title: 't', meta: deep }),
+      ),
+    ).rejects.toMatchObject({ code: 'validation_failed', field: 'meta' });
+    await expect(
+      env.tenantry.tenants.create(
+        { name: 'Deep', slug: 'deep-library', config: { settings: { k: deep } } },
+        { actor: { kind: 'system', id: 'test' } },
+      ),
+    ).rejects.toMatchObject({ code: 'validation_failed', field: 'config' });
+    expect((await env.admin('GET', '/admin/tenants/deep-library')).statusCode).toBe(404);
+  });
+
   it('a string that is not valid Unicode (a lone surrogate) is a 400 before anything is written', async () => {
     const clients = async () => (await env.admin('GET', '/admin/clients')).json().length as number;
     const before = await clients();
