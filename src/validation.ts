@@ -71,22 +71,28 @@ export const MAX_JSON_DEPTH = 64;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
- * The first problem of a JSON value (a request body, a json field, settings) that is refused
- * wherever it comes from: nesting beyond
- * MAX_JSON_DEPTH, or a string (value or member name) that is not well-formed Unicode (`"\ud800"`
- * parses, then PostgreSQL refuses it, possibly after another write of the same request went in).
+ * Refuses a JSON value (a request body, a json field, settings) that nests beyond MAX_JSON_DEPTH
+ * or holds a string (value or member name) that is not well-formed Unicode (`"\ud800"` parses,
+ * then PostgreSQL refuses it, possibly after another write of the same request went in).
  */
-export function jsonValueProblem(value: unknown, depth = 0): string | undefined {
+export function assertJsonValue(value: unknown, field: string, name = field): void {
+  const problem = jsonValueProblem(value, 0);
+  if (problem === 'deep') {
+    throw new TenantryError('validation_failed', `${name} nests deeper than ${MAX_JSON_DEPTH} levels`, {
+      field,
+    });
+  }
+  if (problem === 'malformed') {
+    throw new TenantryError('validation_failed', `${name} holds a string that is not valid Unicode`, {
+      field,
+    });
+  }
+}
+
+function jsonValueProblem(value: unknown, depth: number): 'deep' | 'malformed' | undefined {
   if (typeof value === 'string') return LONE_SURROGATE.test(value) ? 'malformed' : undefined;
   if (typeof value !== 'object' || value === null) return undefined;
   if (depth >= MAX_JSON_DEPTH) return 'deep';
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = jsonValueProblem(item, depth + 1);
-      if (problem) return problem;
-    }
-    return undefined;
-  }
   for (const [key, item] of Object.entries(value)) {
     if (LONE_SURROGATE.test(key)) return 'malformed';
     const problem = jsonValueProblem(item, depth + 1);

@@ -8,7 +8,7 @@ import { TenantryError } from '../errors.js';
 import type { TenantDb } from '../isolation/tenant-db.js';
 import { SHARED_SCHEMA } from '../isolation/tenant-placement.js';
 import { QuotaExceededError } from '../runtime/quota.js';
-import { jsonValueProblem, MAX_JSON_DEPTH, validate } from '../validation.js';
+import { assertJsonValue, validate } from '../validation.js';
 import { type Entity, FIELD_TYPES, type Field, type FieldType, fieldByName } from './entity.js';
 import { SEARCH_COLUMN, uniqueConstraintName } from './entity-ddl.js';
 import { createInputSchema, patchInputSchema } from './entity-input.js';
@@ -255,15 +255,7 @@ function writeValue(field: Field, value: unknown): unknown {
   // jsonb parameters travel as JSON text, or pg would turn arrays into PostgreSQL arrays.
   if (field.type === 'json') {
     // A request body was checked while parsed; values from the library or a job are checked here.
-    if (jsonValueProblem(value) === 'deep') {
-      throw new TenantryError(
-        'validation_failed',
-        `${field.name} nests deeper than ${MAX_JSON_DEPTH} levels`,
-        {
-          field: field.name,
-        },
-      );
-    }
+    assertJsonValue(value, field.name);
     return JSON.stringify(value);
   }
   if (field.type === 'uuid' || field.type === 'ref') return String(value).toLowerCase();

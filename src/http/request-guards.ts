@@ -1,33 +1,20 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { TenantryError } from '../errors.js';
-import { jsonValueProblem, MAX_JSON_DEPTH } from '../validation.js';
+import { assertJsonValue } from '../validation.js';
 import { problemFor, sendProblem } from './problem.js';
 
-/** Fastify's JSON parser (prototype poisoning refused), then `jsonValueProblem`. */
+/** Fastify's JSON parser (prototype poisoning refused), then `assertJsonValue`. */
 export function guardJsonBodies(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     parse(request, String(body), (error, value) => {
       if (error) return done(error, undefined);
-      const problem = jsonValueProblem(value);
-      if (problem === 'deep') {
-        return done(
-          new TenantryError('validation_failed', `the body nests deeper than ${MAX_JSON_DEPTH} levels`, {
-            field: '(body)',
-          }),
-          undefined,
-        );
-      }
-      if (problem === 'malformed') {
-        return done(
-          new TenantryError('validation_failed', 'the body holds a string that is not valid Unicode', {
-            field: '(body)',
-          }),
-          undefined,
-        );
+      try {
+        assertJsonValue(value, '(body)', 'the body');
+      } catch (refused) {
+        return done(refused as Error, undefined);
       }
       done(null, value);
     });
@@ -44,20 +31,21 @@ export function frameworkErrorProblem(error: Error, request: FastifyRequest, rep
   sendProblem(request, reply, problemFor('validation_failed', detail));
 }
 
+const CLIENT_ERROR_DETAIL = {
+  400: 'the request is malformed',
+  408: 'the request took too long to arrive',
+  431: 'the request headers are larger than allowed',
+} as const;
+
 /**
  * Requests Node's HTTP parser refuses (headers over the size limit, broken chunked framing) get a
  * problem+json answer too, then the connection closes; Fastify's default answers plain JSON.
  */
 export function clientErrorProblem(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const status =
+  const status: keyof typeof CLIENT_ERROR_DETAIL =
     error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-  const detail =
-    status === 431
-      ? 'the request headers are larger than allowed'
-      : status === 408
-        ? 'the request took too long to arrive'
-        : 'the request is malformed';
+  const detail = CLIENT_ERROR_DETAIL[status];
   const body = JSON.stringify({ ...problemFor('validation_failed', detail), status });
   if (socket.writable) {
     socket.write(

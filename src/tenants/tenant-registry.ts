@@ -25,7 +25,7 @@ import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
 import type { Change, ChangeBus } from '../runtime/change-bus.js';
 import { QuotaExceededError } from '../runtime/quota.js';
-import { jsonValueProblem, MAX_JSON_DEPTH, validate } from '../validation.js';
+import { assertJsonValue, validate } from '../validation.js';
 import { normalizeHost } from './host.js';
 import { assertNotDeclared, assertNotManaged, changedFields } from './managed-tenants.js';
 import { checkSlug, isReservedSlug, isUuid } from './slug.js';
@@ -497,11 +497,9 @@ export class TenantRegistry {
    * deleted tenants had the slug, the caller must say which, by id.
    */
   async #toPurge(idOrSlug: string): Promise<Tenant> {
-    const found = await this.find(idOrSlug, { includeDeleted: true });
-    if (found || isUuid(idOrSlug.toLowerCase())) {
-      if (!found) throw new TenantryError('tenant_not_found', `no tenant "${clip(idOrSlug)}"`);
-      return found;
-    }
+    if (isUuid(idOrSlug.toLowerCase())) return this.get(idOrSlug, { includeDeleted: true });
+    const live = await this.find(idOrSlug);
+    if (live) return live;
     const { rows } = await this.#db.owner.query<TenantRow>(
       `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.slug = $1 AND t.status = 'deleted'
         ORDER BY t.updated_at DESC LIMIT 2`,
@@ -806,11 +804,7 @@ export class TenantRegistry {
   /** A tenant's own config: its plan must exist, and its effective settings fit `settingsSchema`. */
   #checkConfig(config: TenantConfig): TenantConfig {
     // A request body was checked while parsed; the library's callers are checked here.
-    if (jsonValueProblem(config) === 'deep') {
-      throw new TenantryError('validation_failed', `config nests deeper than ${MAX_JSON_DEPTH} levels`, {
-        field: 'config',
-      });
-    }
+    assertJsonValue(config, 'config');
     if (config.plan !== undefined && !Object.hasOwn(this.#config.plans, config.plan)) {
       const known = Object.keys(this.#config.plans);
       throw new TenantryError(
