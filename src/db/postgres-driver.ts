@@ -39,17 +39,16 @@ function adapt(target: PgQueryable): Queryable {
  * connection does next, which may be another tenant's transaction (PGlite refuses it too).
  */
 class LentClient implements Queryable {
-  readonly #client: pg.ClientBase;
+  readonly #queryable: Queryable;
   #closed = false;
 
   constructor(client: pg.ClientBase) {
-    this.#client = client;
+    this.#queryable = adapt(client);
   }
 
-  async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+  async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     this.assertOpen();
-    const result = await this.#client.query<R>(sql, params as unknown[]);
-    return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+    return this.#queryable.query<R>(sql, params);
   }
 
   close(): void {
