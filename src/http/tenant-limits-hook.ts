@@ -85,12 +85,43 @@ function finish(
  * Resolution when nothing is cached: an API key that is not known yet costs a slow hash, so a
  * client address that keeps failing is refused before it is hashed again.
  */
-export async function resolveGuarded(
+export function resolveGuarded(
   tenantry: Tenantry,
   request: FastifyRequest,
   credentials: TenantCredentials,
 ): Promise<Resolution> {
   if (credentials.apiKey === undefined) return tenantry.resolver.resolve(credentials, actionContext(request));
+  // Requests from one address with the same credentials while their check runs are one check (the
+  // verifier hashes the key once for all of them): they share its answer and take one allowance
+  // slot, not one each. Each taking its own made a client's burst after a cache invalidation 429.
+  let running = guardedChecks.get(tenantry);
+  if (!running) {
+    running = new Map();
+    guardedChecks.set(tenantry, running);
+  }
+  const key = [
+    request.ip,
+    credentials.host,
+    credentials.apiKey,
+    credentials.session,
+    credentials.otherSession,
+  ].join('\n');
+  const joined = running.get(key);
+  if (joined) return joined;
+  const checks = running;
+  const check = resolveCounted(tenantry, request, credentials).finally(() => checks.delete(key));
+  checks.set(key, check);
+  return check;
+}
+
+/** Checks in flight by address and credentials, per engine. */
+const guardedChecks = new WeakMap<Tenantry, Map<string, Promise<Resolution>>>();
+
+async function resolveCounted(
+  tenantry: Tenantry,
+  request: FastifyRequest,
+  credentials: TenantCredentials,
+): Promise<Resolution> {
   const attempt = await tenantry.keyFailures.begin(request.ip);
   if (attempt.waitMs > 0) throw tooManyFailures(tenantry, attempt.waitMs);
   try {

@@ -284,6 +284,15 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
     expect(slowHashRuns.filter((run) => run.kind === 'pbkdf2')).toHaveLength(3);
   });
 
+  it('one client sending its key many times at once, uncached, is one check: none is refused', async () => {
+    const tenant = await env.createTenant('burst-same');
+    env.tenantry.apiKeys.clear();
+    slowHashRuns.length = 0;
+    const responses = await Promise.all(Array.from({ length: 30 }, () => info(tenant, '10.9.8.5')));
+    expect(responses.map((response) => response.statusCode)).toEqual(responses.map(() => 200));
+    expect(slowHashRuns.filter((run) => run.kind === 'pbkdf2')).toHaveLength(1);
+  });
+
   it('checks of valid new keys that run together take no allowance: none is refused for the others', async () => {
     const gateway = '10.9.8.6';
     const tenants = await Promise.all(
