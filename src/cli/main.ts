@@ -582,7 +582,11 @@ function reportError(error: unknown, out: Output): number {
     return ExitCode.USAGE;
   }
   if (isTenantryError(error)) {
-    out.error(`error (${error.code}): ${error.message}`);
+    // Why the database could not be reached (refused, unknown host, shutting down) is the
+    // operator's next clue: the caller of an HTTP route never sees it, a person at the CLI does.
+    const cause =
+      error.code === 'unavailable' && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+    out.error(`error (${error.code}): ${error.message}${cause}`);
     // A declaration that cannot be migrated is a config error: fix the config.
     return error.code === 'validation_failed' && error.field === 'entities'
       ? ExitCode.USAGE

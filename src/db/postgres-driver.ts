@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { databaseUnavailable, isConnectionFailure, rethrowConnectionFailure } from './connection-failure.js';
 import {
   APPLY_TENANT_SETTINGS,
   type ConnectionPool,
@@ -197,7 +198,11 @@ class PostgresPool implements ConnectionPool {
       this.pool.connect((connectError, client) => {
         if (connectError || !client) {
           this.#checkout.release();
-          reject(connectError ?? new Error('no client from the pool'));
+          reject(
+            connectError && isConnectionFailure(connectError)
+              ? databaseUnavailable(connectError)
+              : (connectError ?? new Error('no client from the pool')),
+          );
           return;
         }
         this.#onClient(client, fn).then(resolve, reject);
@@ -221,7 +226,7 @@ class PostgresPool implements ConnectionPool {
       (error: unknown) => {
         // A connection whose protocol state is unknown must not go back to the pool.
         this.#done(client, error instanceof Error && !('code' in error) ? error : undefined);
-        throw error;
+        rethrowConnectionFailure(error);
       },
     );
   }
@@ -282,6 +287,22 @@ const typeParsers = {
   },
 } as pg.CustomTypesConfig;
 
+/**
+ * Errors of a connection surface through the statement that was running on it, or the next one
+ * ("not queryable"), and the connection is then discarded. Without a listener, an error event
+ * with no statement running (the server ends the session between two statements of a
+ * transaction, or while the client is handed to the next waiter) would crash the process.
+ */
+function survive(client: pg.Client): pg.Client {
+  client.on('error', () => undefined);
+  return client;
+}
+
+/** A single connection of our own (not pooled): it never takes the process down. */
+export function newClient(config: pg.ClientConfig): pg.Client {
+  return survive(new pg.Client(config));
+}
+
 function createPool(url: string, options: PostgresOptions, max: number): pg.Pool {
   const pool = new pg.Pool({
     types: typeParsers,
@@ -291,7 +312,9 @@ function createPool(url: string, options: PostgresOptions, max: number): pg.Pool
     connectionTimeoutMillis: CHECKOUT_TIMEOUT_MS,
     application_name: options.applicationName ?? 'tenantry',
   });
-  // An idle client that loses its server emits here; without a handler the process would crash.
+  // pg-pool listens for errors only while a client is idle (it reports them here); a client
+  // checked out, or handed from one request to the next, needs a listener of its own for life.
+  pool.on('connect', (client) => survive(client));
   pool.on('error', (error) => options.onPoolError?.(error));
   return pool;
 }
@@ -312,14 +335,30 @@ class PostgresListener implements Listener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: 'tenantry-listener' });
+    // Keep-alive probes find a server that vanished without closing the socket (a network cut):
+    // otherwise the listener would wait for notifications that never come, caches trusted.
+    const client = new pg.Client({
+      connectionString: this.url,
+      application_name: 'tenantry-listener',
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
     client.on('notification', (message) => {
       if (message.channel === this.channel) this.options.onNotification(message.payload ?? '');
     });
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
-    await client.connect();
-    await client.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (this.#closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.#client = client;
   }
 
@@ -383,7 +422,7 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
       };
     },
     async ping() {
-      await runtimePool.query('SELECT 1');
+      await runtimePool.query('SELECT 1').catch(rethrowConnectionFailure);
     },
     async close() {
       await Promise.all([...listeners].map((listener) => listener.close()));

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { TenantryError } from '../errors.js';
+import { databaseUnavailable } from '../db/connection-failure.js';
+import { isTenantryError } from '../errors.js';
 import type { Tenantry } from '../tenantry.js';
 
 const READY_TIMEOUT_MS = 2_000;
@@ -19,8 +20,8 @@ export function healthRoutes(tenantry: Tenantry) {
         });
         try {
           await Promise.race([tenantry.db.ping(), timeout]);
-        } catch {
-          throw new TenantryError('unavailable', 'the database is not reachable');
+        } catch (error) {
+          throw isTenantryError(error) ? error : databaseUnavailable(error);
         } finally {
           clearTimeout(timer);
         }

@@ -1,7 +1,7 @@
-import pg from 'pg';
 import type { TenantryConfig } from '../config/config-schema.js';
 import type { Database, Queryable, Row } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { newClient } from '../db/postgres-driver.js';
 import { ensureRuntimeRole } from '../db/roles.js';
 import { isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
@@ -39,7 +39,7 @@ export function maskUrl(raw: string): string {
 }
 
 async function checkReachable(url: string, runtimeRole: string, owner: boolean): Promise<void> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  const client = newClient({ connectionString: url, connectionTimeoutMillis: 5_000 });
   try {
     await client.connect();
     if (owner) {
@@ -220,7 +220,7 @@ export class DatabaseServers {
     params: readonly unknown[] = [],
   ): Promise<R[]> {
     if (server === MAIN_SERVER) return (await via.query<R>(sql, params)).rows;
-    const client = new pg.Client({
+    const client = newClient({
       connectionString: (await this.urls(server, via)).adminUrl,
       connectionTimeoutMillis: 10_000,
     });
