@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../src/config/load-config.js';
 import { SYSTEM_CONTEXT } from '../src/runtime/actor.js';
-import { Tenantry } from '../src/tenantry.js';
+import { engineOf, Tenantry } from '../src/tenantry.js';
 import { cpuSnapshot, cpuUsage, waitForQuiet } from './lib/cpu-usage.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, mean, median, percentile } from './lib/stats.js';
@@ -82,10 +82,10 @@ export async function benchApiKeyVerify(options: ApiKeyVerifyOptions): Promise<A
     tenantry = engine;
     const created = await engine.tenants.create(
       { name: 'Verify Bench', slug: 'verify-bench' },
-      SYSTEM_CONTEXT,
+      { context: SYSTEM_CONTEXT },
     );
     const key = created.apiKey.key;
-    const verifier = engine.apiKeys;
+    const verifier = engineOf(engine).apiKeys;
     const check = async (presented: string, expectValid: boolean) => {
       const verified = await verifier.verify(presented);
       if (expectValid !== (verified?.tenantId === created.tenant.id)) {
@@ -130,11 +130,11 @@ export async function benchApiKeyVerify(options: ApiKeyVerifyOptions): Promise<A
       ),
     );
     const resolveCached = () => {
-      if (!engine.resolver.resolveCached({ host: undefined, apiKey: key }))
+      if (!engineOf(engine).resolver.resolveCached({ host: undefined, apiKey: key }))
         throw new Error('resolveCached missed');
     };
     // The tenant cache is filled by the asynchronous path; the synchronous one only reads it.
-    await engine.resolver.resolve(
+    await engineOf(engine).resolver.resolve(
       { host: undefined, apiKey: key },
       { actor: { kind: 'anonymous', id: 'bench' } },
     );
@@ -148,7 +148,7 @@ export async function benchApiKeyVerify(options: ApiKeyVerifyOptions): Promise<A
       ),
     );
     const resolveContext = { actor: { kind: 'anonymous', id: 'bench' } } as const;
-    const resolve = () => engine.resolver.resolve({ host: undefined, apiKey: key }, resolveContext);
+    const resolve = () => engineOf(engine).resolver.resolve({ host: undefined, apiKey: key }, resolveContext);
     await measure(2_000, resolve);
     series.push(
       await measureSeries(

@@ -30,8 +30,9 @@ import { defineConfig } from '../src/config/load-config.js';
 import { normaliseEntities } from '../src/entities/entity-config.js';
 import type { MigrateReport } from '../src/isolation/fleet-migration.js';
 import { tenantDatabaseName } from '../src/isolation/tenant-placement.js';
+import { migrateFleet } from '../src/lifecycle/migrate-fleet.js';
 import type { ActionContext } from '../src/runtime/actor.js';
-import { Tenantry } from '../src/tenantry.js';
+import { engineOf, Tenantry } from '../src/tenantry.js';
 import type { IsolationLevel } from '../src/tenants/tenant.js';
 import { exampleDeclaration } from '../test/helpers/entities.js';
 import { cpuSnapshot, machineBusyCores } from './lib/cpu-usage.js';
@@ -282,7 +283,7 @@ async function createTenants(
       const began = performance.now();
       const { tenant } = await tenantry.tenants.create(
         { name: `Fleet ${prefix} ${index}`, slug: `${prefix}-${index}`, isolation },
-        CONTEXT,
+        { context: CONTEXT },
       );
       perTenantMs.push(performance.now() - began);
       done += 1;
@@ -317,11 +318,13 @@ async function migrateStep(
     engineConfig(url, change.declaration, { maxConnections: migrateConnections(change.concurrency) }),
   );
   try {
-    const plan = await tenantry.fleet.plan();
+    const plan = await engineOf(tenantry).fleet.plan();
     const planned = plan.plans.reduce((sum, step) => sum + step.units.schema, 0);
     if (planned !== tenants)
       throw new Error(`the plan covers ${planned} schema tenants, expected ${tenants}`);
-    const measured = await withCpu(() => tenantry.migrate({ concurrency: change.concurrency }, CONTEXT));
+    const measured = await withCpu(() =>
+      migrateFleet(engineOf(tenantry), { concurrency: change.concurrency }, CONTEXT),
+    );
     const report = measured.value;
     if (report.failed.length > 0) {
       throw new Error(`${report.failed.length} units failed, first: ${JSON.stringify(report.failed[0])}`);
@@ -385,7 +388,7 @@ async function noopMigrations(
   try {
     for (let run = 0; run < runs; run++) {
       const start = performance.now();
-      const report = await tenantry.migrate({ concurrency: 4 }, CONTEXT);
+      const report = await migrateFleet(engineOf(tenantry), { concurrency: 4 }, CONTEXT);
       result.inProcessMs.push(performance.now() - start);
       result.reportMs.push(report.durationMs);
       check(report);
@@ -397,7 +400,7 @@ async function noopMigrations(
     const start = performance.now();
     const fresh = await openEngine(config);
     try {
-      check(await fresh.migrate({ concurrency: 4 }, CONTEXT));
+      check(await migrateFleet(engineOf(fresh), { concurrency: 4 }, CONTEXT));
     } finally {
       await closeEngine(fresh);
     }
@@ -467,7 +470,7 @@ async function provisioningTimes(
   try {
     const time = async (engine: Tenantry, isolation: IsolationLevel, slug: string) => {
       const start = performance.now();
-      await engine.tenants.create({ name: `Provision ${slug}`, slug, isolation }, CONTEXT);
+      await engine.tenants.create({ name: `Provision ${slug}`, slug, isolation }, { context: CONTEXT });
       return performance.now() - start;
     };
     // The first database tenant of a version builds that version's template.

@@ -48,7 +48,7 @@ export async function provisioningTimes(
   const rowWithoutHash: number[] = [];
   const create = async (level: IsolationLevel, slug: string) => {
     const start = performance.now();
-    await tenantry.tenants.create({ name: slug, slug, isolation: level }, context);
+    await tenantry.tenants.create({ name: slug, slug, isolation: level }, { context });
     return performance.now() - start;
   };
   const hashOnce = async () => {

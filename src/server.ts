@@ -3,12 +3,13 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { AdminTokenGuard } from './auth/admin-token.js';
 import type { TenantryConfig } from './config/config-schema.js';
+import { startControlSocket } from './control/control-server.js';
+import type { Engine } from './engine/engine.js';
 import { ConfigError } from './errors.js';
 import { buildApp } from './http/app.js';
-import { startControlSocket } from './http/control-socket.js';
+import type { StaticSyncReport } from './lifecycle/static-tenant-sync.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
-import { type ConfigReloadReport, Tenantry } from './tenantry.js';
-import type { StaticSyncReport } from './tenants/static-tenant-sync.js';
+import { type ConfigReloadReport, engineOf, Tenantry } from './tenantry.js';
 import { assertTenantSettingsFit } from './tenants/tenant-settings.js';
 
 /** While shutting down, how often connections that went idle are closed. */
@@ -61,10 +62,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     onBackgroundError: (error) => tenantryRef && notice(`background error: ${String(error)}`),
   });
   tenantryRef = tenantry;
+  const engine = engineOf(tenantry);
   let control: Server | undefined;
   try {
-    await checkAuthSettings(tenantry);
-    const { guard, generatedToken } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+    await checkAuthSettings(engine);
+    const { guard, generatedToken } = await AdminTokenGuard.setUp(engine.db.owner, config.adminToken);
     if (generatedToken && config.auth.adminToken) {
       notice(
         `Generated admin token (shown once, stored only as a hash):\n\n  ${generatedToken}\n\n` +
@@ -75,7 +77,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     announceCreatedTenants(notice, await tenantry.syncStaticTenants());
     // A reload refuses a settings schema that tenants do not fit; at start that would be an
     // outage, so it is said instead: those tenants serve, and their next config change must fit.
-    await assertTenantSettingsFit(tenantry.db.owner, config.settingsSchema, config.plans).catch(
+    await assertTenantSettingsFit(engine.db.owner, config.settingsSchema, config.plans).catch(
       (error: unknown) => notice(`warning: ${error instanceof Error ? error.message : String(error)}`),
     );
     const app = await buildApp({
@@ -84,10 +86,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(logger ? { loggerInstance: logger } : {}),
       ...(options.extend ? { extend: options.extend } : {}),
     });
-    if (tenantry.db.driver === 'pglite') control = await startControlSocket(tenantry, config.dataDir);
+    if (engine.db.driver === 'pglite') control = await startControlSocket(engine, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
     // Cluster-wide jobs: whichever server process is due runs them, once.
-    const scheduler = new Scheduler(tenantry.db.owner, [auditPruning(config.logRetentionDays)], {
+    const scheduler = new Scheduler(engine.db.owner, [auditPruning(config.logRetentionDays)], {
       onRun: (run) => app.log.info({ job: run.job, ...run.result }, 'scheduled job ran'),
       onError: (error) =>
         app.log.warn({ err: error }, 'scheduled job failed; it runs again at the next check'),
@@ -106,7 +108,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           announceCreatedTenants(notice, report.sync);
           return report;
         } catch (error) {
-          tenantry.logger.error(
+          engine.logger.error(
             error instanceof ConfigError
               ? { key: error.key, reason: error.message }
               : { reason: error instanceof Error ? error.message : String(error) },
@@ -158,8 +160,8 @@ function announceCreatedTenants(notice: (message: string) => void, report: Stati
  * Settings that need something in the database: refused at start (exit 2, naming the setting)
  * rather than starting a server nobody can administer.
  */
-async function checkAuthSettings(tenantry: Tenantry): Promise<void> {
-  if (!tenantry.config.auth.adminToken && (await tenantry.identity.users.countGlobalAdmins()) === 0) {
+async function checkAuthSettings(engine: Engine): Promise<void> {
+  if (!engine.config.auth.adminToken && (await engine.identity.users.countGlobalAdmins()) === 0) {
     throw new ConfigError(
       'auth.adminToken',
       'is false, but no global admin user exists: create one first (tenantry users create --global-admin --email ...)',

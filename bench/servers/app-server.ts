@@ -9,18 +9,19 @@ import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { buildApp } from '../../src/http/app.js';
 import { tenantScope } from '../../src/http/tenant-plugin.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 
 const config = loadConfig({ overrides: { port: 0 } });
 const tenantry = await Tenantry.open({ config });
-const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+const engine = engineOf(tenantry);
+const { guard } = await AdminTokenGuard.setUp(engine.db.owner, config.adminToken);
 const app = await buildApp({
   tenantry,
   adminGuard: guard,
   extend: async (instance) => {
     await instance.register(
       tenantScope(
-        tenantry,
+        engine,
         (scope) => {
           scope.get('/open/projects/:id', async (request) =>
             request

@@ -25,13 +25,12 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../../src/config/load-config.js';
 import { actionContext } from '../../src/http/request-context.js';
-import { PublicTenantSchema } from '../../src/http/schemas.js';
 import type { Resolution } from '../../src/resolve/tenant-resolver.js';
 import { RequestMetrics } from '../../src/runtime/request-metrics.js';
 import { bucketPolicy, takeToken } from '../../src/runtime/token-bucket.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 import { hostFromHeader } from '../../src/tenants/host.js';
-import { publicTenantView } from '../../src/tenants/tenant.js';
+import { PublicTenantViewSchema, publicTenantView } from '../../src/tenants/tenant-view.js';
 
 const step = process.env.BENCH_STEP;
 if (step !== 'hooks' && step !== 'resolve' && step !== 'fast' && step !== 'features') {
@@ -63,7 +62,7 @@ if (step === 'fast' || step === 'features') {
     reply.header('cache-control', 'no-store');
   });
 }
-const schema = { response: { 200: PublicTenantSchema } };
+const schema = { response: { 200: PublicTenantViewSchema } };
 
 let tenantry: Tenantry | undefined;
 if (step === 'hooks') {
@@ -115,14 +114,16 @@ if (step === 'hooks') {
           return;
         }
       }
-      engine.resolver.resolve({ host, apiKey }, actionContext(request)).then((resolution) => {
-        if (apiKey !== undefined && host === undefined) {
-          verified.set(apiKey.slice(0, 21), { fingerprint: fingerprint(apiKey), resolution });
-        }
-        apply(request, resolution);
-        if (features) limit(resolution.tenant.id, reply);
-        done();
-      }, done);
+      engineOf(engine)
+        .resolver.resolve({ host, apiKey }, actionContext(request))
+        .then((resolution) => {
+          if (apiKey !== undefined && host === undefined) {
+            verified.set(apiKey.slice(0, 21), { fingerprint: fingerprint(apiKey), resolution });
+          }
+          apply(request, resolution);
+          if (features) limit(resolution.tenant.id, reply);
+          done();
+        }, done);
     });
     if (features) {
       const serialized = new Map<string, string>();
@@ -157,7 +158,7 @@ if (step === 'hooks') {
       const host = hostFromHeader(request.host);
       const header = request.headers['x-api-key'];
       const apiKey = Array.isArray(header) ? header.join(',') : header;
-      const resolution = await engine.resolver.resolve({ host, apiKey }, actionContext(request));
+      const resolution = await engineOf(engine).resolver.resolve({ host, apiKey }, actionContext(request));
       request.tenant = resolution.tenant;
       request.tenantResolution = resolution;
       request.actor = resolution.keyId

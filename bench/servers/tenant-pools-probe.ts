@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config/load-config.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 
 const ids = (process.env.BENCH_TENANTS ?? '').split(',').filter(Boolean);
 const mode = process.env.BENCH_MODE === 'sequential' ? 'sequential' : 'burst';
@@ -57,7 +57,7 @@ async function round(): Promise<{ wallMs: number; latenciesMs: number[]; errors:
 
 try {
   for (const id of ids) {
-    if (!(await tenantry.resolver.tenantById(id))) throw new Error(`tenant ${id} not found`);
+    if (!(await engineOf(tenantry).resolver.tenantById(id))) throw new Error(`tenant ${id} not found`);
   }
   await phase('idle');
   const before = memory();

@@ -3,7 +3,8 @@ import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool } from '../db/database.js';
 import { TenantryError } from '../errors.js';
 import { type ActionContext, actorLabel } from '../runtime/actor.js';
-import { recordAudit } from '../runtime/audit-log.js';
+import { auditedChange } from '../runtime/audited-change.js';
+import type { ChangeBus } from '../runtime/change-bus.js';
 import { isUuid } from './access-names.js';
 import { hashSecret, verifySecret } from './api-key.js';
 import { type Principal, requirePermission } from './delegation.js';
@@ -91,11 +92,13 @@ const SELECT_CLIENTS = `SELECT c.id, c.client_id, c.name, c.tenant_id, t.slug AS
  */
 export class ClientRegistry {
   readonly #db: ConnectionPool;
+  readonly #bus: ChangeBus;
   readonly #iterations: number;
   #decoy: ReturnType<typeof hashSecret> | undefined;
 
-  constructor(db: ConnectionPool, iterations: number) {
+  constructor(db: ConnectionPool, bus: ChangeBus, iterations: number) {
     this.#db = db;
+    this.#bus = bus;
     this.#iterations = iterations;
   }
 
@@ -135,17 +138,14 @@ export class ClientRegistry {
   async revoke(principal: Principal, id: string): Promise<void> {
     requirePermission(principal, 'clients:manage');
     if (!isUuid(id)) throw new TenantryError('not_found', 'no such client in this tenant');
-    const { rowCount } = await this.#db.query(
-      `UPDATE tenantry.clients SET revoked_at = now(), connection_token_hash = NULL
-        WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`,
-      [id, principal.tenantId],
-    );
-    if (rowCount === 0) throw new TenantryError('not_found', 'no such client in this tenant');
-    await recordAudit(this.#db, principal.context, {
-      action: 'client.revoke',
-      outcome: 'success',
-      tenantId: principal.tenantId,
-      target: id,
+    const audit = { action: 'client.revoke', tenantId: principal.tenantId, target: id };
+    await auditedChange({ bus: this.#bus }, this.#db, principal.context, audit, async (tx) => {
+      const { rowCount } = await tx.query(
+        `UPDATE tenantry.clients SET revoked_at = now(), connection_token_hash = NULL
+          WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL`,
+        [id, principal.tenantId],
+      );
+      if (rowCount === 0) throw new TenantryError('not_found', 'no such client in this tenant');
     });
   }
 
@@ -186,27 +186,21 @@ export class ClientRegistry {
       throw new TenantryError('tenant_inactive', 'the tenant of this client is inactive');
     const tenantId = row.tenant_status === 'active' ? row.tenant_id : null;
     const token = `tnh_${randomBytes(32).toString('base64url')}`;
-    await this.#db.query(
-      `UPDATE tenantry.clients SET inventory = $2::jsonb, connection_token_hash = $3, connected_at = now(),
-              last_seen_at = now(), last_address = $4
-        WHERE id = $1`,
-      [
-        row.id,
-        JSON.stringify(input.inventory),
-        hash('sha256', token, 'buffer'),
-        context.clientAddress ?? null,
-      ],
-    );
-    await recordAudit(
-      this.#db,
-      { ...context, actor: { kind: 'client', id: input.clientId } },
-      {
-        action: 'client.connect',
-        outcome: 'success',
-        tenantId: tenantId ?? undefined,
-        target: row.id,
-      },
-    );
+    const asClient = { ...context, actor: { kind: 'client' as const, id: input.clientId } };
+    const audit = { action: 'client.connect', tenantId: tenantId ?? undefined, target: row.id };
+    await auditedChange({ bus: this.#bus }, this.#db, asClient, audit, async (tx) => {
+      await tx.query(
+        `UPDATE tenantry.clients SET inventory = $2::jsonb, connection_token_hash = $3, connected_at = now(),
+                last_seen_at = now(), last_address = $4
+          WHERE id = $1`,
+        [
+          row.id,
+          JSON.stringify(input.inventory),
+          hash('sha256', token, 'buffer'),
+          context.clientAddress ?? null,
+        ],
+      );
+    });
     return {
       connectionToken: token,
       clientId: input.clientId,
@@ -244,7 +238,13 @@ export class ClientRegistry {
     const stored = await hashSecret(secret, this.#iterations);
     const id = uuidv7();
     // The client and its audit entry commit together: a refused audit entry leaves no client.
-    const rows = await this.#db.transaction(async (tx) => {
+    const audit = {
+      action: 'client.create',
+      tenantId: tenantId ?? undefined,
+      target: id,
+      details: { clientId, name },
+    };
+    const rows = await auditedChange({ bus: this.#bus }, this.#db, context, audit, async (tx) => {
       await tx.query(
         `INSERT INTO tenantry.clients (id, client_id, tenant_id, name, salt, hash, iterations, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
@@ -259,13 +259,6 @@ export class ClientRegistry {
           actorLabel(context.actor),
         ],
       );
-      await recordAudit(tx, context, {
-        action: 'client.create',
-        outcome: 'success',
-        tenantId: tenantId ?? undefined,
-        target: id,
-        details: { clientId, name },
-      });
       return (await tx.query<ClientRow>(`${SELECT_CLIENTS} WHERE c.id = $1`, [id])).rows;
     });
     return {

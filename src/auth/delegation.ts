@@ -3,6 +3,12 @@ import { tenantLockKey } from '../db/advisory-locks.js';
 import type { Queryable } from '../db/database.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
+import {
+  type AuditIntent,
+  auditedChange,
+  type ChangeRecord,
+  type Transactional,
+} from '../runtime/audited-change.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { missingFrom, type PermissionSet } from './permissions.js';
 
@@ -14,6 +20,8 @@ export interface Principal {
   readonly userId?: string | undefined;
   /** When a key acts: the user who made it (its permissions never exceed that user's). */
   readonly keyCreatedBy?: string | undefined;
+  /** An operator (admin token, global admin, CLI, library) acting in the tenant: holds every permission. */
+  readonly operator?: boolean | undefined;
   readonly context: ActionContext;
 }
 
@@ -109,22 +117,22 @@ export async function keepingAnAdmin<T>(
 }
 
 /**
- * One access change of a tenant: its own transaction, under the tenant's access lock, with the
- * built-in roles in place, announced to every process when it commits.
+ * One access change of a tenant: an audited change (see `auditedChange`) under the tenant's access
+ * lock, with the built-in roles in place, announced to every process when it commits.
  */
-export async function accessChange<T>(
-  db: { transaction<R>(fn: (tx: Queryable) => Promise<R>): Promise<R> },
+export function accessChange<T>(
+  db: Transactional & Queryable,
   bus: ChangeBus,
+  context: ActionContext,
   tenantId: string,
-  fn: (tx: Queryable) => Promise<T>,
+  audit: AuditIntent,
+  fn: (tx: Queryable, record: ChangeRecord) => Promise<T>,
 ): Promise<T> {
-  const result = await db.transaction(async (tx) => {
+  return auditedChange({ bus }, db, context, { tenantId, ...audit }, async (tx, record) => {
     await lockTenantAccess(tx, tenantId);
     await bootstrapTenantAccess(tx, tenantId);
-    const value = await fn(tx);
-    await bus.announce(tx, { kind: 'access', tenantId });
+    const value = await fn(tx, record);
+    record.announce({ kind: 'access', tenantId });
     return value;
   });
-  bus.applied({ kind: 'access', tenantId });
-  return result;
 }

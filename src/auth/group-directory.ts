@@ -1,7 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool, Queryable } from '../db/database.js';
 import { TenantryError } from '../errors.js';
-import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import type { AccessControl } from './access-control.js';
 import { checkAccessName, isUuid, nameTaken } from './access-names.js';
@@ -74,74 +73,86 @@ export class GroupDirectory {
   async create(principal: Principal, input: GroupInput): Promise<GroupView> {
     requirePermission(principal, 'groups:manage');
     const name = checkAccessName(input.name);
-    return accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      const id = uuidv7();
-      await tx
-        .query('INSERT INTO tenantry.groups (id, tenant_id, name) VALUES ($1, $2, $3)', [
-          id,
-          principal.tenantId,
-          name,
-        ])
-        .catch(nameTaken('group', name));
-      const row = await findGroup(tx, principal.tenantId, id);
-      await this.#apply(tx, principal, row, input);
-      await recordAudit(tx, principal.context, {
-        action: 'group.create',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: id,
-        details: { name, roles: input.roles, members: input.members },
-      });
-      return this.#view(tx, principal.tenantId, row);
-    });
+    return accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'group.create' },
+      async (tx, record) => {
+        const id = uuidv7();
+        await tx
+          .query('INSERT INTO tenantry.groups (id, tenant_id, name) VALUES ($1, $2, $3)', [
+            id,
+            principal.tenantId,
+            name,
+          ])
+          .catch(nameTaken('group', name));
+        const row = await findGroup(tx, principal.tenantId, id);
+        await this.#apply(tx, principal, row, input);
+        record.describe({
+          target: id,
+          details: { name, roles: input.roles, members: input.members },
+        });
+        return this.#view(tx, principal.tenantId, row);
+      },
+    );
   }
 
   async update(principal: Principal, ref: string, input: GroupInput): Promise<GroupView> {
     requirePermission(principal, 'groups:manage');
     const name = input.name === undefined ? undefined : checkAccessName(input.name);
-    return accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      const row = await findGroup(tx, principal.tenantId, ref);
-      await keepingAnAdmin(tx, principal.tenantId, async () => {
-        if (name !== undefined && name !== row.name) {
-          await tx
-            .query(
-              'UPDATE tenantry.groups SET name = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2',
-              [principal.tenantId, row.id, name],
-            )
-            .catch(nameTaken('group', name));
-        }
-        await this.#apply(tx, principal, row, input);
-      });
-      await recordAudit(tx, principal.context, {
-        action: 'group.update',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: row.id,
-        details: { name, roles: input.roles, members: input.members },
-      });
-      return this.#view(tx, principal.tenantId, await findGroup(tx, principal.tenantId, row.id));
-    });
+    return accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'group.update' },
+      async (tx, record) => {
+        const row = await findGroup(tx, principal.tenantId, ref);
+        await keepingAnAdmin(tx, principal.tenantId, async () => {
+          if (name !== undefined && name !== row.name) {
+            await tx
+              .query(
+                'UPDATE tenantry.groups SET name = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2',
+                [principal.tenantId, row.id, name],
+              )
+              .catch(nameTaken('group', name));
+          }
+          await this.#apply(tx, principal, row, input);
+        });
+        record.describe({
+          target: row.id,
+          details: { name, roles: input.roles, members: input.members },
+        });
+        return this.#view(tx, principal.tenantId, await findGroup(tx, principal.tenantId, row.id));
+      },
+    );
   }
 
   async delete(principal: Principal, ref: string): Promise<void> {
     requirePermission(principal, 'groups:manage');
-    await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      const row = await findGroup(tx, principal.tenantId, ref);
-      if (row.root) throw new TenantryError('conflict', 'the root group cannot be deleted');
-      await keepingAnAdmin(tx, principal.tenantId, () =>
-        tx.query('DELETE FROM tenantry.groups WHERE tenant_id = $1 AND id = $2', [
-          principal.tenantId,
-          row.id,
-        ]),
-      );
-      await recordAudit(tx, principal.context, {
-        action: 'group.delete',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: row.id,
-        details: { name: row.name },
-      });
-    });
+    await accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'group.delete' },
+      async (tx, record) => {
+        const row = await findGroup(tx, principal.tenantId, ref);
+        if (row.root) throw new TenantryError('conflict', 'the root group cannot be deleted');
+        await keepingAnAdmin(tx, principal.tenantId, () =>
+          tx.query('DELETE FROM tenantry.groups WHERE tenant_id = $1 AND id = $2', [
+            principal.tenantId,
+            row.id,
+          ]),
+        );
+        record.describe({
+          target: row.id,
+          details: { name: row.name },
+        });
+      },
+    );
   }
 
   /** Replaces roles and members as asked, after checking the principal may grant what results. */

@@ -1,7 +1,7 @@
 import type { Database } from '../db/database.js';
 import type { Entity } from '../entities/entity.js';
 import type { ActionContext } from '../runtime/actor.js';
-import { recordAudit } from '../runtime/audit-log.js';
+import { auditedChange } from '../runtime/audited-change.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { FailureLimiter } from '../runtime/failure-limiter.js';
 import type { RedisConnection } from '../runtime/redis-connection.js';
@@ -84,7 +84,7 @@ export class Identity {
         blockSeconds,
         ...(options.onLimiterFallback ? { onFallback: options.onLimiterFallback } : {}),
       });
-    this.clients = new ClientRegistry(db.owner, settings.secretIterations);
+    this.clients = new ClientRegistry(db.owner, bus, settings.secretIterations);
     this.login = new LoginService({
       db: db.owner,
       sessions: this.sessions,
@@ -106,23 +106,16 @@ export class Identity {
 
   /** Ends a session in every process at once. */
   async logout(session: VerifiedSession, context: ActionContext): Promise<void> {
-    const change = { kind: 'access' as const, tenantId: session.tenantId, userId: session.userId };
-    await this.#db.owner.transaction(async (tx) => {
+    const audit = { action: 'auth.logout', tenantId: session.tenantId ?? undefined, target: session.id };
+    await auditedChange({ bus: this.#bus }, this.#db.owner, context, audit, async (tx, record) => {
       await this.sessions.revoke(tx, session.id);
-      await recordAudit(tx, context, {
-        action: 'auth.logout',
-        outcome: 'success',
-        tenantId: session.tenantId ?? undefined,
-        target: session.id,
-      });
-      await this.#bus.announce(tx, change);
+      record.announce({ kind: 'access', tenantId: session.tenantId, userId: session.userId });
     });
-    this.#bus.applied(change);
   }
 
   /** An operator (admin token, CLI, global admin) acting in a tenant: holds every tenant permission. */
   operator(tenantId: string, context: ActionContext): Principal {
-    return { tenantId, permissions: this.catalogue.all, context };
+    return { tenantId, permissions: this.catalogue.all, context, operator: true };
   }
 
   /** A tenant actor: a user (through its session) or an API key, with what it holds. */

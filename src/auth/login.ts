@@ -5,7 +5,7 @@ import { recordAudit } from '../runtime/audit-log.js';
 import type { FailureLimiter } from '../runtime/failure-limiter.js';
 import { decoyPasswordHash, PASSWORD_MAX_LENGTH, verifyPassword } from './password.js';
 import type { IssuedSession, SessionStore } from './session-store.js';
-import { canonicalEmail } from './user-directory.js';
+import { canonicalEmail } from './user-email.js';
 
 export interface LoginAttempt {
   readonly email: unknown;

@@ -1,7 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool, Queryable } from '../db/database.js';
 import { TenantryError } from '../errors.js';
-import { recordAudit } from '../runtime/audit-log.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import type { AccessControl } from './access-control.js';
 import { checkAccessName, isUuid, nameTaken } from './access-names.js';
@@ -80,27 +79,31 @@ export class RoleDirectory {
     const name = checkAccessName(input.name);
     const permissions = this.#checkPermissions(input.permissions ?? []);
     assertCanGrant(principal, permissions, 'this role');
-    const row = await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      if (input.default)
-        await tx.query('UPDATE tenantry.roles SET is_default = false WHERE tenant_id = $1', [
-          principal.tenantId,
-        ]);
-      const { rows } = await tx
-        .query<RoleRow>(
-          `INSERT INTO tenantry.roles (id, tenant_id, name, permissions, is_default) VALUES ($1, $2, $3, $4, $5)
+    const row = await accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'role.create' },
+      async (tx, record) => {
+        if (input.default)
+          await tx.query('UPDATE tenantry.roles SET is_default = false WHERE tenant_id = $1', [
+            principal.tenantId,
+          ]);
+        const { rows } = await tx
+          .query<RoleRow>(
+            `INSERT INTO tenantry.roles (id, tenant_id, name, permissions, is_default) VALUES ($1, $2, $3, $4, $5)
            RETURNING ${ROLE_COLUMNS}`,
-          [uuidv7(), principal.tenantId, name, permissions, input.default ?? false],
-        )
-        .catch(nameTaken('role', name));
-      await recordAudit(tx, principal.context, {
-        action: 'role.create',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: rows[0]!.id,
-        details: { name, permissions },
-      });
-      return rows[0]!;
-    });
+            [uuidv7(), principal.tenantId, name, permissions, input.default ?? false],
+          )
+          .catch(nameTaken('role', name));
+        record.describe({
+          target: rows[0]!.id,
+          details: { name, permissions },
+        });
+        return rows[0]!;
+      },
+    );
     return this.view(row);
   }
 
@@ -109,71 +112,82 @@ export class RoleDirectory {
     const name = input.name === undefined ? undefined : checkAccessName(input.name);
     const permissions =
       input.permissions === undefined ? undefined : this.#checkPermissions(input.permissions);
-    const row = await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      const current = await findRole(tx, principal.tenantId, ref, true);
-      if (current.built_in !== null && (name !== undefined || permissions !== undefined)) {
-        throw new TenantryError('conflict', `the built-in role ${current.name} cannot be renamed or changed`);
-      }
-      if (permissions !== undefined) {
-        // Removing is restricting, always allowed; what is added must be held.
-        assertCanGrant(principal, missingFrom(new Set(current.permissions), permissions), 'this change');
-      }
-      if (input.default) {
-        // Making a role the default gives it to every future user: the principal must hold it all.
-        assertCanGrant(
-          principal,
-          this.#access.permissionsOfRole(rowGrant(current)),
-          'making this role the default',
-        );
-        await tx.query('UPDATE tenantry.roles SET is_default = false WHERE tenant_id = $1', [
-          principal.tenantId,
-        ]);
-      }
-      const { rows } = await keepingAnAdmin(tx, principal.tenantId, () =>
-        tx
-          .query<RoleRow>(
-            `UPDATE tenantry.roles SET name = coalesce($3, name), permissions = coalesce($4, permissions),
+    const row = await accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'role.update' },
+      async (tx, record) => {
+        const current = await findRole(tx, principal.tenantId, ref, true);
+        if (current.built_in !== null && (name !== undefined || permissions !== undefined)) {
+          throw new TenantryError(
+            'conflict',
+            `the built-in role ${current.name} cannot be renamed or changed`,
+          );
+        }
+        if (permissions !== undefined) {
+          // Removing is restricting, always allowed; what is added must be held.
+          assertCanGrant(principal, missingFrom(new Set(current.permissions), permissions), 'this change');
+        }
+        if (input.default) {
+          // Making a role the default gives it to every future user: the principal must hold it all.
+          assertCanGrant(
+            principal,
+            this.#access.permissionsOfRole(rowGrant(current)),
+            'making this role the default',
+          );
+          await tx.query('UPDATE tenantry.roles SET is_default = false WHERE tenant_id = $1', [
+            principal.tenantId,
+          ]);
+        }
+        const { rows } = await keepingAnAdmin(tx, principal.tenantId, () =>
+          tx
+            .query<RoleRow>(
+              `UPDATE tenantry.roles SET name = coalesce($3, name), permissions = coalesce($4, permissions),
                     is_default = coalesce($5, is_default), updated_at = now()
               WHERE tenant_id = $1 AND id = $2 RETURNING ${ROLE_COLUMNS}`,
-            [principal.tenantId, current.id, name ?? null, permissions ?? null, input.default ?? null],
-          )
-          .catch(nameTaken('role', name ?? current.name)),
-      );
-      await recordAudit(tx, principal.context, {
-        action: 'role.update',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: current.id,
-        details: { name, permissions, default: input.default },
-      });
-      return rows[0]!;
-    });
+              [principal.tenantId, current.id, name ?? null, permissions ?? null, input.default ?? null],
+            )
+            .catch(nameTaken('role', name ?? current.name)),
+        );
+        record.describe({
+          target: current.id,
+          details: { name, permissions, default: input.default },
+        });
+        return rows[0]!;
+      },
+    );
     return this.view(row);
   }
 
   async delete(principal: Principal, ref: string): Promise<void> {
     requirePermission(principal, 'roles:manage');
-    await accessChange(this.#db, this.#bus, principal.tenantId, async (tx) => {
-      const current = await findRole(tx, principal.tenantId, ref, true);
-      if (current.built_in !== null)
-        throw new TenantryError('conflict', `the built-in role ${current.name} cannot be deleted`);
-      if (current.is_default)
-        throw new TenantryError(
-          'conflict',
-          'the default role cannot be deleted: make another one the default first',
-        );
-      await tx.query('DELETE FROM tenantry.roles WHERE tenant_id = $1 AND id = $2', [
-        principal.tenantId,
-        current.id,
-      ]);
-      await recordAudit(tx, principal.context, {
-        action: 'role.delete',
-        outcome: 'success',
-        tenantId: principal.tenantId,
-        target: current.id,
-        details: { name: current.name },
-      });
-    });
+    await accessChange(
+      this.#db,
+      this.#bus,
+      principal.context,
+      principal.tenantId,
+      { action: 'role.delete' },
+      async (tx, record) => {
+        const current = await findRole(tx, principal.tenantId, ref, true);
+        if (current.built_in !== null)
+          throw new TenantryError('conflict', `the built-in role ${current.name} cannot be deleted`);
+        if (current.is_default)
+          throw new TenantryError(
+            'conflict',
+            'the default role cannot be deleted: make another one the default first',
+          );
+        await tx.query('DELETE FROM tenantry.roles WHERE tenant_id = $1 AND id = $2', [
+          principal.tenantId,
+          current.id,
+        ]);
+        record.describe({
+          target: current.id,
+          details: { name: current.name },
+        });
+      },
+    );
   }
 
   view(row: RoleRow): RoleView {

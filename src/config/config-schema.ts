@@ -1,6 +1,9 @@
 import Type, { type Static } from 'typebox';
 import type { Entity } from '../entities/entity.js';
-import { PlanSchema, type Plans } from '../tenants/tenant.js';
+import { type IsolationLevel, PlanSchema, type Plans } from '../tenants/tenant.js';
+
+export type { IsolationLevel };
+
 import { type StaticTenant, StaticTenantSchema } from './static-tenants.js';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
@@ -163,8 +166,6 @@ export const ConfigFileSchema = Type.Object(
 );
 
 export type ConfigFile = Static<typeof ConfigFileSchema>;
-
-export type IsolationLevel = 'row' | 'schema' | 'database';
 
 /** The effective configuration: file, then environment, then defaults. Frozen. */
 /** Which proxies' forwarding headers count (see `server.trustProxy`). */

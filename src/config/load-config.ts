@@ -151,19 +151,76 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   const file = path
     ? validateConfigFile(parseConfigText(path, readFileSync(path, 'utf8')))
     : validateConfigFile({});
+  const baseDomain = baseDomainOf(file);
+  const adminToken = adminTokenFromEnv(env);
+  const logLevel = logLevelFromEnv(env);
+  const { url, adminUrl } = databaseUrls(env, file);
+  const tenancy = tenancyOf(file, baseDomain, url);
+  const config: TenantryConfig = {
+    source: path,
+    server: serverSection(file, env, options, baseDomain),
+    database: databaseSection(file, url, adminUrl),
+    dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
+    adminToken,
+    apiKeys: {
+      iterations: file.apiKeys?.iterations ?? MIN_KEY_ITERATIONS,
+      cacheSize: file.apiKeys?.cacheSize ?? 10_000,
+      cacheTtlSeconds: file.apiKeys?.cacheTtlSeconds ?? 300,
+    },
+    tenancy: {
+      reservedSlugs: tenancy.reservedSlugs,
+      defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
+      statementTimeoutMs: file.tenancy?.statementTimeoutMs ?? 5_000,
+      defaultPlan: file.tenancy?.defaultPlan,
+    },
+    entities: normaliseEntities(file.entities),
+    plans: tenancy.plans,
+    settingsSchema: tenancy.settingsSchema,
+    tenants: tenancy.tenants,
+    logLevel,
+    metrics: {
+      tenantLabels: file.metrics?.tenantLabels ?? 50,
+      public: file.metrics?.public ?? false,
+    },
+    logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
+    redisUrl: redisUrlFromEnv(env),
+    cache: cacheSection(file, env),
+    auth: authSection(file),
+    rateLimits: {
+      keyFailuresPerMinute: file.rateLimits?.keyFailuresPerMinute ?? 20,
+      keyFailureBlockSeconds: file.rateLimits?.keyFailureBlockSeconds ?? 300,
+      concurrencyLeaseSeconds: file.rateLimits?.concurrencyLeaseSeconds ?? 60,
+      redisPrefix: file.rateLimits?.redisPrefix ?? 'tenantry:',
+    },
+  };
+  return deepFreeze(config);
+}
 
-  const baseDomainRaw = file.server?.baseDomain ?? 'localhost';
-  const baseDomain = normalizeHost(baseDomainRaw);
+function baseDomainOf(file: ConfigFile): string {
+  const baseDomain = normalizeHost(file.server?.baseDomain ?? 'localhost');
   if (!baseDomain.ok) throw new ConfigError('server.baseDomain', baseDomain.message);
+  return baseDomain.host;
+}
 
+function adminTokenFromEnv(env: Environment): string | undefined {
   const adminToken = env.TENANTRY_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
     throw new ConfigError('TENANTRY_ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`);
   }
+  return adminToken;
+}
+
+function logLevelFromEnv(env: Environment): string {
   const logLevel = env.LOG_LEVEL || 'info';
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  return logLevel;
+}
 
+function databaseUrls(
+  env: Environment,
+  file: ConfigFile,
+): { url: string | undefined; adminUrl: string | undefined } {
   const url = urlFromEnv(env, 'DATABASE_URL', 'database.url', file.database?.url);
   const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', 'database.adminUrl', file.database?.adminUrl);
   if (adminUrl !== undefined && url === undefined) {
@@ -172,7 +229,15 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       'needs DATABASE_URL or database.url as well (the runtime connection)',
     );
   }
+  return { url, adminUrl };
+}
 
+/** Reserved slugs, plans, the settings schema, and the tenants the file declares, which must fit all three. */
+function tenancyOf(
+  file: ConfigFile,
+  baseDomain: string,
+  url: string | undefined,
+): Pick<TenantryConfig, 'plans' | 'settingsSchema' | 'tenants'> & { readonly reservedSlugs: string[] } {
   const reservedSlugs = (file.tenancy?.reservedSlugs ?? []).map((slug) => slug.toLowerCase());
   const defaultPlan = file.tenancy?.defaultPlan;
   if (defaultPlan !== undefined && !Object.hasOwn(file.plans ?? {}, defaultPlan)) {
@@ -185,76 +250,64 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     plans,
     defaultPlan,
     reservedSlugs,
-    baseDomain: baseDomain.host,
+    baseDomain,
     settingsSchema,
     embedded: url === undefined,
   });
-  const config: TenantryConfig = {
-    source: path,
-    server: {
-      port: options.overrides?.port ?? integerFromEnv(env, 'PORT', 0, 65535) ?? file.server?.port ?? 3000,
-      host: file.server?.host ?? '0.0.0.0',
-      trustProxy: checkTrustProxy(file.server?.trustProxy ?? false),
-      baseDomain: baseDomain.host,
-      bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
-      shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,
-    },
-    database: {
-      url,
-      adminUrl,
-      maxConnections: file.database?.maxConnections ?? 10,
-      runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
-      maxTenantConnections: file.database?.maxTenantConnections ?? 50,
-      templates: file.database?.templates ?? true,
-      statementCacheSize: file.database?.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE,
-    },
-    dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
-    adminToken,
-    apiKeys: {
-      iterations: file.apiKeys?.iterations ?? MIN_KEY_ITERATIONS,
-      cacheSize: file.apiKeys?.cacheSize ?? 10_000,
-      cacheTtlSeconds: file.apiKeys?.cacheTtlSeconds ?? 300,
-    },
-    tenancy: {
-      reservedSlugs,
-      defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
-      statementTimeoutMs: file.tenancy?.statementTimeoutMs ?? 5_000,
-      defaultPlan: file.tenancy?.defaultPlan,
-    },
-    entities: normaliseEntities(file.entities),
-    plans,
-    settingsSchema,
-    tenants,
-    logLevel,
-    metrics: {
-      tenantLabels: file.metrics?.tenantLabels ?? 50,
-      public: file.metrics?.public ?? false,
-    },
-    logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
-    redisUrl: redisUrlFromEnv(env),
-    cache: {
-      store: cacheStore(file.cache?.store, redisUrlFromEnv(env)),
-      defaultTtlSeconds: file.cache?.defaultTtlSeconds ?? 300,
-      maxEntries: file.cache?.maxEntries ?? 10_000,
-      maxBytes: Math.round((file.cache?.maxMegabytes ?? 64) * 1024 * 1024),
-      maxTenantShare: file.cache?.maxTenantShare ?? 0.25,
-    },
-    auth: {
-      adminToken: file.auth?.adminToken ?? true,
-      sessionTtlSeconds: Math.round((file.auth?.sessionTtlHours ?? 12) * 3600),
-      loginFailuresPerAccount: file.auth?.loginFailuresPerAccount ?? 5,
-      loginLockSeconds: Math.round((file.auth?.loginLockMinutes ?? 15) * 60),
-      loginFailuresPerAddress: file.auth?.loginFailuresPerAddress ?? 20,
-      secureCookie: file.auth?.secureCookie ?? true,
-    },
-    rateLimits: {
-      keyFailuresPerMinute: file.rateLimits?.keyFailuresPerMinute ?? 20,
-      keyFailureBlockSeconds: file.rateLimits?.keyFailureBlockSeconds ?? 300,
-      concurrencyLeaseSeconds: file.rateLimits?.concurrencyLeaseSeconds ?? 60,
-      redisPrefix: file.rateLimits?.redisPrefix ?? 'tenantry:',
-    },
+  return { reservedSlugs, plans, settingsSchema, tenants };
+}
+
+function serverSection(
+  file: ConfigFile,
+  env: Environment,
+  options: LoadConfigOptions,
+  baseDomain: string,
+): TenantryConfig['server'] {
+  return {
+    port: options.overrides?.port ?? integerFromEnv(env, 'PORT', 0, 65535) ?? file.server?.port ?? 3000,
+    host: file.server?.host ?? '0.0.0.0',
+    trustProxy: checkTrustProxy(file.server?.trustProxy ?? false),
+    baseDomain,
+    bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
+    shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,
   };
-  return deepFreeze(config);
+}
+
+function databaseSection(
+  file: ConfigFile,
+  url: string | undefined,
+  adminUrl: string | undefined,
+): TenantryConfig['database'] {
+  return {
+    url,
+    adminUrl,
+    maxConnections: file.database?.maxConnections ?? 10,
+    runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
+    maxTenantConnections: file.database?.maxTenantConnections ?? 50,
+    templates: file.database?.templates ?? true,
+    statementCacheSize: file.database?.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE,
+  };
+}
+
+function cacheSection(file: ConfigFile, env: Environment): TenantryConfig['cache'] {
+  return {
+    store: cacheStore(file.cache?.store, redisUrlFromEnv(env)),
+    defaultTtlSeconds: file.cache?.defaultTtlSeconds ?? 300,
+    maxEntries: file.cache?.maxEntries ?? 10_000,
+    maxBytes: Math.round((file.cache?.maxMegabytes ?? 64) * 1024 * 1024),
+    maxTenantShare: file.cache?.maxTenantShare ?? 0.25,
+  };
+}
+
+function authSection(file: ConfigFile): TenantryConfig['auth'] {
+  return {
+    adminToken: file.auth?.adminToken ?? true,
+    sessionTtlSeconds: Math.round((file.auth?.sessionTtlHours ?? 12) * 3600),
+    loginFailuresPerAccount: file.auth?.loginFailuresPerAccount ?? 5,
+    loginLockSeconds: Math.round((file.auth?.loginLockMinutes ?? 15) * 60),
+    loginFailuresPerAddress: file.auth?.loginFailuresPerAddress ?? 20,
+    secureCookie: file.auth?.secureCookie ?? true,
+  };
 }
 
 function checkSettingsSchema(

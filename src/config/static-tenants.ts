@@ -3,8 +3,10 @@ import { ConfigError } from '../errors.js';
 import { normalizeHost } from '../tenants/host.js';
 import { checkSlug } from '../tenants/slug.js';
 import {
+  CONFIG_SECTIONS,
   effectiveConfig,
   type IsolationLevel,
+  type ManagedField,
   type Plans,
   type TenantConfig,
   TenantConfigSchema,
@@ -27,19 +29,6 @@ export const StaticTenantSchema = Type.Object(
 );
 
 export type StaticTenantEntry = Static<typeof StaticTenantSchema>;
-
-/** The fields of a tenant a config file can own; `slug` is its identity and always owned. */
-export type ManagedField =
-  | 'slug'
-  | 'name'
-  | 'hosts'
-  | 'plan'
-  | 'features'
-  | 'limits'
-  | 'branding'
-  | 'settings';
-
-export const CONFIG_SECTIONS = ['plan', 'features', 'limits', 'branding', 'settings'] as const;
 
 /** A declared tenant after validation: what the sync makes true in the database. */
 export interface StaticTenant {

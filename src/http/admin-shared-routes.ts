@@ -1,22 +1,36 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
+import type { Queryable } from '../db/database.js';
+import type { Engine } from '../engine/engine.js';
+import { type EntityDb, SHARED_SCHEMA } from '../entities/entity-db.js';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
 import { TenantryError } from '../errors.js';
-import type { Tenantry } from '../tenantry.js';
+import { auditedChange, type ChangeRecord } from '../runtime/audited-change.js';
 import { listQuery } from './entity-routes.js';
 import { actionContext } from './request-context.js';
-import { problemResponses } from './schemas.js';
+import { problemResponses, Security } from './schemas.js';
+
+/** Shared tables written inside one transaction (the owner's): the repository's statements run on it. */
+function sharedOn(tx: Queryable): EntityDb {
+  return {
+    tenantId: '',
+    placement: { schema: SHARED_SCHEMA },
+    query: (sql, params) => tx.query(sql, params),
+    transaction: (fn) => fn(tx),
+    queryShared: (sql, params) => tx.query(sql, params),
+  };
+}
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) }, { additionalProperties: false });
 
 /** Global admins write shared entities under /admin/shared/<entity>. Registered inside `adminScope`. */
-export function adminSharedRoutes(tenantry: Tenantry) {
+export function adminSharedRoutes(engine: Engine) {
   return (app: FastifyInstance): void => {
-    const db = tenantry.data.forSharedAdmin();
-    for (const entity of tenantry.config.entities.filter((e) => e.scope === 'shared')) {
+    const db = engine.data.forSharedAdmin();
+    for (const entity of engine.config.entities.filter((e) => e.scope === 'shared')) {
       // The shared tables may be behind the code during a rollout: their version decides.
       const repository = () => {
-        const found = tenantry.sharedEntityView().repository(entity.name);
+        const found = engine.schemas.sharedView().repository(entity.name);
         if (!found) {
           throw new TenantryError(
             'unavailable',
@@ -27,14 +41,22 @@ export function adminSharedRoutes(tenantry: Tenantry) {
       };
       const base = `/admin/shared/${entity.name}`;
       const tags = ['admin', entity.name];
-      const security = [{ adminToken: [] }];
+      const security = Security.admin;
       const row = outputSchema(entity);
-      const audit = (action: string, target: string, request: Parameters<typeof actionContext>[0]) =>
-        tenantry.recordAudit(actionContext(request), {
-          action: `shared.${entity.name}.${action}`,
-          outcome: 'success',
-          target,
-        });
+      // The write and its audit entry commit together, in one transaction of the owner.
+      const change = <T>(
+        request: FastifyRequest,
+        action: string,
+        target: string | undefined,
+        work: (tx: EntityDb, record: ChangeRecord) => Promise<T>,
+      ) =>
+        auditedChange(
+          { bus: engine.bus },
+          engine.db.owner,
+          actionContext(request),
+          { action: `shared.${entity.name}.${action}`, target },
+          (tx, record) => work(sharedOn(tx), record),
+        );
 
       app.get(base, { schema: { tags, security, summary: `List shared ${entity.name}` } }, async (request) =>
         repository().list(db, listQuery(request)),
@@ -55,8 +77,11 @@ export function adminSharedRoutes(tenantry: Tenantry) {
           },
         },
         async (request, reply) => {
-          const created = await repository().create(db, request.body);
-          await audit('create', String(created.id), request);
+          const created = await change(request, 'create', undefined, async (tx, record) => {
+            const row = await repository().create(tx, request.body);
+            record.describe({ target: String(row.id) });
+            return row;
+          });
           reply.code(201);
           return created;
         },
@@ -74,9 +99,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         },
         async (request) => {
           const id = (request.params as { id: string }).id;
-          const updated = await repository().update(db, id, request.body);
-          await audit('update', id, request);
-          return updated;
+          return change(request, 'update', id, (tx) => repository().update(tx, id, request.body));
         },
       );
       app.delete(
@@ -84,8 +107,7 @@ export function adminSharedRoutes(tenantry: Tenantry) {
         { schema: { tags, security, params: IdParams, response: { 204: Type.Null(), ...problemResponses } } },
         async (request, reply) => {
           const id = (request.params as { id: string }).id;
-          await repository().delete(db, id);
-          await audit('delete', id, request);
+          await change(request, 'delete', id, (tx) => repository().delete(tx, id));
           reply.code(204).send();
         },
       );

@@ -1,20 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
 import type { TrustProxy } from '../config/config-schema.js';
-import type { Tenantry } from '../tenantry.js';
-import { adminFleetRoutes } from './admin-fleet-routes.js';
+import { engineOf, type Tenantry } from '../tenantry.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminSharedRoutes } from './admin-shared-routes.js';
 import { authRoutes } from './auth-routes.js';
-import { adminClientRoutes, clientConnectionRoutes, tenantClientRoutes } from './client-routes.js';
+import { clientConnectionRoutes } from './client-routes.js';
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
-import { identityRoutes } from './identity-routes.js';
+import { registerOpenApi, registerOpenApiDocs } from './openapi.js';
 import { clientErrorProblem, frameworkErrorProblem, guardJsonBodies } from './request-guards.js';
+import { Security } from './schemas.js';
+import { tenantOperationRoutes } from './tenant-operation-routes.js';
 import { tenantScope } from './tenant-plugin.js';
 import { tenantRoutes } from './tenant-routes.js';
 import { tenantryPlugin } from './tenantry-plugin.js';
@@ -37,7 +36,8 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{8,128}$/;
  */
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
   const { tenantry } = options;
-  const config = tenantry.config;
+  const engine = engineOf(tenantry);
+  const config = engine.config;
   const app = Fastify({
     ...(options.loggerInstance
       ? { loggerInstance: options.loggerInstance }
@@ -72,59 +72,46 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     done();
   });
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'Tenantry',
-        version: '0.1.0',
-        description: 'Multi-tenant backend: admin and tenant routes',
-      },
-      components: {
-        securitySchemes: {
-          adminToken: { type: 'http', scheme: 'bearer', description: 'The operator admin token' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
-        },
-      },
-    },
-  });
+  await registerOpenApi(app);
 
-  await app.register(async (scope) => healthRoutes(tenantry)(scope));
+  await app.register(async (scope) => healthRoutes(engine)(scope));
   const metricsRoute = (scope: FastifyInstance) => {
+    const security = config.metrics.public ? Security.none : Security.admin;
     scope.get(
       '/metrics',
-      { schema: { tags: ['operations'], summary: 'Prometheus metrics (admin token unless metrics.public)' } },
+      {
+        schema: {
+          tags: ['operations'],
+          security,
+          summary: 'Prometheus metrics (admin token unless metrics.public)',
+        },
+      },
       async (_request, reply) => {
-        reply.type(tenantry.metrics.contentType);
-        return tenantry.metrics.text();
+        reply.type(engine.metrics.contentType);
+        return engine.metrics.text();
       },
     );
   };
   // Per-tenant traffic is business information: behind the admin token unless configured public.
-  if (tenantry.config.metrics.public) await app.register(async (scope) => metricsRoute(scope));
+  if (config.metrics.public) await app.register(async (scope) => metricsRoute(scope));
   await app.register(
     adminScope(
       options.adminGuard,
       (scope) => {
-        adminRoutes(tenantry)(scope);
-        adminFleetRoutes(tenantry)(scope);
-        adminSharedRoutes(tenantry)(scope);
-        adminClientRoutes(tenantry)(scope);
-        if (!tenantry.config.metrics.public) metricsRoute(scope);
+        adminRoutes(engine)(scope);
+        adminSharedRoutes(engine)(scope);
+        if (!config.metrics.public) metricsRoute(scope);
       },
-      { sessions: tenantry.identity.sessions, adminToken: tenantry.config.auth.adminToken },
+      { sessions: engine.identity.sessions, adminToken: config.auth.adminToken },
     ),
   );
   // /tenant-info shows only what a tenant's own login page would: the host alone may ask.
-  await app.register(tenantScope(tenantry, tenantRoutes, { allowAnonymous: true }));
-  await app.register(tenantScope(tenantry, entityRoutes(tenantry)));
-  await app.register(tenantScope(tenantry, identityRoutes(tenantry)));
-  await app.register(tenantScope(tenantry, tenantClientRoutes(tenantry)));
-  await app.register(async (scope) => authRoutes(tenantry)(scope));
-  await app.register(async (scope) => clientConnectionRoutes(tenantry)(scope));
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // The interactive docs page serves its own bundled assets: no CDN, works offline.
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  await app.register(tenantScope(engine, tenantRoutes, { allowAnonymous: true }));
+  await app.register(tenantScope(engine, entityRoutes(engine)));
+  await app.register(tenantScope(engine, tenantOperationRoutes(engine)));
+  await app.register(async (scope) => authRoutes(engine)(scope));
+  await app.register(async (scope) => clientConnectionRoutes(engine)(scope));
+  await registerOpenApiDocs(app);
 
   await options.extend?.(app);
   await app.ready();

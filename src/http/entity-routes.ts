@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { type EntityAction, entityPermission } from '../auth/permissions.js';
+import type { Engine } from '../engine/engine.js';
 import type { Entity } from '../entities/entity.js';
 import { createInputSchema, outputSchema, patchInputSchema } from '../entities/entity-input.js';
 import type { EntityRepository, RowQuota } from '../entities/entity-repository.js';
 import { type ListQuery, MAX_BATCH } from '../entities/entity-repository.js';
 import { TenantryError } from '../errors.js';
-import type { Tenantry } from '../tenantry.js';
-import { problemResponses } from './schemas.js';
+import { problemResponses, Security } from './schemas.js';
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) }, { additionalProperties: false });
 
@@ -38,7 +38,7 @@ function clearsOnly(body: unknown): boolean {
  */
 function repositoryFor(
   request: FastifyRequest,
-  tenantry: Tenantry,
+  engine: Engine,
   entity: Entity,
   action: EntityAction,
   body?: unknown,
@@ -55,7 +55,7 @@ function repositoryFor(
       `${entity.name} needs the feature "${entity.feature}", which this tenant does not have`,
     );
   }
-  const view = entity.scope === 'shared' ? tenantry.sharedEntityView() : request.entityView;
+  const view = entity.scope === 'shared' ? engine.schemas.sharedView() : request.entityView;
   const repository = view?.repository(entity.name);
   if (!view || !repository) {
     throw new TenantryError(
@@ -85,7 +85,7 @@ function repositoryFor(
 }
 
 /** The tenant's row limits, when it has any (its plan's or its own). */
-function rowQuota(request: FastifyRequest, tenantry: Tenantry): RowQuota | undefined {
+function rowQuota(request: FastifyRequest, engine: Engine): RowQuota | undefined {
   const limits = request.tenant?.effective.limits;
   if (limits?.maxRows === undefined && limits?.maxRowsPerEntity === undefined) return undefined;
   const view = request.entityView;
@@ -93,140 +93,209 @@ function rowQuota(request: FastifyRequest, tenantry: Tenantry): RowQuota | undef
     perEntity: limits.maxRowsPerEntity,
     total: limits.maxRows,
     tenantSlug: request.tenant!.slug,
-    entities: tenantry.config.entities
+    entities: engine.config.entities
       .filter((entity) => entity.scope === 'tenant' && view?.repository(entity.name))
       .map((entity) => entity.name),
   };
+}
+
+/** What every route of one entity is built from. */
+interface EntityRoutes {
+  readonly app: FastifyInstance;
+  readonly engine: Engine;
+  readonly entity: Entity;
+  readonly base: string;
+  readonly tags: string[];
+  readonly row: ReturnType<typeof outputSchema>;
+  repo(request: FastifyRequest, action: EntityAction, body?: unknown): EntityRepository;
 }
 
 /**
  * The REST API of the declared entities, under /api/v1. Registered inside the tenant scope:
  * every handler works through `request.db`, which is bound to the resolved tenant.
  */
-export function entityRoutes(tenantry: Tenantry) {
+export function entityRoutes(engine: Engine) {
   return (app: FastifyInstance): void => {
-    for (const entity of tenantry.config.entities) {
-      const repo = (request: FastifyRequest, action: EntityAction, body?: unknown) =>
-        repositoryFor(request, tenantry, entity, action, body);
-      const base = `/api/v1/${entity.name}`;
-      const tags = [entity.name];
-      const row = outputSchema(entity);
-      const readOnly = entity.scope === 'shared';
-
-      app.get(
-        base,
-        {
-          schema: {
-            tags,
-            summary: `List ${entity.name}: filters ?field=, ?field[gte|lte|in|like]=, sort, limit, next${entity.fields.some((f) => f.search) ? ', q' : ''}`,
-            response: {
-              200: Type.Object({ items: Type.Array(row), next: Type.Union([Type.String(), Type.Null()]) }),
-              ...problemResponses,
-            },
-          },
-        },
-        async (request) => repo(request, 'read').list(request.db, listQuery(request)),
-      );
-
-      app.get(
-        `${base}/:id`,
-        {
-          schema: {
-            tags,
-            summary: `Get one ${entity.name}`,
-            params: IdParams,
-            response: { 200: row, ...problemResponses },
-          },
-        },
-        async (request) => repo(request, 'read').get(request.db, (request.params as { id: string }).id),
-      );
-
-      if (readOnly) {
-        const refuse = async () => {
-          throw new TenantryError('forbidden', `${entity.name} is shared data: tenants may only read it`);
-        };
-        app.post(base, { schema: { hide: true } }, refuse);
-        app.patch(`${base}/:id`, { schema: { hide: true } }, refuse);
-        app.delete(`${base}/:id`, { schema: { hide: true } }, refuse);
+    for (const entity of engine.config.entities) {
+      const routes: EntityRoutes = {
+        app,
+        engine,
+        entity,
+        base: `/api/v1/${entity.name}`,
+        tags: [entity.name],
+        row: outputSchema(entity),
+        repo: (request, action, body) => repositoryFor(request, engine, entity, action, body),
+      };
+      listRoute(routes);
+      getRoute(routes);
+      if (entity.scope === 'shared') {
+        refuseWrites(routes);
         continue;
       }
-
-      app.post(
-        base,
-        {
-          schema: {
-            tags,
-            summary: `Create a ${entity.name}`,
-            body: createInputSchema(entity),
-            response: { 201: row, ...problemResponses },
-          },
-        },
-        async (request, reply) => {
-          const repository = repo(request, 'create', request.body);
-          await tenantry.storageMeter.admitWrite(request.tenant!);
-          const created = await repository.create(request.db, request.body, rowQuota(request, tenantry));
-          reply.code(201).header('location', `${base}/${created.id}`);
-          return created;
-        },
-      );
-
-      app.post(
-        `${base}/batch`,
-        {
-          schema: {
-            tags,
-            summary: `Create up to ${MAX_BATCH} ${entity.name} in one transaction`,
-            body: Type.Object(
-              { rows: Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_BATCH }) },
-              { additionalProperties: false },
-            ),
-            response: { 201: Type.Object({ items: Type.Array(row) }), ...problemResponses },
-          },
-        },
-        async (request, reply) => {
-          const rows = (request.body as { rows: unknown[] }).rows;
-          const repository = repo(request, 'create', request.body);
-          await tenantry.storageMeter.admitWrite(request.tenant!);
-          const items = await repository.createMany(request.db, rows, rowQuota(request, tenantry));
-          reply.code(201);
-          return { items };
-        },
-      );
-
-      app.patch(
-        `${base}/:id`,
-        {
-          schema: {
-            tags,
-            summary: `Change a ${entity.name}`,
-            params: IdParams,
-            body: patchInputSchema(entity),
-            response: { 200: row, ...problemResponses },
-          },
-        },
-        async (request) => {
-          const repository = repo(request, 'update', request.body);
-          // Over the storage quota, only clearing values (setting them to null) is still allowed.
-          if (!clearsOnly(request.body)) await tenantry.storageMeter.admitWrite(request.tenant!);
-          return repository.update(request.db, (request.params as { id: string }).id, request.body);
-        },
-      );
-
-      app.delete(
-        `${base}/:id`,
-        {
-          schema: {
-            tags,
-            summary: `Delete a ${entity.name}`,
-            params: IdParams,
-            response: { 204: Type.Null(), ...problemResponses },
-          },
-        },
-        async (request, reply) => {
-          await repo(request, 'delete').delete(request.db, (request.params as { id: string }).id);
-          reply.code(204).send();
-        },
-      );
+      createRoute(routes);
+      batchRoute(routes);
+      patchRoute(routes);
+      deleteRoute(routes);
     }
   };
+}
+
+/**
+ * The list parameters, documented: each filterable field (`?field=`, `?field[gte|lte|in|like]=`),
+ * sort, limit, the cursor and the search. Checked by the list query itself (every parameter may
+ * be given once, unknown ones are refused), so the schema leaves their values alone.
+ */
+function listParameters(entity: Entity) {
+  const documented = (description: string) => Type.Unknown({ description });
+  const fields = Object.fromEntries(
+    entity.fields.map((field) => [
+      field.name,
+      Type.Optional(documented(`equals; also ${field.name}[gte], [lte], [in] (comma-separated), [like]`)),
+    ]),
+  );
+  return Type.Object(
+    {
+      ...fields,
+      sort: Type.Optional(documented('a field, or -field for descending; default: created_at')),
+      limit: Type.Optional(documented('rows per page, 1 to 1000 (default 100)')),
+      next: Type.Optional(documented('the cursor of the next page, from the previous page')),
+      ...(entity.fields.some((field) => field.search)
+        ? { q: Type.Optional(documented('full-text search')) }
+        : {}),
+    },
+    { additionalProperties: true },
+  );
+}
+
+function listRoute({ app, entity, base, tags, row, repo }: EntityRoutes): void {
+  app.get(
+    base,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `List ${entity.name}: filters ?field=, ?field[gte|lte|in|like]=, sort, limit, next${entity.fields.some((f) => f.search) ? ', q' : ''}`,
+        querystring: listParameters(entity),
+        response: {
+          200: Type.Object({ items: Type.Array(row), next: Type.Union([Type.String(), Type.Null()]) }),
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => repo(request, 'read').list(request.db, listQuery(request)),
+  );
+}
+
+function getRoute({ app, entity, base, tags, row, repo }: EntityRoutes): void {
+  app.get(
+    `${base}/:id`,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `Get one ${entity.name}`,
+        params: IdParams,
+        response: { 200: row, ...problemResponses },
+      },
+    },
+    async (request) => repo(request, 'read').get(request.db, (request.params as { id: string }).id),
+  );
+}
+
+function refuseWrites({ app, entity, base }: EntityRoutes): void {
+  const refuse = async () => {
+    throw new TenantryError('forbidden', `${entity.name} is shared data: tenants may only read it`);
+  };
+  app.post(base, { schema: { hide: true } }, refuse);
+  app.patch(`${base}/:id`, { schema: { hide: true } }, refuse);
+  app.delete(`${base}/:id`, { schema: { hide: true } }, refuse);
+}
+
+function createRoute({ app, engine, entity, base, tags, row, repo }: EntityRoutes): void {
+  app.post(
+    base,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `Create a ${entity.name}`,
+        body: createInputSchema(entity),
+        response: { 201: row, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const repository = repo(request, 'create', request.body);
+      await engine.usage.storage.admitWrite(request.tenant!);
+      const created = await repository.create(request.db, request.body, rowQuota(request, engine));
+      reply.code(201).header('location', `${base}/${created.id}`);
+      return created;
+    },
+  );
+}
+
+function batchRoute({ app, engine, entity, base, tags, row, repo }: EntityRoutes): void {
+  app.post(
+    `${base}/batch`,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `Create up to ${MAX_BATCH} ${entity.name} in one transaction`,
+        body: Type.Object(
+          { rows: Type.Array(createInputSchema(entity), { minItems: 1, maxItems: MAX_BATCH }) },
+          { additionalProperties: false },
+        ),
+        response: { 201: Type.Object({ items: Type.Array(row) }), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const rows = (request.body as { rows: unknown[] }).rows;
+      const repository = repo(request, 'create', request.body);
+      await engine.usage.storage.admitWrite(request.tenant!);
+      const items = await repository.createMany(request.db, rows, rowQuota(request, engine));
+      reply.code(201);
+      return { items };
+    },
+  );
+}
+
+function patchRoute({ app, engine, entity, base, tags, row, repo }: EntityRoutes): void {
+  app.patch(
+    `${base}/:id`,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `Change a ${entity.name}`,
+        params: IdParams,
+        body: patchInputSchema(entity),
+        response: { 200: row, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const repository = repo(request, 'update', request.body);
+      // Over the storage quota, only clearing values (setting them to null) is still allowed.
+      if (!clearsOnly(request.body)) await engine.usage.storage.admitWrite(request.tenant!);
+      return repository.update(request.db, (request.params as { id: string }).id, request.body);
+    },
+  );
+}
+
+function deleteRoute({ app, entity, base, tags, repo }: EntityRoutes): void {
+  app.delete(
+    `${base}/:id`,
+    {
+      schema: {
+        tags,
+        security: Security.tenant,
+        summary: `Delete a ${entity.name}`,
+        params: IdParams,
+        response: { 204: Type.Null(), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await repo(request, 'delete').delete(request.db, (request.params as { id: string }).id);
+      reply.code(204).send();
+    },
+  );
 }

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Engine } from '../engine/engine.js';
 import { TenantryError } from '../errors.js';
 import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
 import type { Admission } from '../runtime/tenant-limiter.js';
-import type { Tenantry } from '../tenantry.js';
 import type { Tenant } from '../tenants/tenant.js';
 import { problemFor, sendProblem } from './problem.js';
 import { actionContext } from './request-context.js';
@@ -16,13 +16,13 @@ type Done = (error?: Error) => void;
  * A callback, so a tenant limited in memory pays no promise.
  */
 export function admitWithinLimits(
-  tenantry: Tenantry,
+  engine: Engine,
   request: FastifyRequest,
   reply: FastifyReply,
   done: Done,
 ): void {
   const tenant = request.tenant as Tenant;
-  const admission = tenantry.limiter.admit(
+  const admission = engine.limiter.admit(
     tenant,
     request.actor?.kind === 'anonymous' ? 'anonymous' : 'authenticated',
   );
@@ -32,19 +32,19 @@ export function admitWithinLimits(
   }
   if (admission instanceof Promise) {
     admission.then(
-      (decided) => finish(tenantry, tenant, request, reply, decided, done),
+      (decided) => finish(engine, tenant, request, reply, decided, done),
       (error: Error) => done(error),
     );
     return;
   }
-  finish(tenantry, tenant, request, reply, admission, done);
+  finish(engine, tenant, request, reply, admission, done);
 }
 
 const RATE_DETAIL = 'this tenant is over its request rate; retry after the time in Retry-After';
 const CONCURRENCY_DETAIL = 'this tenant has too many requests in flight; retry shortly';
 
 function finish(
-  tenantry: Tenantry,
+  engine: Engine,
   tenant: Tenant,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -62,7 +62,7 @@ function finish(
   }
   if (!admission.allowed) {
     const reason = admission.reason ?? 'rate';
-    tenantry.metrics.rateLimited(tenant.slug, reason);
+    engine.metrics.rateLimited(tenant.slug, reason);
     // Answered here, not thrown: a flooding tenant's refusals are the hot path of an overload, and
     // an Error (its stack trace) and the error handler would double their cost.
     sendProblem(request, reply, {
@@ -86,18 +86,18 @@ function finish(
  * client address that keeps failing is refused before it is hashed again.
  */
 export function resolveGuarded(
-  tenantry: Tenantry,
+  engine: Engine,
   request: FastifyRequest,
   credentials: TenantCredentials,
 ): Promise<Resolution> {
-  if (credentials.apiKey === undefined) return tenantry.resolver.resolve(credentials, actionContext(request));
+  if (credentials.apiKey === undefined) return engine.resolver.resolve(credentials, actionContext(request));
   // Requests from one address with the same credentials while their check runs are one check (the
   // verifier hashes the key once for all of them): they share its answer and take one allowance
   // slot, not one each. Each taking its own made a client's burst after a cache invalidation 429.
-  let running = guardedChecks.get(tenantry);
+  let running = guardedChecks.get(engine);
   if (!running) {
     running = new Map();
-    guardedChecks.set(tenantry, running);
+    guardedChecks.set(engine, running);
   }
   const key = [
     request.ip,
@@ -109,23 +109,23 @@ export function resolveGuarded(
   const joined = running.get(key);
   if (joined) return joined;
   const checks = running;
-  const check = resolveCounted(tenantry, request, credentials).finally(() => checks.delete(key));
+  const check = resolveCounted(engine, request, credentials).finally(() => checks.delete(key));
   checks.set(key, check);
   return check;
 }
 
 /** Checks in flight by address and credentials, per engine. */
-const guardedChecks = new WeakMap<Tenantry, Map<string, Promise<Resolution>>>();
+const guardedChecks = new WeakMap<Engine, Map<string, Promise<Resolution>>>();
 
 async function resolveCounted(
-  tenantry: Tenantry,
+  engine: Engine,
   request: FastifyRequest,
   credentials: TenantCredentials,
 ): Promise<Resolution> {
-  const attempt = await tenantry.keyFailures.begin(request.ip);
-  if (attempt.waitMs > 0) throw tooManyFailures(tenantry, attempt.waitMs);
+  const attempt = await engine.keyFailures.begin(request.ip);
+  if (attempt.waitMs > 0) throw tooManyFailures(engine, attempt.waitMs);
   try {
-    const resolution = await tenantry.resolver.resolve(credentials, actionContext(request));
+    const resolution = await engine.resolver.resolve(credentials, actionContext(request));
     await attempt.end(false);
     return resolution;
   } catch (error) {
@@ -134,8 +134,8 @@ async function resolveCounted(
   }
 }
 
-function tooManyFailures(tenantry: Tenantry, waitMs: number): TenantryError {
-  tenantry.metrics.rateLimited(undefined, 'key_failures');
+function tooManyFailures(engine: Engine, waitMs: number): TenantryError {
+  engine.metrics.rateLimited(undefined, 'key_failures');
   return new TenantryError('rate_limited', 'too many failed credential checks from this address', {
     retryAfterSeconds: Math.ceil(waitMs / 1000),
   });

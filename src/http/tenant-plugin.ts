@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PermissionSet } from '../auth/permissions.js';
+import type { Engine } from '../engine/engine.js';
 import type { EntityView } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
 import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
-import type { Tenantry } from '../tenantry.js';
 import { hostFromHeader } from '../tenants/host.js';
 import { sessionsOf } from './session-cookie.js';
 import { admitWithinLimits, resolveGuarded } from './tenant-limits-hook.js';
@@ -40,7 +40,7 @@ export interface TenantScopeOptions {
  * registered outside it by accident.
  */
 export function tenantScope(
-  tenantry: Tenantry,
+  engine: Engine,
   routes: (scope: FastifyInstance) => void | Promise<void>,
   options: TenantScopeOptions = {},
 ) {
@@ -70,7 +70,7 @@ export function tenantScope(
         );
       }
       request.entityView = view;
-      request.tenantDb = tenantry.data.forTenant(resolution.tenant);
+      request.tenantDb = engine.data.forTenant(resolution.tenant);
     };
     // The slow path: resolution or the tenant's entity version not in memory yet.
     const admitLater = (
@@ -82,13 +82,13 @@ export function tenantScope(
       resolving
         .then(async (resolution) => {
           const [view, permissions] = await Promise.all([
-            tenantry.loadEntityView(resolution.tenant),
-            tenantry.permissionsOf(resolution),
+            engine.schemas.loadView(resolution.tenant),
+            engine.permissions.of(resolution),
           ]);
           admit(request, reply, resolution, view, permissions);
         })
         .then(
-          () => admitWithinLimits(tenantry, request, reply, done),
+          () => admitWithinLimits(engine, request, reply, done),
           (error: Error) => done(error),
         );
     };
@@ -98,12 +98,12 @@ export function tenantScope(
       const credentials = credentialsOf(request);
       let cached: Resolution | undefined;
       try {
-        cached = tenantry.resolver.resolveCached(credentials);
-        const view = cached && tenantry.entityView(cached.tenant);
-        const permissions = cached && tenantry.permissionsCached(cached);
+        cached = engine.resolver.resolveCached(credentials);
+        const view = cached && engine.schemas.view(cached.tenant);
+        const permissions = cached && engine.permissions.cached(cached);
         if (cached && view && permissions) {
           admit(request, reply, cached, view, permissions);
-          admitWithinLimits(tenantry, request, reply, done);
+          admitWithinLimits(engine, request, reply, done);
           return;
         }
       } catch (error) {
@@ -113,7 +113,7 @@ export function tenantScope(
       admitLater(
         request,
         reply,
-        cached ? Promise.resolve(cached) : resolveGuarded(tenantry, request, credentials),
+        cached ? Promise.resolve(cached) : resolveGuarded(engine, request, credentials),
         done,
       );
     });

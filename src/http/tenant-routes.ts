@@ -1,9 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { TenantryError } from '../errors.js';
-import { publicTenantView, type Tenant } from '../tenants/tenant.js';
-import { ProblemSchema, PublicTenantSchema } from './schemas.js';
-import { presentUsage, TenantUsageSchema } from './usage-view.js';
+import { TenantUsageSchema, tenantUsageView } from '../lifecycle/tenant-usage-view.js';
+import { engineOf } from '../tenantry.js';
+import type { Tenant } from '../tenants/tenant.js';
+import { PublicTenantViewSchema, publicTenantView } from '../tenants/tenant-view.js';
+import { ProblemSchema, Security } from './schemas.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const serializedViews = new WeakMap<Tenant, string>();
@@ -19,15 +21,16 @@ function publicTenantJson(tenant: Tenant): string {
 
 /** Routes of the resolved tenant itself. Registered inside `tenantScope`. */
 export function tenantRoutes(scope: FastifyInstance): void {
-  const tenantry = scope.tenantry;
+  const engine = engineOf(scope.tenantry);
   const schema = {
     tags: ['tenant'],
     summary: 'The tenant this request resolved to',
     description:
       '`?include=usage` adds its usage against its quotas (rows, storage, live API keys); it needs credentials (an API key or a session), as the host alone is not a secret.',
-    security: [{ apiKey: [] }, {}] as Record<string, string[]>[],
+    // The host alone may ask: the empty requirement is anonymous access.
+    security: [...Security.tenant, {}],
     response: {
-      200: Type.Object({ ...PublicTenantSchema.properties, usage: Type.Optional(TenantUsageSchema) }),
+      200: Type.Object({ ...PublicTenantViewSchema.properties, usage: Type.Optional(TenantUsageSchema) }),
       400: ProblemSchema,
       401: ProblemSchema,
       403: ProblemSchema,
@@ -53,8 +56,8 @@ export function tenantRoutes(scope: FastifyInstance): void {
         'usage needs credentials: send an X-API-Key or a session token',
       );
     }
-    const usage = await tenantry.usageOf(request.tenant!);
-    return { ...publicTenantView(request.tenant!), usage: presentUsage(usage) };
+    const usage = await engine.usage.of(request.tenant!);
+    return { ...publicTenantView(request.tenant!), usage: tenantUsageView(usage) };
   };
   scope.get('/tenant-info', { schema }, handler);
   scope.get('/tenants/current', { schema }, handler);

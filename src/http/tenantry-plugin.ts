@@ -3,7 +3,7 @@ import fp from 'fastify-plugin';
 import { TenantryError } from '../errors.js';
 import { countQuotaRefusal } from '../runtime/quota.js';
 import type { TenantCache } from '../runtime/scoped-cache.js';
-import type { Tenantry } from '../tenantry.js';
+import { engineOf, type Tenantry } from '../tenantry.js';
 import { problemFor, problemFromError, sendProblem } from './problem.js';
 import { ProblemSchema } from './schemas.js';
 import { type TenantScopeOptions, tenantScope } from './tenant-plugin.js';
@@ -43,11 +43,12 @@ declare module 'fastify' {
  */
 export const tenantryPlugin = fp<TenantryPluginOptions>(
   async (app, options) => {
+    const engine = engineOf(options.tenantry);
     app.decorate('tenantry', options.tenantry);
     app.decorate(
       'tenantScope',
       (routes: (scope: FastifyInstance) => void | Promise<void>, scopeOptions?: TenantScopeOptions) =>
-        tenantScope(options.tenantry, routes, scopeOptions),
+        tenantScope(engine, routes, scopeOptions),
     );
     app.decorateRequest('tenant', null);
     app.decorateRequest('tenantResolution', null);
@@ -61,7 +62,7 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
         if (!this.tenant) throw new TenantryError('tenant_required', 'this route has no tenant');
         let cache = tenantCaches.get(this);
         if (!cache) {
-          cache = options.tenantry.cache.forTenant(this.tenant);
+          cache = engine.cache.forTenant(this.tenant);
           tenantCaches.set(this, cache);
         }
         return cache;
@@ -77,7 +78,7 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
     app.addSchema(ProblemSchema);
     // Every response counts, by tenant (bounded labels), route pattern and status.
     app.addHook('onResponse', (request, reply, done) => {
-      options.tenantry.metrics.observeRequest(
+      engine.metrics.observeRequest(
         request.tenant?.slug,
         request.routeOptions.url ?? 'unmatched',
         request.method,
@@ -88,7 +89,7 @@ export const tenantryPlugin = fp<TenantryPluginOptions>(
     });
     // Quota refusals count by tenant wherever they surface (tenant and admin routes alike).
     app.addHook('onError', (_request, _reply, error, done) => {
-      countQuotaRefusal(options.tenantry.metrics, error);
+      countQuotaRefusal(engine.metrics, error);
       done();
     });
     if (options.problemErrors !== false) {

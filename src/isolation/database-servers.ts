@@ -1,4 +1,5 @@
 import type { TenantryConfig } from '../config/config-schema.js';
+import type { LiveConfig } from '../config/live-config.js';
 import type { Database, Queryable, Row } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import { newClient } from '../db/postgres-driver.js';
@@ -6,7 +7,8 @@ import { ensureRuntimeRole } from '../db/roles.js';
 import { isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
-import { recordAudit } from '../runtime/audit-log.js';
+import { auditedChange } from '../runtime/audited-change.js';
+import type { ChangeBus } from '../runtime/change-bus.js';
 
 /** The control plane's own server: tenant databases go there unless other servers are added. */
 export const MAIN_SERVER = 'main';
@@ -70,12 +72,19 @@ async function checkReachable(url: string, runtimeRole: string, owner: boolean):
  */
 export class DatabaseServers {
   readonly #db: Database;
-  readonly #config: TenantryConfig;
+  readonly #bus: ChangeBus;
+  readonly #live: LiveConfig;
+
+  /** Read at each use: a reload's values apply to the next call. */
+  get #config(): TenantryConfig {
+    return this.#live.current;
+  }
   readonly #cache = new Map<string, ServerUrls>();
 
-  constructor(db: Database, config: TenantryConfig) {
+  constructor(db: Database, bus: ChangeBus, config: LiveConfig) {
     this.#db = db;
-    this.#config = config;
+    this.#bus = bus;
+    this.#live = config;
   }
 
   /**
@@ -189,20 +198,23 @@ export class DatabaseServers {
         { field: 'url' },
       );
     }
-    try {
-      await this.#db.owner.transaction(async (tx) => {
+    const translate = (error: unknown) =>
+      isSqlState(error, 'UNIQUE_VIOLATION')
+        ? new TenantryError('conflict', `server "${input.name}" already exists`, { field: 'name' })
+        : error;
+    await auditedChange(
+      { bus: this.#bus, translate },
+      this.#db.owner,
+      context,
+      { action: 'server.add', target: input.name },
+      async (tx) => {
         await tx.query('INSERT INTO tenantry.database_servers (name, url, admin_url) VALUES ($1, $2, $3)', [
           input.name,
           input.url,
           input.adminUrl ?? null,
         ]);
-        await recordAudit(tx, context, { action: 'server.add', target: input.name, outcome: 'success' });
-      });
-    } catch (error) {
-      if (isSqlState(error, 'UNIQUE_VIOLATION'))
-        throw new TenantryError('conflict', `server "${input.name}" already exists`, { field: 'name' });
-      throw error;
-    }
+      },
+    );
     const added = (await this.list()).find((server) => server.name === input.name);
     if (!added) throw new TenantryError('conflict', 'the server was removed while it was added');
     return added;
@@ -235,7 +247,8 @@ export class DatabaseServers {
   /** Refused while any tenant (even a deleted one not yet purged) has its database there. */
   async remove(name: string, context: ActionContext): Promise<void> {
     if (name === MAIN_SERVER) throw new TenantryError('conflict', 'the main server cannot be removed');
-    await this.#db.owner.transaction(async (tx) => {
+    const audit = { action: 'server.remove', target: name };
+    await auditedChange({ bus: this.#bus }, this.#db.owner, context, audit, async (tx) => {
       const { rows } = await tx.query<{ name: string }>(
         'SELECT name FROM tenantry.database_servers WHERE name = $1 FOR UPDATE',
         [name],
@@ -261,7 +274,6 @@ export class DatabaseServers {
         await this.onServer(name, tx, `DROP DATABASE IF EXISTS ${quoteIdent(template.name)} WITH (FORCE)`);
       }
       await tx.query('DELETE FROM tenantry.database_servers WHERE name = $1', [name]);
-      await recordAudit(tx, context, { action: 'server.remove', target: name, outcome: 'success' });
     });
     this.#cache.delete(name);
   }

@@ -1,14 +1,10 @@
 import type { Queryable } from '../db/database.js';
 import { qualified } from '../db/identifiers.js';
+import type { StorageSize } from '../runtime/storage-meter.js';
 import type { IsolationLevel } from '../tenants/tenant.js';
 import type { TenantDb } from './tenant-db.js';
 
-/** What a tenant's data takes on disk: tables with their indexes and TOAST. */
-export interface StorageSize {
-  readonly bytes: number;
-  /** True for row tenants: their share of tables they share with other tenants is estimated. */
-  readonly estimated: boolean;
-}
+export type { StorageSize };
 
 /** How to measure: the tenant's handle, and for row tenants the entity tables it has. */
 export interface StorageSizeSource {

@@ -1,4 +1,5 @@
 import type { TenantryConfig } from '../config/config-schema.js';
+import type { LiveConfig } from '../config/live-config.js';
 import type {
   ConnectionPool,
   Database,
@@ -8,6 +9,7 @@ import type {
   TenantSettings,
 } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import type { EntityDb } from '../entities/entity-db.js';
 import type { Tenant } from '../tenants/tenant.js';
 import type { TenantDatabases } from './tenant-databases.js';
 import { databaseLocation, placementOf, SHARED_SCHEMA, type TenantPlacement } from './tenant-placement.js';
@@ -20,7 +22,7 @@ import { databaseLocation, placementOf, SHARED_SCHEMA, type TenantPlacement } fr
  * @example
  * const { rows } = await request.db.query('SELECT id, name FROM projects WHERE status = $1', ['active']);
  */
-export interface TenantDb {
+export interface TenantDb extends EntityDb {
   readonly tenantId: string;
   readonly placement: TenantPlacement;
   /** One statement in its own tenant transaction (one round trip on PostgreSQL). */
@@ -72,19 +74,24 @@ class ScopedTenantDb implements TenantDb {
 /** Hands out tenant-bound database handles, on the right pool for the tenant's isolation level. */
 export class TenantDataAccess {
   readonly #db: Database;
-  readonly #config: TenantryConfig;
+  readonly #live: LiveConfig;
+
+  /** Read at each use: a reload's values apply to the next call. */
+  get #config(): TenantryConfig {
+    return this.#live.current;
+  }
   readonly #databases: TenantDatabases | undefined;
 
   readonly #observe: ((tenant: string, seconds: number) => void) | undefined;
 
   constructor(
     db: Database,
-    config: TenantryConfig,
+    config: LiveConfig,
     databases: TenantDatabases | undefined,
     observe?: (tenantSlug: string, seconds: number) => void,
   ) {
     this.#db = db;
-    this.#config = config;
+    this.#live = config;
     this.#databases = databases;
     this.#observe = observe;
   }

@@ -1,9 +1,7 @@
+import { ROW_SCHEMA, SHARED_SCHEMA } from '../entities/entity-db.js';
 import type { Tenant } from '../tenants/tenant.js';
 
-/** Schema of row-level tenant tables (shared tables, tenant_id + RLS). */
-export const ROW_SCHEMA = 'app';
-/** Schema of shared entities: tenants read, only global admins write. */
-export const SHARED_SCHEMA = 'shared';
+export { ROW_SCHEMA, SHARED_SCHEMA };
 
 const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

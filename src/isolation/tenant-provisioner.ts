@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { TenantryConfig } from '../config/config-schema.js';
+import type { LiveConfig } from '../config/live-config.js';
 import { LOCK_NAMESPACE, LockKey } from '../db/advisory-locks.js';
 import type { Queryable, Session } from '../db/database.js';
 import { qualified, quoteIdent } from '../db/identifiers.js';
@@ -68,12 +69,17 @@ export async function writeDatabaseLedger(db: Queryable, entry: DatabaseLedgerEn
  * purge interrupted anywhere can be run again; callers hold the tenant's lock.
  */
 export class TenantProvisioner {
-  readonly #config: TenantryConfig;
+  readonly #live: LiveConfig;
+
+  /** Read at each use: a reload's values apply to the next call. */
+  get #config(): TenantryConfig {
+    return this.#live.current;
+  }
   readonly #databases: TenantDatabases | undefined;
   readonly #servers: DatabaseServers;
 
-  constructor(config: TenantryConfig, databases: TenantDatabases | undefined, servers: DatabaseServers) {
-    this.#config = config;
+  constructor(config: LiveConfig, databases: TenantDatabases | undefined, servers: DatabaseServers) {
+    this.#live = config;
     this.#databases = databases;
     this.#servers = servers;
   }

@@ -2,8 +2,9 @@ import type { ApiKeyVerifier, KeyScope } from '../auth/api-key-verifier.js';
 import type { SessionStore, VerifiedSession } from '../auth/session-store.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
+import { isUuid } from '../tenants/slug.js';
 import type { Tenant } from '../tenants/tenant.js';
-import type { TenantRegistry } from '../tenants/tenant-registry.js';
+import type { TenantStore } from '../tenants/tenant-store.js';
 import type { TenantCache } from './tenant-cache.js';
 
 /** The credentials of a request that can name a tenant. */
@@ -54,19 +55,19 @@ export interface ResolverOptions {
  * agree; a key never loses to a host or the other way round.
  */
 export class TenantResolver {
-  readonly #registry: TenantRegistry;
+  readonly #store: TenantStore;
   readonly #keys: ApiKeyVerifier;
   readonly #sessions: SessionStore;
   readonly #cache: TenantCache;
   readonly #options: ResolverOptions;
 
   constructor(
-    registry: TenantRegistry,
+    registry: TenantStore,
     credentials: { keys: ApiKeyVerifier; sessions: SessionStore },
     cache: TenantCache,
     options: ResolverOptions,
   ) {
-    this.#registry = registry;
+    this.#store = registry;
     this.#keys = credentials.keys;
     this.#sessions = credentials.sessions;
     this.#cache = cache;
@@ -183,11 +184,25 @@ export class TenantResolver {
     return keyId ? { tenant, via, keyId, keyScope: keyScope! } : { tenant, via };
   }
 
+  /** A tenant by its id or its live slug, from the cache when it is there (`withTenant`, jobs). */
+  async tenantByIdOrSlug(idOrSlug: string): Promise<Tenant | undefined> {
+    if (typeof idOrSlug !== 'string' || idOrSlug.length === 0 || idOrSlug.length > 100) return undefined;
+    const lower = idOrSlug.toLowerCase();
+    if (isUuid(lower)) return this.tenantById(lower);
+    const cached = this.#cache.slug(idOrSlug);
+    if (cached === null) return undefined;
+    if (cached !== undefined) return this.tenantById(cached);
+    const generation = this.#cache.generation;
+    const tenant = await this.#store.findBySlug(idOrSlug);
+    this.#cache.setSlug(idOrSlug, tenant?.id, generation);
+    return tenant;
+  }
+
   async tenantById(id: string): Promise<Tenant | undefined> {
     const cached = this.#cache.tenant(id);
     if (cached) return cached;
     const generation = this.#cache.generation;
-    const tenant = await this.#registry.findById(id);
+    const tenant = await this.#store.findById(id);
     if (tenant) this.#cache.setTenant(tenant, generation);
     return tenant;
   }
@@ -225,7 +240,7 @@ export class TenantResolver {
     const cached = this.#cache.host(host);
     if (cached !== undefined) return cached ?? (await this.#tenantIdForSlugHost(host));
     const generation = this.#cache.generation;
-    const registered = await this.#registry.tenantIdForHost(host);
+    const registered = await this.#store.tenantIdForHost(host);
     this.#cache.setHost(host, registered, generation);
     return registered ?? (await this.#tenantIdForSlugHost(host));
   }
@@ -245,7 +260,7 @@ export class TenantResolver {
     const cached = this.#cache.slug(slug);
     if (cached !== undefined) return cached ?? undefined;
     const generation = this.#cache.generation;
-    const tenant = await this.#registry.findBySlug(slug);
+    const tenant = await this.#store.findBySlug(slug);
     this.#cache.setSlug(slug, tenant?.id, generation);
     return tenant?.id;
   }

@@ -168,54 +168,18 @@ export class Metrics {
       labelNames: ['operation'],
       registers,
     });
-    this.labels.onDemote = (tenant) => {
-      this.#requests.removeTenant(tenant);
-      this.#dbDuration.remove({ tenant });
-      // prom-client removes a series only by its whole label set: each value of the other label.
-      for (const reason of LIMIT_REASONS) this.#limited.remove({ tenant, reason });
-      for (const quota of QUOTA_NAMES) this.#quotaRefused.remove({ tenant, quota });
-    };
-    const control = options.control;
-    new Gauge({
-      name: 'tenantry_tenants',
-      help: 'Tenants by status, plan and isolation level',
-      labelNames: ['status', 'plan', 'isolation'],
-      registers,
-      async collect() {
-        const { rows } = await control.query<{
-          status: string;
-          plan: string;
-          isolation: string;
-          count: number;
-        }>(
-          `SELECT status, coalesce(config->>'plan', '') AS plan, isolation, count(*)::int AS count
-             FROM tenantry.tenants GROUP BY 1, 2, 3`,
-        );
-        this.reset();
-        for (const row of rows) {
-          this.set(
-            { status: row.status, plan: row.plan || 'none', isolation: row.isolation },
-            Number(row.count),
-          );
-        }
-      },
-    });
-    const pools = options.tenantPools;
-    if (pools) {
-      new Gauge({
-        name: 'tenantry_tenant_database_pools',
-        help: 'Connection pools to database tenants: open, leased (in use) and the most allowed',
-        labelNames: ['state'],
-        registers,
-        collect() {
-          const { open, leased, max } = pools();
-          this.set({ state: 'open' }, open);
-          this.set({ state: 'leased' }, leased);
-          this.set({ state: 'max' }, max);
-        },
-      });
-    }
+    this.labels.onDemote = (tenant) => this.#removeTenant(tenant);
+    registerTenantsGauge(options.control, registers);
+    if (options.tenantPools) registerPoolsGauge(options.tenantPools, registers);
     collectDefaultMetrics({ register: this.registry, prefix: 'tenantry_' });
+  }
+
+  #removeTenant(tenant: string): void {
+    this.#requests.removeTenant(tenant);
+    this.#dbDuration.remove({ tenant });
+    // prom-client removes a series only by its whole label set: each value of the other label.
+    for (const reason of LIMIT_REASONS) this.#limited.remove({ tenant, reason });
+    for (const quota of QUOTA_NAMES) this.#quotaRefused.remove({ tenant, quota });
   }
 
   /** One finished HTTP request. `route` is the route pattern, never the raw URL. */
@@ -265,4 +229,50 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Tenants by status, plan and isolation, counted in the control database when scraped. */
+function registerTenantsGauge(control: Queryable, registers: Registry[]): void {
+  new Gauge({
+    name: 'tenantry_tenants',
+    help: 'Tenants by status, plan and isolation level',
+    labelNames: ['status', 'plan', 'isolation'],
+    registers,
+    async collect() {
+      const { rows } = await control.query<{
+        status: string;
+        plan: string;
+        isolation: string;
+        count: number;
+      }>(
+        `SELECT status, coalesce(config->>'plan', '') AS plan, isolation, count(*)::int AS count
+             FROM tenantry.tenants GROUP BY 1, 2, 3`,
+      );
+      this.reset();
+      for (const row of rows) {
+        this.set(
+          { status: row.status, plan: row.plan || 'none', isolation: row.isolation },
+          Number(row.count),
+        );
+      }
+    },
+  });
+}
+
+function registerPoolsGauge(
+  pools: () => { open: number; leased: number; max: number },
+  registers: Registry[],
+): void {
+  new Gauge({
+    name: 'tenantry_tenant_database_pools',
+    help: 'Connection pools to database tenants: open, leased (in use) and the most allowed',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const { open, leased, max } = pools();
+      this.set({ state: 'open' }, open);
+      this.set({ state: 'leased' }, leased);
+      this.set({ state: 'max' }, max);
+    },
+  });
 }

@@ -20,13 +20,19 @@ export class QuotaExceededError extends TenantryError {
   }
 }
 
+/** Refusals counted already: an operation's refusal passes both the runner and the HTTP error hook. */
+const counted = new WeakSet<QuotaExceededError>();
+
 /**
- * Counts a quota refusal in the metrics (`tenantry_quota_refused_total`); anything else is
- * ignored. Called where errors leave the engine: the HTTP error hook and the CLI operations.
+ * Counts a quota refusal in the metrics (`tenantry_quota_refused_total`), once however many
+ * layers it crosses; anything else is ignored. Called where errors leave the engine: the
+ * operation runner and the HTTP error hook (entity routes are not operations).
  */
 export function countQuotaRefusal(
   metrics: { quotaRefused(tenant: string, quota: QuotaName): void },
   error: unknown,
 ): void {
-  if (error instanceof QuotaExceededError) metrics.quotaRefused(error.tenantSlug, error.quota);
+  if (!(error instanceof QuotaExceededError) || counted.has(error)) return;
+  counted.add(error);
+  metrics.quotaRefused(error.tenantSlug, error.quota);
 }

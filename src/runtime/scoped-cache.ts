@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { TenantryError } from '../errors.js';
-import type { Tenant } from '../tenants/tenant.js';
 import type { CacheStore, CacheStoreKind } from './cache-store.js';
 import type { Change, ChangeBus } from './change-bus.js';
 import type { EngineLogger } from './engine-logger.js';
@@ -164,7 +163,7 @@ export class ScopedCache {
    * await tenantry.withTenant(tenantId, async (db, { cache }) => cache.del('report'));
    * const cache = tenantry.cache.forTenant(await tenantry.tenants.get('acme'));
    */
-  forTenant(tenant: Pick<Tenant, 'id'>): TenantCache {
+  forTenant(tenant: { readonly id: string }): TenantCache {
     const tenantId = tenant.id;
     if (typeof tenantId !== 'string' || !UUID.test(tenantId)) {
       throw new TenantryError('validation_failed', 'a tenant id is a UUID', { field: 'tenant' });

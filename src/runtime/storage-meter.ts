@@ -1,7 +1,19 @@
 import { LRUCache } from 'lru-cache';
-import type { StorageSize } from '../isolation/storage-size.js';
-import type { Tenant } from '../tenants/tenant.js';
 import { QuotaExceededError } from './quota.js';
+
+/** What a tenant's data takes on disk: tables with their indexes and TOAST. */
+export interface StorageSize {
+  readonly bytes: number;
+  /** True for row tenants: their share of tables they share with other tenants is estimated. */
+  readonly estimated: boolean;
+}
+
+/** What the meter reads of a tenant. */
+export interface MeteredTenant {
+  readonly id: string;
+  readonly slug: string;
+  readonly effective: { readonly limits: { readonly maxStorageMb?: number | undefined } };
+}
 
 /** How long a storage measurement is trusted before the next write measures again. */
 export const STORAGE_MEASURE_INTERVAL_MS = 30_000;
@@ -12,8 +24,8 @@ export interface StorageMeasurement extends StorageSize {
   readonly measuredAt: Date;
 }
 
-export interface StorageMeterOptions {
-  readonly measure: (tenant: Tenant) => Promise<StorageSize>;
+export interface StorageMeterOptions<T extends MeteredTenant> {
+  readonly measure: (tenant: T) => Promise<StorageSize>;
   /** Default `STORAGE_MEASURE_INTERVAL_MS`; 0 measures before every checked write. */
   readonly intervalMs?: number;
   /** Tenants whose last measurement is kept (least recently used go first). */
@@ -27,20 +39,20 @@ export interface StorageMeterOptions {
  * is therefore soft by what a tenant writes within one interval. Tenants without
  * `limits.maxStorageMb` are never measured on the write path.
  */
-export class StorageMeter {
+export class StorageMeter<T extends MeteredTenant = MeteredTenant> {
   readonly intervalMs: number;
-  readonly #measure: (tenant: Tenant) => Promise<StorageSize>;
+  readonly #measure: (tenant: T) => Promise<StorageSize>;
   readonly #latest: LRUCache<string, StorageMeasurement>;
   readonly #running = new Map<string, Promise<StorageMeasurement>>();
 
-  constructor(options: StorageMeterOptions) {
+  constructor(options: StorageMeterOptions<T>) {
     this.#measure = options.measure;
     this.intervalMs = options.intervalMs ?? STORAGE_MEASURE_INTERVAL_MS;
     this.#latest = new LRUCache({ max: options.maxTenants ?? 100_000 });
   }
 
   /** A measurement taken now (and kept as the tenant's latest). */
-  measure(tenant: Tenant): Promise<StorageMeasurement> {
+  measure(tenant: T): Promise<StorageMeasurement> {
     const running = this.#running.get(tenant.id);
     if (running) return running;
     const measuring = this.#measure(tenant)
@@ -55,7 +67,7 @@ export class StorageMeter {
   }
 
   /** The tenant's latest measurement while it is younger than the interval, else a new one. */
-  current(tenant: Tenant): Promise<StorageMeasurement> {
+  current(tenant: T): Promise<StorageMeasurement> {
     const fresh = this.#fresh(tenant.id);
     return fresh ? Promise.resolve(fresh) : this.measure(tenant);
   }
@@ -66,7 +78,7 @@ export class StorageMeter {
    * Undefined (no promise, no lookup) for a tenant without the limit, and synchronous while the
    * measurement is fresh.
    */
-  admitWrite(tenant: Tenant): Promise<void> | undefined {
+  admitWrite(tenant: T): Promise<void> | undefined {
     const maxMb = tenant.effective.limits.maxStorageMb;
     if (maxMb === undefined) return undefined;
     const fresh = this.#fresh(tenant.id);
@@ -88,7 +100,7 @@ export class StorageMeter {
   }
 }
 
-function refuseOver(tenant: Tenant, maxMb: number, measurement: StorageMeasurement): void {
+function refuseOver(tenant: MeteredTenant, maxMb: number, measurement: StorageMeasurement): void {
   if (measurement.bytes < maxMb * BYTES_PER_MB) return;
   const used = (measurement.bytes / BYTES_PER_MB).toFixed(2);
   throw new QuotaExceededError(

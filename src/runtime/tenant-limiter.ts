@@ -1,8 +1,20 @@
 import { LRUCache } from 'lru-cache';
-import type { Tenant } from '../tenants/tenant.js';
 import type { RedisConnection } from './redis-connection.js';
 import { type SharedDecision, SharedLimits } from './shared-limits.js';
-import { type BucketPolicy, bucketKey, bucketPolicy, CLOSED_RETRY_MS, takeToken } from './token-bucket.js';
+import {
+  type BucketPolicy,
+  bucketKey,
+  bucketPolicy,
+  CLOSED_RETRY_MS,
+  type RateLimits,
+  takeToken,
+} from './token-bucket.js';
+
+/** What the limiter reads of a tenant: an immutable snapshot (a change makes a new object). */
+export interface LimitedTenant {
+  readonly id: string;
+  readonly effective: { readonly limits: RateLimits };
+}
 
 export type LimitReason = 'rate' | 'concurrency';
 
@@ -81,7 +93,7 @@ export class TenantLimiter {
    * allowance of its API clients and users.
    */
   admit(
-    tenant: Tenant,
+    tenant: LimitedTenant,
     callerKind: 'authenticated' | 'anonymous' = 'authenticated',
   ): Admission | Promise<Admission> | undefined {
     const plan = planOf(tenant);
@@ -185,9 +197,9 @@ interface LimitPlan {
 
 // Tenant objects are immutable snapshots (a change or a reload makes a new one), so the plan
 // can hang off the object: the request path builds no strings and no policy.
-const plans = new WeakMap<Tenant, LimitPlan>();
+const plans = new WeakMap<LimitedTenant, LimitPlan>();
 
-function planOf(tenant: Tenant): LimitPlan {
+function planOf(tenant: LimitedTenant): LimitPlan {
   let plan = plans.get(tenant);
   if (plan === undefined) {
     const limits = tenant.effective.limits;

@@ -1,4 +1,9 @@
-import type { TenantLimits } from '../tenants/tenant.js';
+/** The limits of a tenant that shape its request rate (a tenant's `limits` has them). */
+export interface RateLimits {
+  readonly requestsPerSecond?: number | undefined;
+  readonly burst?: number | undefined;
+  readonly maxConcurrent?: number | undefined;
+}
 
 /**
  * A token bucket as GCRA (the generic cell rate algorithm): the whole state of a bucket is one
@@ -35,7 +40,7 @@ export const CLOSED_RETRY_MS = 60_000;
  * The bucket a tenant's limits describe, or undefined when it has no rate limit. `burst`
  * defaults to one second of requests (at least one).
  */
-export function bucketPolicy(limits: Readonly<TenantLimits>): BucketPolicy | undefined {
+export function bucketPolicy(limits: RateLimits): BucketPolicy | undefined {
   const rate = limits.requestsPerSecond;
   if (rate === undefined) return undefined;
   const burst = Math.max(1, limits.burst ?? Math.ceil(rate));

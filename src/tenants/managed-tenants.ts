@@ -1,10 +1,9 @@
 import { basename } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { CONFIG_SECTIONS, type ManagedField } from '../config/static-tenants.js';
 import type { Queryable } from '../db/database.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext, Actor } from '../runtime/actor.js';
-import type { Tenant, TenantConfig } from './tenant.js';
+import { CONFIG_SECTIONS, type ManagedField, type Tenant, type TenantConfig } from './tenant.js';
 
 /** The actor of the static-tenant sync; only this object (never one from a request) passes the guard. */
 export const CONFIG_FILE_ACTOR: Actor = Object.freeze({ kind: 'system', id: 'config' });

@@ -1,8 +1,8 @@
 import Type, { type Static } from 'typebox';
-import type { IsolationLevel } from '../config/config-schema.js';
 
 export type TenantStatus = 'provisioning' | 'active' | 'inactive' | 'deleted';
-export type { IsolationLevel };
+/** Where a tenant's rows live: shared tables, a schema of its own, or a database of its own. */
+export type IsolationLevel = 'row' | 'schema' | 'database';
 
 export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['row', 'schema', 'database'];
 
@@ -75,6 +75,21 @@ export const TenantConfigSchema = Type.Object(
 );
 
 export type TenantConfig = Static<typeof TenantConfigSchema>;
+
+/** The sections of a tenant's config, each settable on its own (and ownable by the config file). */
+export const CONFIG_SECTIONS = ['plan', 'features', 'limits', 'branding', 'settings'] as const;
+
+/** The fields of a tenant a config file can own; `slug` is its identity and always owned. */
+export type ManagedField =
+  | 'slug'
+  | 'name'
+  | 'hosts'
+  | 'plan'
+  | 'features'
+  | 'limits'
+  | 'branding'
+  | 'settings';
+
 export type TenantBranding = Static<typeof TenantBrandingSchema>;
 
 /** Plans by name, from the config file. */
@@ -124,38 +139,6 @@ export interface Tenant {
   readonly server: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
-}
-
-/** What a tenant's own actors may see of it: no limits, no private settings. */
-export interface PublicTenantView {
-  readonly id: string;
-  readonly name: string;
-  readonly slug: string;
-  readonly status: TenantStatus;
-  readonly isolation: IsolationLevel;
-  readonly hosts: readonly string[];
-  readonly config: Pick<TenantConfig, 'features' | 'branding'>;
-}
-
-const BRANDING_FIELDS = Object.keys(TenantBrandingSchema.properties) as (keyof TenantBranding)[];
-
-export function publicTenantView(tenant: Tenant): PublicTenantView {
-  const config: Pick<TenantConfig, 'features' | 'branding'> = {};
-  const { features, branding } = tenant.effective;
-  if (features.length > 0) config.features = [...features];
-  // The schema's fields only: the view may be serialized without the response schema's filter.
-  const shown: Record<string, unknown> = {};
-  for (const field of BRANDING_FIELDS) if (branding[field] !== undefined) shown[field] = branding[field];
-  if (Object.keys(shown).length > 0) config.branding = shown as TenantBranding;
-  return {
-    id: tenant.id,
-    name: tenant.name,
-    slug: tenant.slug,
-    status: tenant.status,
-    isolation: tenant.isolation,
-    hosts: tenant.hosts,
-    config,
-  };
 }
 
 export interface TenantRow {

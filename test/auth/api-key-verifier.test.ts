@@ -29,7 +29,7 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
   });
   beforeEach(() => {
     lastUsedWrites = 0;
-    const runtime = env.tenantry.db.runtime;
+    const runtime = env.engine.db.runtime;
     verifier = new ApiKeyVerifier({
       db: {
         query: (sql, params) => {
@@ -37,7 +37,7 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
           return runtime.query(sql, params);
         },
       },
-      bus: env.tenantry.bus,
+      bus: env.engine.bus,
       iterations: env.config.apiKeys.iterations,
       cacheSize: 100,
       cacheTtlSeconds: RECHECK_SECONDS,
@@ -82,7 +82,7 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
     const tenant = await env.createTenant('quietly-revoked');
     await verifyAndCache(tenant.key);
     // Straight in SQL, no notification: only the row tells.
-    await env.tenantry.db.owner.query('UPDATE tenantry.api_keys SET revoked_at = now() WHERE key_id = $1', [
+    await env.engine.db.owner.query('UPDATE tenantry.api_keys SET revoked_at = now() WHERE key_id = $1', [
       keyIdOf(tenant.key),
     ]);
     expect(verifier.verifyCached(tenant.key)?.tenantId).toBe(tenant.id);
@@ -99,7 +99,7 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
     const other = await env.createTenant('rehashed-other');
     await verifyAndCache(tenant.key);
     // The row now holds another key's salt and hash: the cached secret no longer matches it.
-    await env.tenantry.db.owner.query(
+    await env.engine.db.owner.query(
       `UPDATE tenantry.api_keys k SET salt = o.salt, hash = o.hash, iterations = o.iterations
          FROM tenantry.api_keys o WHERE k.key_id = $1 AND o.key_id = $2`,
       [keyIdOf(tenant.key), keyIdOf(other.key)],
@@ -132,7 +132,7 @@ describe.each(DRIVERS)('a verified key past the cache time, on %s', (driver) => 
     expect(verified.map((key) => key?.tenantId)).toEqual([first.id, second.id]);
     await verifier.flushLastUsed();
     expect(lastUsedWrites).toBe(1);
-    const { rows } = await env.tenantry.db.owner.query<{ key_id: string; last_used_at: unknown }>(
+    const { rows } = await env.engine.db.owner.query<{ key_id: string; last_used_at: unknown }>(
       'SELECT key_id, last_used_at FROM tenantry.api_keys WHERE key_id = ANY(ARRAY[$1, $2])',
       [keyIdOf(first.key), keyIdOf(second.key)],
     );

@@ -37,8 +37,8 @@ describe.each(DRIVERS)('machine clients on %s', (driver) => {
     a = await env.createTenant('cli-a');
     b = await env.createTenant('cli-b');
     const { users, operator } = {
-      users: env.tenantry.identity.users,
-      operator: env.tenantry.identity.operator.bind(env.tenantry.identity),
+      users: env.engine.identity.users,
+      operator: env.engine.identity.operator.bind(env.engine.identity),
     };
     await users.create(operator(a.id, SYSTEM_CONTEXT), {
       email: 'admin@cli-a.test',
@@ -65,7 +65,7 @@ describe.each(DRIVERS)('machine clients on %s', (driver) => {
     const { clientId, clientSecret, warning } = created.json();
     expect(clientId).toMatch(/^tnc_[0-9a-f]{16}$/);
     expect(warning).toMatch(/only once/);
-    const { rows } = await env.tenantry.db.owner.query<{ hash: Buffer }>(
+    const { rows } = await env.engine.db.owner.query<{ hash: Buffer }>(
       'SELECT hash FROM tenantry.clients WHERE client_id = $1',
       [clientId],
     );
@@ -159,7 +159,7 @@ describe.each(DRIVERS)('machine clients on %s', (driver) => {
 
   it('keeps orphaned clients out of every tenant listing, visible to global admins only', async () => {
     const doomed = await env.createTenant('cli-doomed');
-    await env.tenantry.identity.users.create(env.tenantry.identity.operator(doomed.id, SYSTEM_CONTEXT), {
+    await env.engine.identity.users.create(env.engine.identity.operator(doomed.id, SYSTEM_CONTEXT), {
       email: 'admin@doomed.test',
       password: PASSWORD,
       roles: ['tenant-admin'],

@@ -50,7 +50,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     env = await startTestEnv(driver, { entities: EXAMPLE_ENTITIES });
     a = await env.createTenant('idn-a');
     b = await env.createTenant('idn-b', { isolation: 'schema' });
-    const identity = env.tenantry.identity;
+    const identity = env.engine.identity;
     const created = await identity.users.create(identity.operator(a.id, SYSTEM_CONTEXT), {
       email: 'Admin@A.test',
       password: PASSWORD,
@@ -107,8 +107,8 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
   it('records when a session was last used (written in a batch, on both drivers)', async () => {
     const token = await tokenOf('admin@a.test', a);
     expect((await as(token, a, { method: 'GET', url: '/tenant-info' })).statusCode).toBe(200);
-    await env.tenantry.identity.sessions.flushLastUsed();
-    const { rows } = await env.tenantry.db.owner.query<{ last_used_at: unknown }>(
+    await env.engine.identity.sessions.flushLastUsed();
+    const { rows } = await env.engine.db.owner.query<{ last_used_at: unknown }>(
       'SELECT last_used_at FROM tenantry.sessions WHERE user_id = $1 ORDER BY id DESC LIMIT 1',
       [adminId],
     );
@@ -127,7 +127,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
       });
       expect(response.headers['set-cookie']).toBeUndefined();
     }
-    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+    await env.engine.identity.users.create(env.engine.identity.operator(a.id, SYSTEM_CONTEXT), {
       email: 'timed@a.test',
       password: PASSWORD,
     });
@@ -145,7 +145,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
   });
 
   it('locks an account after repeated failures, whether or not it exists, without locking others', async () => {
-    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+    await env.engine.identity.users.create(env.engine.identity.operator(a.id, SYSTEM_CONTEXT), {
       email: 'lockme@a.test',
       password: PASSWORD,
     });
@@ -161,7 +161,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
   });
 
   it('wrong passwords for one account sent at once pay no more password hashes than its allowance', async () => {
-    await env.tenantry.identity.users.create(env.tenantry.identity.operator(a.id, SYSTEM_CONTEXT), {
+    await env.engine.identity.users.create(env.engine.identity.operator(a.id, SYSTEM_CONTEXT), {
       email: 'burst@a.test',
       password: PASSWORD,
     });
@@ -209,9 +209,9 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
   });
 
   it('never reaches another tenant’s users, roles or groups by id', async () => {
-    const bRoles = await env.tenantry.identity.roles.list(b.id);
+    const bRoles = await env.engine.identity.roles.list(b.id);
     const bAdminRole = bRoles.find((role) => role.name === 'tenant-admin')!;
-    const bGroups = await env.tenantry.identity.groups.list(b.id);
+    const bGroups = await env.engine.identity.groups.list(b.id);
     for (const [method, url, payload] of [
       ['GET', `/api/v1/users/${bUserId}`, undefined],
       ['PATCH', `/api/v1/users/${bUserId}`, { status: 'inactive' }],
@@ -240,8 +240,8 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
       denied.filter((entry: { actor: string }) => entry.actor === `user:${adminId}`).length,
     ).toBeGreaterThanOrEqual(6);
     // Nothing of B changed.
-    expect((await env.tenantry.identity.users.get(b.id, bUserId)).status).toBe('active');
-    expect(await env.tenantry.identity.users.list(a.id)).not.toContainEqual(
+    expect((await env.engine.identity.users.get(b.id, bUserId)).status).toBe('active');
+    expect(await env.engine.identity.users.list(a.id)).not.toContainEqual(
       expect.objectContaining({ id: bUserId }),
     );
   });
@@ -657,7 +657,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
 
   it('refuses users beyond maxUsers, even when two are created at once', async () => {
     const q = await env.createTenant('idn-quota', { config: { limits: { maxUsers: 2 } } });
-    const identity = env.tenantry.identity;
+    const identity = env.engine.identity;
     await identity.users.create(identity.operator(q.id, SYSTEM_CONTEXT), {
       email: 'boss@quota.test',
       password: PASSWORD,
@@ -704,7 +704,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
     expect((await login('leaver@a.test', PASSWORD, a)).statusCode).toBe(401);
 
     const c = await env.createTenant('idn-c');
-    await env.tenantry.identity.users.create(env.tenantry.identity.operator(c.id, SYSTEM_CONTEXT), {
+    await env.engine.identity.users.create(env.engine.identity.operator(c.id, SYSTEM_CONTEXT), {
       email: 'carol@c.test',
       password: PASSWORD,
       roles: ['tenant-admin'],
@@ -768,7 +768,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
       ).statusCode,
     ).toBe(401);
     // The hash, never the password or the token, is stored.
-    const { rows } = await env.tenantry.db.owner.query<{
+    const { rows } = await env.engine.db.owner.query<{
       password_hash: string;
       setup_token_hash: Buffer | null;
     }>("SELECT password_hash, setup_token_hash FROM tenantry.users WHERE email = 'newbie@a.test'");
@@ -779,7 +779,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
 
   it('gives a user without a tenant who is no global admin nothing: no tenant data, no admin routes', async () => {
     const { hashPassword } = await import('../../src/auth/password.js');
-    await env.tenantry.db.owner.query(
+    await env.engine.db.owner.query(
       `INSERT INTO tenantry.users (id, tenant_id, email, status, global_admin, password_hash)
        VALUES (gen_random_uuid(), NULL, 'drifter@nowhere.test', 'active', false, $1)`,
       [await hashPassword(PASSWORD)],
@@ -807,7 +807,7 @@ describe.each(DRIVERS)('tenant users, roles, groups and sessions on %s', (driver
   });
 
   it('opens the admin routes to global admins only, and never to tenant users', async () => {
-    await env.tenantry.identity.users.createGlobalAdmin(SYSTEM_CONTEXT, {
+    await env.engine.identity.users.createGlobalAdmin(SYSTEM_CONTEXT, {
       email: 'root@ops.test',
       password: PASSWORD,
     });

@@ -179,6 +179,27 @@ describe('CLI against a running server on the embedded database', () => {
     });
   });
 
+  it('the same failing command gives the same exit code and message through the socket as in process', async () => {
+    const free = { ...env, TENANTRY_DATA_DIR: join(dir, 'free') };
+    expect((await runCli(['tenants', 'create', 'Same', 'same-co'], env)).code).toBe(0);
+    expect((await runCli(['tenants', 'create', 'Same', 'same-co'], free)).code).toBe(0);
+    for (const command of [
+      ['tenants', 'show', 'nobody-here'],
+      ['tenants', 'create', 'Bad', 'b'],
+      ['tenants', 'keys', 'revoke', 'same-co', 'not-a-key-id'],
+      ['tenants', 'config', 'set', 'same-co', 'limits.nope', '1'],
+      ['users', 'reset-password', '--tenant', 'same-co', 'nobody@example.com'],
+    ]) {
+      const remote = await runCli(command, env);
+      const local = await runCli(command, free);
+      expect(remote.code, command.join(' ')).toBe(1);
+      expect({ code: remote.code, stderr: remote.stderr }, command.join(' ')).toEqual({
+        code: local.code,
+        stderr: local.stderr,
+      });
+    }
+  });
+
   it('init-db does not open the held database', async () => {
     const result = await spawnCli(['init-db'], env);
     expect(result.code).toBe(0);

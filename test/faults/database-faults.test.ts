@@ -11,7 +11,6 @@ import { openPostgres } from '../../src/db/postgres-driver.js';
 import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { isTenantryError } from '../../src/errors.js';
 import { placementOf } from '../../src/isolation/tenant-placement.js';
-import { SYSTEM_CONTEXT } from '../../src/runtime/actor.js';
 import { Tenantry } from '../../src/tenantry.js';
 import { ADMIN_TOKEN } from '../helpers/harness.js';
 import { type PrivatePostgres, postgresBinDir, startPrivatePostgres } from '../helpers/private-postgres.js';
@@ -335,7 +334,7 @@ describe.runIf(available)('database faults', () => {
         }),
       });
       tenantry = await Tenantry.open({ config, redis: false });
-      const created = await tenantry.createTenant({ name: 'Library', slug: 'library-co' }, SYSTEM_CONTEXT);
+      const created = await tenantry.tenants.create({ name: 'Library', slug: 'library-co' });
       tenantId = created.tenant.id;
     });
     afterAll(async () => {

@@ -6,7 +6,7 @@
 import Fastify from 'fastify';
 import { defineConfig } from '../../src/config/load-config.js';
 import { tenantryPlugin } from '../../src/fastify.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 
 const store = process.env.CACHE_STORE === 'redis' ? 'redis' : 'memory';
 const config = defineConfig({
@@ -20,7 +20,8 @@ const config = defineConfig({
     : {}),
 });
 const tenantry = await Tenantry.open({ config, migrate: false });
-if (tenantry.redis) await tenantry.redis.ready(2_000);
+const { redis } = engineOf(tenantry);
+if (redis) await redis.ready(2_000);
 
 const app = Fastify();
 await app.register(tenantryPlugin, { tenantry });

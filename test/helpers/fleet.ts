@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import type { TenantryConfig } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { Row } from '../../src/db/database.js';
-import { openDatabase } from '../../src/db/open-database.js';
+import { openDatabase } from '../../src/engine/open-database.js';
 import { type CliResult, runCli } from './cli.js';
 import { exampleDeclaration } from './entities.js';
 import type { TestDriver } from './harness.js';

@@ -3,10 +3,11 @@ import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import type { TenantryConfig } from '../../src/config/config-schema.js';
 import { defineConfig } from '../../src/config/load-config.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
+import type { Engine } from '../../src/engine/engine.js';
 import { buildApp } from '../../src/http/app.js';
 import { tenantDatabaseName } from '../../src/isolation/tenant-placement.js';
 import type { EngineLogger } from '../../src/runtime/engine-logger.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 import { createDatabase, postgresAvailable, withServer } from './postgres.js';
 
 export type TestDriver = 'pglite' | 'postgres';
@@ -23,6 +24,8 @@ type ConfigOverrides = Parameters<typeof defineConfig>[0];
 export interface TestEnv {
   readonly driver: TestDriver;
   readonly tenantry: Tenantry;
+  /** The engine behind it: the components the tests look into (pools, caches, limiters). */
+  readonly engine: Engine;
   readonly app: FastifyInstance;
   readonly config: TenantryConfig;
   /** The PostgreSQL URL of this env's own database (postgres driver only). */
@@ -56,7 +59,8 @@ export async function startTestEnv(
   const tenantry = await Tenantry.open(
     driver === 'pglite' ? { config, database: await openPglite(), ...logger } : { config, ...logger },
   );
-  const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+  const engine = engineOf(tenantry);
+  const { guard } = await AdminTokenGuard.setUp(engine.db.owner, config.adminToken);
   const app = await buildApp({ tenantry, adminGuard: guard });
   const inject = (options: InjectOptions) => app.inject(options);
   const admin = (method: InjectOptions['method'], url: string, body?: unknown) =>
@@ -69,6 +73,7 @@ export async function startTestEnv(
   return {
     driver,
     tenantry,
+    engine,
     app,
     config,
     databaseUrl: database?.url,
@@ -88,20 +93,18 @@ export async function startTestEnv(
         driver === 'postgres'
           ? [
               ...(
-                await tenantry.db.owner.query<{ id: string }>(
+                await engine.db.owner.query<{ id: string }>(
                   "SELECT id FROM tenantry.tenants WHERE isolation = 'database'",
                 )
               ).rows.map((row) => tenantDatabaseName(row.id)),
               // Templates that new database tenants were copied from.
               ...(
-                await tenantry.db.owner.query<{ name: string }>(
-                  'SELECT name FROM tenantry.database_templates',
-                )
+                await engine.db.owner.query<{ name: string }>('SELECT name FROM tenantry.database_templates')
               ).rows.map((row) => row.name),
             ]
           : [];
       await tenantry.close();
-      if (driver === 'pglite') await tenantry.db.close();
+      if (driver === 'pglite') await engine.db.close();
       if (tenantDatabases.length > 0) {
         await withServer(async (client) => {
           for (const name of tenantDatabases)

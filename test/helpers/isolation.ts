@@ -56,7 +56,7 @@ export class Places {
 
   async of(placement: TenantPlacement): Promise<{ owner: ConnectionPool; runtime: ConnectionPool }> {
     if (!placement.database)
-      return { owner: this.#env.tenantry.db.owner, runtime: this.#env.tenantry.db.runtime };
+      return { owner: this.#env.engine.db.owner, runtime: this.#env.engine.db.runtime };
     let db = this.#opened.get(placement.database);
     if (!db) {
       db = await openPostgres({

@@ -11,7 +11,7 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
   });
 
   async function tenantCount(): Promise<number> {
-    const { rows } = await env.tenantry.db.owner.query<{ n: number }>(
+    const { rows } = await env.engine.db.owner.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM tenantry.tenants',
     );
     return rows[0]!.n;
@@ -41,7 +41,7 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     expect(body.apiKey.key).toMatch(/^tny_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
     expect(body.apiKey.warning).toMatch(/shown only once/);
 
-    const { rows } = await env.tenantry.db.owner.query<Record<string, unknown>>(
+    const { rows } = await env.engine.db.owner.query<Record<string, unknown>>(
       'SELECT * FROM tenantry.api_keys WHERE tenant_id = $1',
       [body.tenant.id],
     );

@@ -21,11 +21,11 @@ describe.each(DRIVERS)('concurrent writes on %s', (driver) => {
     for (const conflict of responses.filter((r) => r.statusCode === 409)) {
       expect(conflict.json()).toMatchObject({ code: 'conflict', field: 'slug' });
     }
-    const { rows } = await env.tenantry.db.owner.query<{ n: number }>(
+    const { rows } = await env.engine.db.owner.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM tenantry.tenants WHERE slug = 'racer'",
     );
     expect(rows[0]!.n).toBe(1);
-    const keys = await env.tenantry.db.owner.query<{ n: number }>(
+    const keys = await env.engine.db.owner.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM tenantry.api_keys',
     );
     expect(keys.rows[0]!.n).toBe(1);

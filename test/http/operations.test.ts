@@ -4,7 +4,7 @@ import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { defineConfig } from '../../src/config/load-config.js';
 import { openPglite } from '../../src/db/pglite-driver.js';
 import { buildApp } from '../../src/http/app.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 import { ADMIN_TOKEN } from '../helpers/harness.js';
 
 describe('operations: logs, readiness, internal errors', () => {
@@ -16,7 +16,7 @@ describe('operations: logs, readiness, internal errors', () => {
   beforeAll(async () => {
     const config = defineConfig({ adminToken: ADMIN_TOKEN });
     tenantry = await Tenantry.open({ config, database: await openPglite() });
-    const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+    const { guard } = await AdminTokenGuard.setUp(engineOf(tenantry).db.owner, config.adminToken);
     const stream = new Writable({
       write(chunk, _encoding, done) {
         for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
@@ -35,7 +35,10 @@ describe('operations: logs, readiness, internal errors', () => {
   afterAll(async () => {
     await app?.close();
     await tenantry?.close();
-    await tenantry?.db.close().catch(() => undefined);
+    if (tenantry)
+      await engineOf(tenantry)
+        .db.close()
+        .catch(() => undefined);
   });
 
   it('writes structured log lines carrying the request id, and the tenant once resolved', async () => {
@@ -62,7 +65,7 @@ describe('operations: logs, readiness, internal errors', () => {
 
   it('is not ready when the database is gone, and answers internal errors without details', async () => {
     expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200);
-    await tenantry.db.close();
+    await engineOf(tenantry).db.close();
     const ready = await app.inject({ url: '/readyz' });
     expect(ready.statusCode).toBe(503);
     expect(ready.json().code).toBe('unavailable');

@@ -75,7 +75,7 @@ describe.each(DRIVERS)('requests every route refuses cleanly, on %s', (driver) =
   it('the library refuses such nesting too, in a json field and in tenant settings', async () => {
     let deep: unknown = 'deep';
     for (let i = 0; i < 4500; i++) deep = [deep];
-    const view = await env.tenantry.loadEntityView(await env.tenantry.tenants.get(tenant.id));
+    const view = await env.engine.schemas.loadView(await env.engine.store.get(tenant.id));
     const tasks = view.repository('tasks')!;
     await expect(
       env.tenantry.withTenant(tenant.id, (db) =>
@@ -85,7 +85,7 @@ describe.each(DRIVERS)('requests every route refuses cleanly, on %s', (driver) =
     await expect(
       env.tenantry.tenants.create(
         { name: 'Deep', slug: 'deep-library', config: { settings: { k: deep } } },
-        { actor: { kind: 'system', id: 'test' } },
+        { context: { actor: { kind: 'system', id: 'test' } } },
       ),
     ).rejects.toMatchObject({ code: 'validation_failed', field: 'config' });
     expect((await env.admin('GET', '/admin/tenants/deep-library')).statusCode).toBe(404);

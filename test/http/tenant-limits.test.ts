@@ -8,7 +8,7 @@ import { defineConfig } from '../../src/config/load-config.js';
 import { tenantryPlugin } from '../../src/fastify.js';
 import { buildApp } from '../../src/http/app.js';
 import type { EngineLogger } from '../../src/runtime/engine-logger.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 import { ADMIN_TOKEN, DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 import { CLOSED_REDIS_URL, REDIS_URL, redisAvailable, redisPrefix } from '../helpers/redis.js';
 import { holdSlowHashResults, slowHashRuns } from '../helpers/slow-hash-runs.js';
@@ -48,8 +48,8 @@ async function secondEngine(env: TestEnv, overrides: Parameters<typeof defineCon
     entities: env.config.entities,
     database: env.config.database,
   });
-  const tenantry = await Tenantry.open({ config, database: env.tenantry.db, migrate: false });
-  const { guard } = await AdminTokenGuard.setUp(tenantry.db.owner, config.adminToken);
+  const tenantry = await Tenantry.open({ config, database: env.engine.db, migrate: false });
+  const { guard } = await AdminTokenGuard.setUp(engineOf(tenantry).db.owner, config.adminToken);
   const app = await buildApp({ tenantry, adminGuard: guard });
   return {
     tenantry,
@@ -217,7 +217,7 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
       expect((await first).statusCode).toBe(200);
       expect((await second).statusCode).toBe(200);
       expect((await other).statusCode).toBe(200);
-      expect(env.tenantry.limiter.inFlight(capped.id)).toBe(0);
+      expect(env.engine.limiter.inFlight(capped.id)).toBe(0);
       const again = app.inject({ url: '/slow', headers: { 'x-api-key': capped.key } });
       await until(() => waiting.length === 1);
       releaseAll();
@@ -286,7 +286,7 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
 
   it('one client sending its key many times at once, uncached, is one check: none is refused', async () => {
     const tenant = await env.createTenant('burst-same');
-    env.tenantry.apiKeys.clear();
+    env.engine.apiKeys.clear();
     slowHashRuns.length = 0;
     const responses = await Promise.all(Array.from({ length: 30 }, () => info(tenant, '10.9.8.5')));
     expect(responses.map((response) => response.statusCode)).toEqual(responses.map(() => 200));
@@ -298,13 +298,13 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
     const tenants = await Promise.all(
       ['burst-a', 'burst-b', 'burst-c', 'burst-d', 'burst-e'].map((slug) => env.createTenant(slug)),
     );
-    env.tenantry.apiKeys.clear();
+    env.engine.apiKeys.clear();
     // Five keys, one address, an allowance of three: checks beyond it wait their turn (429 for a
     // second), but once they succeed the address owes nothing.
     const first = await Promise.all(tenants.map((tenant) => info(tenant, gateway)));
     expect(first.filter((response) => response.statusCode === 200).length).toBeGreaterThanOrEqual(3);
     for (const response of first) expect([200, 429]).toContain(response.statusCode);
-    env.tenantry.apiKeys.clear();
+    env.engine.apiKeys.clear();
     for (const tenant of tenants) expect((await info(tenant, gateway)).statusCode).toBe(200);
   });
 });
@@ -473,27 +473,28 @@ describe.runIf(REDIS)('Redis stops and comes back', () => {
       redisUrl: `redis://127.0.0.1:${port}`,
       rateLimits: { redisPrefix: redisPrefix() },
     });
-    const tenantry = await Tenantry.open({ config, database: base.tenantry.db, migrate: false, logger });
+    const tenantry = await Tenantry.open({ config, database: base.engine.db, migrate: false, logger });
+    const engine = engineOf(tenantry);
     try {
-      expect(tenantry.redis?.up).toBe(true);
+      expect(engine.redis?.up).toBe(true);
       const tenant = await base.createTenant('flappy', {
         config: { limits: { requestsPerSecond: 1000, burst: 1000 } },
       });
-      const resolved = await tenantry.resolver.resolve({ host: undefined, apiKey: tenant.key }, {
+      const resolved = await engine.resolver.resolve({ host: undefined, apiKey: tenant.key }, {
         actor: { kind: 'anonymous', id: 'test' },
       } as never);
-      const shared = await tenantry.limiter.admit(resolved.tenant);
+      const shared = await engine.limiter.admit(resolved.tenant);
       expect(shared?.local).toBe(false);
 
       redis.kill('SIGKILL');
-      await until(() => tenantry.redis?.up === false, 5_000);
-      const local = await tenantry.limiter.admit(resolved.tenant);
+      await until(() => engine.redis?.up === false, 5_000);
+      const local = await engine.limiter.admit(resolved.tenant);
       expect(local).toMatchObject({ allowed: true, local: true });
       expect(logger.lines.some((line) => line.startsWith('warn Redis is unreachable'))).toBe(true);
 
       redis = await startRedis(port);
-      await until(() => tenantry.redis?.up === true, 8_000);
-      const back = await tenantry.limiter.admit(resolved.tenant);
+      await until(() => engine.redis?.up === true, 8_000);
+      const back = await engine.limiter.admit(resolved.tenant);
       expect(back).toMatchObject({ allowed: true, local: false });
       expect(logger.lines.some((line) => line.startsWith('info Redis is reachable'))).toBe(true);
     } finally {

@@ -140,9 +140,9 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
 
     it('pays one full slow hash for an unknown key id, a wrong secret and garbage alike (no early exit)', async () => {
       const slowHashesFor = async (key: string) => {
-        env.tenantry.apiKeys.clear();
+        env.engine.apiKeys.clear();
         slowHashRuns.length = 0;
-        expect(await env.tenantry.apiKeys.verify(key)).toBeUndefined();
+        expect(await env.engine.apiKeys.verify(key)).toBeUndefined();
         return slowHashRuns.map((run) => `${run.kind} ${run.cost}`);
       };
       const wrong = await slowHashesFor(wrongSecret());

@@ -84,7 +84,7 @@ describe.each(DRIVERS)('catalogue of tenant tables on %s', (driver) => {
     const schemaTenant = tenants.get('schema')!;
     targets.push({
       name: 'main database',
-      db: async () => env.tenantry.db.owner,
+      db: async () => env.engine.db.owner,
       filter: MAIN_SCHEMAS,
       schemas: ['app', schemaTenant.placement.schema],
     });

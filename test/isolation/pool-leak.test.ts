@@ -67,7 +67,7 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
       ...(driver === 'postgres' ? { database: { maxConnections: 1 } } : {}),
     });
     places = new Places(env);
-    baseline = (await env.tenantry.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;
+    baseline = (await env.engine.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;
     for (const name of ['a', 'b', 'c']) {
       const tenant = await createTestTenant(env, `leak-${name}`, isolation);
       const word = `leakword${name}`;
@@ -86,8 +86,8 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
         payload: { rows: projects.map((project, i) => ({ project, title: `${word} task ${i}` })) },
       });
       expect(tasks.statusCode, tasks.body).toBe(201);
-      const resolved = await env.tenantry.tenants.get(tenant.id);
-      actors.push({ ...tenant, word, projects, db: await env.tenantry.data.forTenant(resolved) });
+      const resolved = await env.engine.store.get(tenant.id);
+      actors.push({ ...tenant, word, projects, db: await env.engine.data.forTenant(resolved) });
     }
   });
   afterAll(async () => {
@@ -272,7 +272,7 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
     await expect(leaked!.query('SELECT count(*) FROM projects')).rejects.toThrow();
     // The same for a session of the pool.
     let session: { query: (sql: string) => Promise<unknown> } | undefined;
-    await env.tenantry.db.runtime.withSession(async (open) => {
+    await env.engine.db.runtime.withSession(async (open) => {
       session = open;
     });
     await expect(session!.query('SELECT 1')).rejects.toThrow();
@@ -296,7 +296,7 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
   });
 
   it('leaves nothing set at session level on the pooled connection', async () => {
-    const after = (await env.tenantry.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;
+    const after = (await env.engine.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;
     // Once set with is_local, PostgreSQL keeps a custom setting as '' for the session: that is empty.
     expect(after.tenant ?? '').toBe('');
     expect(baseline.tenant ?? '').toBe('');
@@ -309,7 +309,7 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
     });
     expect(after.usr).not.toBe(env.config.database.runtimeRole);
     // And the same on a session-scoped use of the pool.
-    const inSession = await env.tenantry.db.owner.withSession(
+    const inSession = await env.engine.db.owner.withSession(
       async (session) => (await session.query<SessionState>(SESSION_STATE)).rows[0]!,
     );
     expect(inSession.tenant ?? '').toBe('');
@@ -329,7 +329,7 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
     // once and bound for every tenant, and still read only each one's rows. (Database tenants'
     // statements run on their own databases' pools.)
     if (isolation === 'database') return;
-    const prepared = await env.tenantry.db.owner.query<{ statement: string }>(
+    const prepared = await env.engine.db.owner.query<{ statement: string }>(
       "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'tenantry\\_%'",
     );
     expect(prepared.rows.map((row) => row.statement)).toContainEqual(

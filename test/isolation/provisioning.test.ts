@@ -26,7 +26,7 @@ const originalProvision = TenantProvisioner.prototype.provision;
  */
 function failAfterProvisioning(env: TestEnv): Provisioned[] {
   const seen: Provisioned[] = [];
-  const provisioner = env.tenantry.provisioner;
+  const provisioner = env.engine.provisioner;
   vi.spyOn(provisioner, 'provision').mockImplementation(async (session, tenant, version) => {
     seen.push(tenant);
     await originalProvision.call(provisioner, session, tenant, version);
@@ -107,7 +107,7 @@ async function dropDatabases(names: readonly string[]): Promise<void> {
 
 /** The tenant databases an env created, to drop after it is closed. */
 async function tenantDatabasesOf(env: TestEnv): Promise<string[]> {
-  const { rows } = await env.tenantry.db.owner.query<{ id: string }>(
+  const { rows } = await env.engine.db.owner.query<{ id: string }>(
     "SELECT id FROM tenantry.tenants WHERE isolation = 'database'",
   );
   return rows.map((row) => tenantDatabaseName(row.id));
@@ -127,7 +127,7 @@ async function auditOfCreate(env: TestEnv, slug: string) {
 
 /** Nothing of the tenant is left: no tenant row, host, key, schema or database. */
 async function expectNothingLeft(env: TestEnv, tenant: Provisioned, slug: string): Promise<void> {
-  const owner = env.tenantry.db.owner;
+  const owner = env.engine.db.owner;
   const tenants = await owner.query('SELECT status FROM tenantry.tenants WHERE id = $1 OR slug = $2', [
     tenant.id,
     slug,
@@ -183,7 +183,7 @@ async function expectReusable(
 describe.each(DRIVERS)('schema tenant provisioning on %s', (driver) => {
   let env: TestEnv;
   const query = <R>(sql: string, params: unknown[] = []) =>
-    env.tenantry.db.owner.query<R & Record<string, unknown>>(sql, params);
+    env.engine.db.owner.query<R & Record<string, unknown>>(sql, params);
 
   beforeAll(async () => {
     env = await startTestEnv(driver, { entities: EXAMPLE_ENTITIES });
@@ -263,9 +263,9 @@ describe.each(DRIVERS)('schema tenant provisioning on %s', (driver) => {
     'a statement that fails in the middle of the DDL rolls the schema back and keeps nothing',
     async () => {
       const seen: Provisioned[] = [];
-      vi.spyOn(env.tenantry.provisioner, 'provision').mockImplementation(async (session, tenant, version) => {
+      vi.spyOn(env.engine.provisioner, 'provision').mockImplementation(async (session, tenant, version) => {
         seen.push(tenant);
-        return originalProvision.call(env.tenantry.provisioner, session, tenant, version);
+        return originalProvision.call(env.engine.provisioner, session, tenant, version);
       });
       // A real database error, raised when the second table of a tenant schema is created.
       await query(`CREATE FUNCTION public.refuse_tenant_tasks() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -300,9 +300,7 @@ describe.each(DRIVERS)('schema tenant provisioning on %s', (driver) => {
 
   it('when the cleanup fails too, the tenant stays provisioning and never resolves', async () => {
     const seen = failAfterProvisioning(env);
-    vi.spyOn(env.tenantry.provisioner, 'deprovision').mockRejectedValue(
-      new Error('injected: cleanup failed'),
-    );
+    vi.spyOn(env.engine.provisioner, 'deprovision').mockRejectedValue(new Error('injected: cleanup failed'));
     const slug = 'stuck-schema';
     const host = 'stuck.example.com';
     const response = await env.admin('POST', '/admin/tenants', {
@@ -416,7 +414,7 @@ describe.runIf(hasPostgres)('database tenant provisioning on postgres', () => {
     expect(created.statusCode, created.body).toBe(201);
     const stored = await withTenantDatabase(name, (client) => client.query('SELECT name FROM app.projects'));
     expect(stored.rows).toEqual([{ name: 'In its own database' }]);
-    const inMain = await env.tenantry.db.owner.query('SELECT 1 FROM app.projects WHERE tenant_id = $1', [
+    const inMain = await env.engine.db.owner.query('SELECT 1 FROM app.projects WHERE tenant_id = $1', [
       tenant.id,
     ]);
     expect(inMain.rows).toEqual([]);
@@ -424,7 +422,7 @@ describe.runIf(hasPostgres)('database tenant provisioning on postgres', () => {
 
   it('builds the database without its template when the template cannot be copied (in use, or dropped meanwhile)', async () => {
     await env.createTenant('database-first', { isolation: 'database' });
-    const { rows } = await env.tenantry.db.owner.query<{ name: string }>(
+    const { rows } = await env.engine.db.owner.query<{ name: string }>(
       'SELECT name FROM tenantry.database_templates',
     );
     expect(rows.length).toBeGreaterThan(0);

@@ -270,7 +270,7 @@ describe.each(DRIVER_LEVELS)('runtime role on %s, %s isolation', (driver, isolat
   });
 
   it('has no BYPASSRLS, is no superuser, is a member of no role, and owns nothing', async () => {
-    const main = env.tenantry.db.owner;
+    const main = env.engine.db.owner;
     const { rows } = await main.query<{ super: boolean; bypass: boolean; memberships: string | number }>(
       `SELECT r.rolsuper AS super, r.rolbypassrls AS bypass,
               (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid) AS memberships
@@ -299,8 +299,8 @@ describe.each(DRIVER_LEVELS)('runtime role on %s, %s isolation', (driver, isolat
   });
 
   it('has only SELECT on shared tables: reads them, cannot write them', async () => {
-    const main = env.tenantry.db.owner;
-    const mainRuntime = env.tenantry.db.runtime;
+    const main = env.engine.db.owner;
+    const mainRuntime = env.engine.db.runtime;
     await main.query(`INSERT INTO shared.countries (id, code, name) VALUES ($1, $2, 'Shared land')`, [
       uuidv7(),
       `S${isolation.slice(0, 1).toUpperCase()}`,

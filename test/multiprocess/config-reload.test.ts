@@ -60,12 +60,20 @@ describe.each(DRIVERS)('`tenantry serve` reloads its config file on SIGHUP, on %
     const shown = /Created tenant initech from the config file[^\n]*\n\n {2}(tny_\S+)/.exec(server.output());
     expect(shown).not.toBeNull();
     key = shown![1]!;
-    const jsonLines = server
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('{'));
-    expect(jsonLines.some((line) => line.includes('static tenants synced'))).toBe(true);
-    expect(jsonLines.some((line) => line.includes(key))).toBe(false);
+    const jsonLines = () =>
+      server
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'));
+    // The log (stdout) and the notice (stderr) are two streams: the log line may come second.
+    for (
+      let waited = 0;
+      waited < 5_000 && !jsonLines().some((line) => line.includes('static tenants synced'));
+      waited += 50
+    )
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(jsonLines().some((line) => line.includes('static tenants synced'))).toBe(true);
+    expect(jsonLines().some((line) => line.includes(key))).toBe(false);
     expect(await features(key)).toEqual(['basic']);
   });
 

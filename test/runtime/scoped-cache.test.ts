@@ -4,7 +4,7 @@ import { tenantryPlugin } from '../../src/fastify.js';
 import { ChangeBus } from '../../src/runtime/change-bus.js';
 import { MemoryCacheStore } from '../../src/runtime/memory-cache-store.js';
 import { ScopedCache } from '../../src/runtime/scoped-cache.js';
-import { Tenantry } from '../../src/tenantry.js';
+import { engineOf, Tenantry } from '../../src/tenantry.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 import { withServer } from '../helpers/postgres.js';
 import { CLOSED_REDIS_URL, REDIS_URL, redisAvailable, redisPrefix } from '../helpers/redis.js';
@@ -82,7 +82,7 @@ describe.each(DRIVERS)('the tenant-scoped cache on %s', (driver) => {
     });
 
     it('uses the configured store', () => {
-      expect(env.tenantry.cache.store).toBe(name);
+      expect(env.engine.cache.store).toBe(name);
     });
 
     it('gets, sets, deletes and expires values', async () => {
@@ -304,7 +304,7 @@ describe.each(DRIVERS)('the tenant-scoped cache on %s', (driver) => {
       const b = await env.createTenant('plant-b');
       const cacheB = env.tenantry.cache.forTenant(b);
       await cacheB.set('k', 'from b');
-      const client = env.tenantry.redis!.client;
+      const client = env.engine.redis!.client;
       const [stored] = (await client.keys(`${prefix}cache:{${b.id}}:*`)) as [string];
       expect(stored).toBeDefined();
       // A value of a's under b's key (as a bug, or someone with access to Redis, might put it).
@@ -336,9 +336,9 @@ describe.each(DRIVERS)('the tenant-scoped cache on %s', (driver) => {
         rateLimits: { redisPrefix: prefix },
       };
       const env = await startTestEnv(driver, overrides);
-      const other = await Tenantry.open({ config: env.config, database: env.tenantry.db, migrate: false });
+      const other = await Tenantry.open({ config: env.config, database: env.engine.db, migrate: false });
       try {
-        await other.redis?.ready(2_000);
+        await engineOf(other).redis?.ready(2_000);
         const tenant = await env.createTenant('shared-redis');
         const here = env.tenantry.cache.forTenant(tenant);
         const there = other.cache.forTenant(tenant);
@@ -433,11 +433,11 @@ describe.runIf(DRIVERS.includes('postgres'))('the in-process cache on PostgreSQL
           [database],
         ),
       );
-      await until(() => !env.tenantry.bus.reliable, 2_000);
+      await until(() => !env.engine.bus.reliable, 2_000);
       expect(await cache.get('k')).toBeUndefined();
       await cache.set('during', 'the gap');
       expect(await cache.get('during')).toBeUndefined();
-      await until(() => env.tenantry.bus.reliable, 5_000);
+      await until(() => env.engine.bus.reliable, 5_000);
       expect(await cache.get('k')).toBeUndefined();
       await cache.set('k', 'after the gap');
       expect(await cache.get('k')).toBe('after the gap');

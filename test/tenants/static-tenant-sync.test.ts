@@ -73,7 +73,7 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
   }
 
   async function row(slug: string) {
-    const { rows } = await env.tenantry.db.owner.query<{
+    const { rows } = await env.engine.db.owner.query<{
       id: string;
       name: string;
       status: string;
@@ -92,7 +92,7 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
     env.inject({ method: 'GET', url: '/tenant-info', headers });
 
   const auditCount = async () =>
-    (await env.tenantry.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM tenantry.audit_log'))
+    (await env.engine.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM tenantry.audit_log'))
       .rows[0]!.n;
 
   beforeAll(async () => {
@@ -139,10 +139,10 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
     const byHost = await tenantInfo({ host: 'initech.example.com' });
     expect(byHost.json()).toMatchObject({ slug: 'initech' });
 
-    const audit = await env.tenantry.audit({ action: 'tenant.create' });
+    const audit = await env.tenantry.audit.list({ action: 'tenant.create' });
     const bySync = audit.entries.filter((entry) => entry.actor === 'system:config');
     expect(bySync.map((entry) => entry.target).sort()).toEqual(['globex', 'initech']);
-    expect((await env.tenantry.audit({ action: 'config.sync' })).entries).toHaveLength(1);
+    expect((await env.tenantry.audit.list({ action: 'config.sync' })).entries).toHaveLength(1);
 
     // Idempotent: a second sync (another process starting, the same file) does nothing.
     const before = await auditCount();
@@ -365,7 +365,7 @@ describe.each(DRIVERS)('static tenants and config reload on %s', (driver) => {
       try {
         const reports = await Promise.all(engines.map((engine) => engine.syncStaticTenants()));
         expect(reports.flatMap((report) => report.created.map((entry) => entry.slug))).toEqual(['twin']);
-        const { rows } = await env.tenantry.db.owner.query<{ n: number }>(
+        const { rows } = await env.engine.db.owner.query<{ n: number }>(
           "SELECT count(*)::int AS n FROM tenantry.tenants WHERE slug = 'twin'",
         );
         expect(rows[0]?.n).toBe(1);
@@ -397,7 +397,7 @@ describe('serve with a settings schema some tenant does not fit', () => {
     const first = await start({}, []);
     await first.tenantry.tenants.create(
       { name: 'Themed', slug: 'themed-start', config: { settings: { theme: 'dark' } } },
-      { actor: { kind: 'system', id: 'test' } },
+      { context: { actor: { kind: 'system', id: 'test' } } },
     );
     await first.close();
     const notices: string[] = [];

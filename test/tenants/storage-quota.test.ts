@@ -137,7 +137,7 @@ describe.each(DRIVERS)('storage quota (maxStorageMb), on %s', (driver) => {
     expect((await post(big.key, '/api/v1/documents', { body: body() })).statusCode).toBe(201);
     const unmeasured = await env.createTenant('store-row-free', { isolation: 'row' });
     expect((await post(unmeasured.key, '/api/v1/documents', { body: body() })).statusCode).toBe(201);
-    expect(env.tenantry.storageMeter.latest(unmeasured.id)).toBeUndefined();
+    expect(env.engine.usage.storage.latest(unmeasured.id)).toBeUndefined();
   });
 
   it.runIf(driver === 'postgres')('a database tenant counts its whole database', async () => {
@@ -226,11 +226,11 @@ describe.each(DRIVERS)('storage measurements between writes, on %s', (driver) =>
       payload: { rows },
     });
     expect(admitted.statusCode).toBe(201);
-    const measuredAt = env.tenantry.storageMeter.latest(tenant.id)?.measuredAt;
+    const measuredAt = env.engine.usage.storage.latest(tenant.id)?.measuredAt;
     expect(
       (await env.inject({ method: 'POST', url: '/api/v1/documents', headers, payload: {} })).statusCode,
     ).toBe(201);
-    expect(env.tenantry.storageMeter.latest(tenant.id)?.measuredAt).toBe(measuredAt);
+    expect(env.engine.usage.storage.latest(tenant.id)?.measuredAt).toBe(measuredAt);
 
     const usage = (await env.admin('GET', `/admin/tenants/${tenant.slug}/usage`)).json() as Usage;
     expect(usage.storage.bytes).toBeGreaterThan(quotaMb * MB);
