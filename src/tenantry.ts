@@ -66,6 +66,8 @@ export class Tenantry {
   readonly clients: OperationCalls['clients'];
   readonly servers: OperationCalls['servers'];
   readonly migrations: OperationCalls['migrations'];
+  /** Checks of the deployment (`tenantry doctor`). */
+  readonly doctor: OperationCalls['doctor'];
   /** The tenant-scoped cache of application code (`request.cache`, `cache.forTenant`). */
   readonly cache: ScopedCache;
 
@@ -85,6 +87,7 @@ export class Tenantry {
     this.clients = calls.clients;
     this.servers = calls.servers;
     this.migrations = calls.migrations;
+    this.doctor = calls.doctor;
   }
 
   static async open(options: OpenTenantryOptions): Promise<Tenantry> {

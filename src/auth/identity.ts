@@ -63,9 +63,8 @@ export class Identity {
     this.#db = db;
     this.#bus = bus;
     this.catalogue = new PermissionCatalogue(options.entities);
-    this.access = new AccessControl(db.runtime, bus, this.catalogue);
+    this.access = new AccessControl(db.owner, bus, this.catalogue);
     this.sessions = new SessionStore({
-      runtime: db.runtime,
       owner: db.owner,
       bus,
       ttlSeconds: settings.sessionTtlSeconds,

@@ -26,9 +26,7 @@ export interface IssuedSession {
 }
 
 export interface SessionStoreOptions {
-  /** Reads on the request path (the runtime role). */
-  readonly runtime: Queryable;
-  /** Writes (the owner role). */
+  /** Reads and writes of sessions: the owner's pool (the runtime role reads no token hash). */
   readonly owner: Queryable;
   readonly bus: ChangeBus;
   readonly ttlSeconds: number;
@@ -63,7 +61,7 @@ export class SessionStore {
     this.#lastUsed = new LastUsedRecorder({
       // Locked in id order, locked rows skipped (a logout in progress): see `touchKeys`.
       write: (ids) =>
-        options.runtime
+        options.owner
           .query(
             `UPDATE tenantry.sessions SET last_used_at = now()
               WHERE id IN (SELECT id FROM tenantry.sessions WHERE id = ANY(string_to_array($1, ',')::uuid[])
@@ -138,7 +136,7 @@ export class SessionStore {
     if (cached) return cached;
     const hash = hashSessionToken(token);
     const generation = this.#generation;
-    const { rows } = await this.#options.runtime.query<SessionRow>(
+    const { rows } = await this.#options.owner.query<SessionRow>(
       `SELECT s.id, s.user_id, s.tenant_id, u.global_admin, s.expires_at
          FROM tenantry.sessions s JOIN tenantry.users u ON u.id = s.user_id
         WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.status = 'active'`,

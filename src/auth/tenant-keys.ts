@@ -30,7 +30,6 @@ export interface CreatedApiKey extends IssuedApiKey {
 
 export interface TenantKeysDeps {
   readonly owner: ConnectionPool;
-  readonly runtime: Queryable;
   readonly bus: ChangeBus;
   readonly store: TenantStore;
   readonly catalogue: PermissionCatalogue;
@@ -53,7 +52,7 @@ export class TenantKeys {
 
   /** The tenant's keys, never their secrets. */
   list(tenantId: string, options: { includeRevoked?: boolean | undefined } = {}): Promise<ApiKeyInfo[]> {
-    return listTenantKeys(this.#deps.runtime, tenantId, options.includeRevoked ?? false);
+    return listTenantKeys(this.#deps.owner, tenantId, options.includeRevoked ?? false);
   }
 
   /**

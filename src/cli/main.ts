@@ -5,6 +5,7 @@ import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { type CliContext, ExitCode } from './cli-context.js';
 import { clientCommands } from './commands/client-commands.js';
+import { doctorCommand } from './commands/doctor-command.js';
 import { fleetCommands } from './commands/fleet-commands.js';
 import { identityCommands } from './commands/identity-commands.js';
 import { keyCommands } from './commands/key-commands.js';
@@ -66,6 +67,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   fleetCommands(program, cli);
   identityCommands(program, cli);
   clientCommands(program, cli);
+  doctorCommand(program, cli);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -31,23 +31,44 @@ export async function ensureRuntimeRole(db: Queryable, role: string): Promise<vo
 }
 
 /**
- * What the runtime role may do in the control plane: resolve tenants and keys, note key use,
- * write audit entries. It never changes tenants.
+ * The runtime role has nothing in the control plane: tenant code runs as it (`request.db`,
+ * `withTenant`), and must read no key, session or password hash and no other tenant's row there.
+ * Tenantry's own reads of the control plane (resolving keys, sessions and tenants) go through the
+ * owner's pool. Earlier versions granted the role reads here: those grants are taken back.
  */
-export async function grantControlPlaneAccess(db: Queryable, role: string): Promise<void> {
+export async function revokeControlPlaneAccess(db: Queryable, role: string): Promise<void> {
   const r = quoteIdent(role);
-  await db.query(`GRANT USAGE ON SCHEMA tenantry TO ${r}`);
-  await db.query(`GRANT SELECT ON tenantry.tenants, tenantry.tenant_hosts, tenantry.api_keys TO ${r}`);
-  await db.query(`GRANT UPDATE (last_used_at) ON tenantry.api_keys TO ${r}`);
-  await db.query(`GRANT INSERT ON tenantry.audit_log TO ${r}`);
-  await db.query(`GRANT SELECT ON tenantry.entity_versions, tenantry.storage_versions TO ${r}`);
-  // Runtime connections to tenant databases on other servers; the owner's URL stays private.
-  await db.query(`GRANT SELECT (name, url) ON tenantry.database_servers TO ${r}`);
-  // Sessions and permissions are checked on the request path; password hashes are not readable.
-  await db.query(`GRANT SELECT (id, tenant_id, email, name, status, global_admin) ON tenantry.users TO ${r}`);
-  await db.query(
-    `GRANT SELECT ON tenantry.sessions, tenantry.roles, tenantry.groups, tenantry.user_roles,
-       tenantry.group_members, tenantry.group_roles TO ${r}`,
-  );
-  await db.query(`GRANT UPDATE (last_used_at) ON tenantry.sessions TO ${r}`);
+  await db.query(`REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM ${r}`);
+  await db.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenantry FROM ${r}`);
+  await db.query(`REVOKE ALL ON SCHEMA tenantry FROM ${r}`);
+}
+
+/**
+ * The login `DATABASE_URL` should use in production: it may log in, is a member of the runtime
+ * role, and holds nothing else (tenant code that resets its role gets only this). Created when
+ * missing, its password set when given. Needs CREATEROLE (or a superuser) on the owner's side.
+ */
+export async function ensureRuntimeLogin(
+  db: Queryable,
+  login: string,
+  runtimeRole: string,
+  password?: string,
+): Promise<'created' | 'updated'> {
+  const exists = (await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [login])).rowCount > 0;
+  const name = quoteIdent(login);
+  if (!exists) {
+    await db.query(
+      `CREATE ROLE ${name} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION`,
+    );
+  }
+  await db.query(`GRANT ${quoteIdent(runtimeRole)} TO ${name}`);
+  if (password !== undefined) {
+    // A password cannot be a bind parameter of ALTER ROLE: it is sent as an escaped literal.
+    await db.query(`ALTER ROLE ${name} PASSWORD ${quoteLiteral(password)}`);
+  }
+  return exists ? 'updated' : 'created';
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
 }

@@ -143,7 +143,7 @@ export class Engine {
       databases: this.databases,
       servers: this.servers,
     });
-    this.store = new TenantStore(this.db.runtime, () => this.live.current.plans);
+    this.store = new TenantStore(this.db.owner, () => this.live.current.plans);
     const rules = () => this.live.current;
     this.editor = new TenantEditor({ owner: this.db.owner, bus: this.bus, store: this.store, rules });
     this.tenantCache = new TenantCache(this.bus);
@@ -167,7 +167,7 @@ export class Engine {
     this.identity = this.#identity();
     this.permissions = new PermissionResolver(this.identity.access, this.identity.catalogue);
     this.apiKeys = new ApiKeyVerifier({
-      db: this.db.runtime,
+      db: this.db.owner,
       bus: this.bus,
       iterations: config.apiKeys.iterations,
       cacheSize: config.apiKeys.cacheSize,
@@ -176,7 +176,6 @@ export class Engine {
     });
     this.keys = new TenantKeys({
       owner: this.db.owner,
-      runtime: this.db.runtime,
       bus: this.bus,
       store: this.store,
       catalogue: this.identity.catalogue,
@@ -272,7 +271,7 @@ export class Engine {
     const databases = this.databases;
     return new Metrics({
       tenantLabels: this.config.metrics.tenantLabels,
-      control: this.db.runtime,
+      control: this.db.owner,
       ...(databases
         ? {
             tenantPools: () => ({

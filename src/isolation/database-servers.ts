@@ -111,7 +111,7 @@ export class DatabaseServers {
   async #row(name: string, via: Queryable | undefined): Promise<{ url: string; admin_url: string | null }> {
     // The owner URL is readable by the owner only; a runtime-only process reaches tenant
     // databases as the runtime role and never provisions.
-    const pool = via ?? (this.#config.database.adminUrl ? this.#db.owner : this.#db.runtime);
+    const pool = via ?? this.#db.owner;
     const { rows } = await pool.query<{ url: string; admin_url: string | null }>(
       'SELECT url, admin_url FROM tenantry.database_servers WHERE name = $1 AND url IS NOT NULL',
       [name],

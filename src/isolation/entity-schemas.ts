@@ -38,12 +38,12 @@ export class EntitySchemas {
   /** Reads versions registered since the last load (all of them at first). */
   async load(initial: boolean): Promise<void> {
     const known = this.versions.latest;
-    const { rows } = await this.#db.runtime.query<{ version: number }>(
+    const { rows } = await this.#db.owner.query<{ version: number }>(
       'SELECT version FROM tenantry.entity_versions WHERE version > $1',
       [initial ? 0 : known],
     );
-    if (rows.length > 0 || initial) this.versions.add(await loadVersions(this.#db.runtime), { initial });
-    this.#sharedVersion = await storageVersion(this.#db.runtime, 'shared');
+    if (rows.length > 0 || initial) this.versions.add(await loadVersions(this.#db.owner), { initial });
+    this.#sharedVersion = await storageVersion(this.#db.owner, 'shared');
   }
 
   /** The code's registered entity version: registered when first needed (a new tenant, a migration). */
@@ -143,6 +143,6 @@ export class EntitySchemas {
 
   async #ensureLoaded(version: number | undefined | null): Promise<void> {
     if (version === undefined || version === null || this.versions.known(version)) return;
-    this.versions.add(await loadVersions(this.#db.runtime));
+    this.versions.add(await loadVersions(this.#db.owner));
   }
 }

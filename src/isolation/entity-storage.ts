@@ -2,7 +2,7 @@ import type { TenantryConfig } from '../config/config-schema.js';
 import { LockKey, withAdvisoryLock } from '../db/advisory-locks.js';
 import type { Database, Session } from '../db/database.js';
 import { type MigrationReport, migrateControlPlane } from '../db/migrator.js';
-import { ensureRuntimeRole, grantControlPlaneAccess } from '../db/roles.js';
+import { ensureRuntimeRole, revokeControlPlaneAccess } from '../db/roles.js';
 import { sharedTablesDdl, tenantTablesDdl } from '../entities/entity-ddl.js';
 import {
   loadVersions,
@@ -44,7 +44,7 @@ export async function prepareEntityStorage(
 ): Promise<void> {
   const role = config.database.runtimeRole;
   await ensureRuntimeRole(db, role);
-  await grantControlPlaneAccess(db, role);
+  await revokeControlPlaneAccess(db, role);
   const tenantEntities = config.entities.filter((entity) => entity.scope === 'tenant');
   const sharedEntities = config.entities.filter((entity) => entity.scope === 'shared');
   const versions = await loadVersions(db);

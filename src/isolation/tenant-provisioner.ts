@@ -167,11 +167,30 @@ export class TenantProvisioner {
     } catch (error) {
       if (!isSqlState(error, 'DUPLICATE_DATABASE')) throw error;
     }
+    await this.#restrictConnect(session, location.server, location.database);
     // A copy of the template is complete: it already holds the tables and the ledger.
     if (fromTemplate) return;
     await this.#databases.use(location, 'owner', (owner) =>
       owner.transaction((tx) => this.#buildTenantDatabase(tx, placement, version)),
     );
+  }
+
+  /**
+   * A new database lets anyone on the server connect and make temporary tables (PUBLIC's
+   * defaults): a tenant's database admits its owner and the runtime role only, and neither may
+   * make temporary tables (they would outlive a tenant's transaction on a pooled connection).
+   */
+  async #restrictConnect(session: Session, server: string, database: string): Promise<void> {
+    const name = quoteIdent(database);
+    await this.#onServer(session, server, `REVOKE CONNECT, TEMPORARY ON DATABASE ${name} FROM PUBLIC`);
+    // The runtime login connects: through the runtime role when it inherits it, by name when not.
+    const { url, adminUrl } = await this.#servers.urls(server, session);
+    const grantees = new Set([this.#config.database.runtimeRole]);
+    const login = loginOf(url);
+    if (login !== undefined && login !== loginOf(adminUrl)) grantees.add(login);
+    for (const grantee of grantees) {
+      await this.#onServer(session, server, `GRANT CONNECT ON DATABASE ${name} TO ${quoteIdent(grantee)}`);
+    }
   }
 
   async #buildTenantDatabase(
@@ -212,6 +231,7 @@ export class TenantProvisioner {
       if (raced) return raced;
       const name = `tenantry_template_${randomBytes(8).toString('hex')}`;
       await this.#onServer(session, server, `CREATE DATABASE ${quoteIdent(name)}`);
+      await this.#restrictConnect(session, server, name);
       try {
         const urls = await this.#servers.urls(server, session);
         const template = await openPostgres({
@@ -376,4 +396,14 @@ function topologicalOrder(
     }
   }
   return { ordered, blocked: [...remaining.values()] };
+}
+
+/** The role a connection string logs in as, when it names one. */
+function loginOf(url: string): string | undefined {
+  try {
+    const user = decodeURIComponent(new URL(url).username);
+    return user.length > 0 ? user : undefined;
+  } catch {
+    return undefined;
+  }
 }

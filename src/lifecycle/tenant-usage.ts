@@ -70,7 +70,7 @@ export class TenantUsageMeter {
     const [counts, storage, liveKeys, users] = await Promise.all([
       this.#tenantTables(tenant).then((names) => countTenantRows(db, db, names)),
       options.fresh ? this.storage.measure(tenant) : this.storage.current(tenant),
-      countLiveKeys(this.#deps.db.runtime, tenant.id),
+      countLiveKeys(this.#deps.db.owner, tenant.id),
       countTenantUsers(this.#deps.db.owner, tenant.id),
     ]);
     const { maxRows, maxRowsPerEntity, maxStorageMb, maxApiKeys, maxUsers } = tenant.effective.limits;

@@ -1,5 +1,6 @@
 import { auditOperations } from './audit/index.js';
 import { clientOperations } from './clients/index.js';
+import { doctorOperations } from './doctor/index.js';
 import { groupOperations } from './groups/index.js';
 import { keyOperations } from './keys/index.js';
 import { migrationOperations } from './migrations/index.js';
@@ -25,6 +26,7 @@ export const catalogue = [
   ...serverOperations,
   ...migrationOperations,
   ...auditOperations,
+  ...doctorOperations,
 ] as const;
 
 export type Catalogue = typeof catalogue;

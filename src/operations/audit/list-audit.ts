@@ -41,7 +41,7 @@ export const listAudit = defineOperation({
   async run({ tenant, since, until, ...filter }, call) {
     const tenantId =
       tenant === undefined ? undefined : (await call.tenant(tenant, { includeDeleted: true })).id;
-    const page = await list(call.engine.db.runtime, {
+    const page = await list(call.engine.db.owner, {
       ...filter,
       tenantId,
       since: since === undefined ? undefined : parseInstant(since, 'since'),

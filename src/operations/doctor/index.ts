@@ -1,0 +1,3 @@
+import { runDoctor } from './run-doctor.js';
+
+export const doctorOperations = [runDoctor] as const;
