@@ -16,9 +16,9 @@ import { TenantLocks } from '../isolation/tenant-locks.js';
 import { TenantProvisioner } from '../isolation/tenant-provisioner.js';
 import type { LifecycleDeps } from '../lifecycle/lifecycle-deps.js';
 import { TenantUsageMeter } from '../lifecycle/tenant-usage.js';
+import { recordCrossTenant } from '../resolve/cross-tenant-audit.js';
 import { TenantCache } from '../resolve/tenant-cache.js';
 import { TenantResolver } from '../resolve/tenant-resolver.js';
-import { recordAudit } from '../runtime/audit-log.js';
 import { ChangeBus } from '../runtime/change-bus.js';
 import { type EngineLogger, silentLogger } from '../runtime/engine-logger.js';
 import { FailureLimiter } from '../runtime/failure-limiter.js';
@@ -344,18 +344,9 @@ export class Engine {
       isReservedSlug: (label) => isReservedSlug(label, this.live.current.tenancy.reservedSlugs),
       onCrossTenant: async ({ claims }, context) => {
         const named = (source: string) => claims.find((claim) => claim.source === source)?.tenantId;
-        await recordAudit(this.db.owner, context, {
-          action: 'resolve.cross_tenant',
-          outcome: 'denied',
-          tenantId: named('host') ?? claims[0]?.tenantId,
-          target: named('apiKey') ?? named('session'),
-          details: Object.fromEntries(
-            claims.map((claim) => [
-              `${claim.source === 'apiKey' ? 'key' : claim.source}Tenant`,
-              claim.tenantId,
-            ]),
-          ),
-        }).catch(this.onBackgroundError);
+        await recordCrossTenant(this.db.owner, context, claims, named('apiKey') ?? named('session')).catch(
+          this.onBackgroundError,
+        );
       },
     });
   }

@@ -28,7 +28,7 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
     await env?.close();
   });
 
-  const info = (headers: Record<string, string>) => env.inject({ url: '/tenant-info', headers });
+  const info = (headers: Record<string, string>, url = '/tenant-info') => env.inject({ url, headers });
 
   it('resolves by API key, registered host and <slug>.<baseDomain>, and shows only the public config', async () => {
     const variants: Record<string, string>[] = [
@@ -67,15 +67,30 @@ describe.each(DRIVERS)('tenant resolution on %s', (driver) => {
     const bySlugHost = await info({ host: 'beta.localhost', 'x-api-key': acme.key });
     expect(bySlugHost.statusCode).toBe(403);
 
-    const audit = (await env.admin('GET', '/admin/audit?action=resolve.cross_tenant')).json().entries;
-    expect(audit.length).toBeGreaterThanOrEqual(2);
-    expect(audit[0]).toMatchObject({
-      actor: expect.stringMatching(/^api-key:[0-9a-f]{16}$/),
-      outcome: 'denied',
+    // Filed under both tenants: the one reached for and the one whose key was used.
+    for (const [slug, id] of [
+      ['beta', beta.id],
+      ['acme', acme.id],
+    ]) {
+      const audit = (await env.admin('GET', `/admin/audit?action=resolve.cross_tenant&tenant=${slug}`)).json()
+        .entries;
+      expect(audit.length, slug).toBeGreaterThanOrEqual(2);
+      expect(audit[0]).toMatchObject({
+        actor: expect.stringMatching(/^api-key:[0-9a-f]{16}$/),
+        outcome: 'denied',
+        tenantId: id,
+        target: acme.id,
+        details: expect.objectContaining({ hostTenant: beta.id, keyTenant: acme.id }),
+      });
+    }
+    // The attacked tenant's admin finds it in its own trail, without the other tenant's id.
+    const own = await info({ 'x-api-key': beta.key }, '/api/v1/audit?action=resolve.cross_tenant');
+    expect(own.statusCode, own.body).toBe(200);
+    expect(own.json().entries[0]).toMatchObject({
       tenantId: beta.id,
-      target: acme.id,
-      details: expect.objectContaining({ hostTenant: beta.id, keyTenant: acme.id }),
+      details: expect.objectContaining({ hostTenant: beta.id, keyTenant: 'another tenant' }),
     });
+    expect(own.body).not.toContain(acme.id);
   });
 
   it('ignores X-Forwarded-Host unless server.trustProxy is set', async () => {
