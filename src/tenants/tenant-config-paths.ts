@@ -74,3 +74,40 @@ export function valueAtPath(target: unknown, path: readonly string[]): unknown {
   }
   return value;
 }
+
+/** Settings whose name says they hold a secret: their values never reach the audit trail. */
+const SECRET_NAME = /secret|password|passwd|token|api[-_]?key|private|credential/i;
+const REDACTED = '(redacted)';
+
+/** One value of a config that a change set, replaced or removed (`undefined`: absent). */
+export interface ConfigValueChange {
+  readonly path: string;
+  readonly from: unknown;
+  readonly to: unknown;
+}
+
+/**
+ * What differs between two configs, value by value (objects are walked, arrays and scalars are
+ * values), for the audit trail: a setting whose name looks like a secret is shown as changed, not
+ * what it was or became.
+ */
+export function configChanges(
+  before: unknown,
+  after: unknown,
+  path: readonly string[] = [],
+): ConfigValueChange[] {
+  const isObject = (value: unknown): value is Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value);
+  // An object that appears or disappears is walked against nothing: each of its values is a change.
+  const walk = (isObject(before) || before === undefined) && (isObject(after) || after === undefined);
+  if (walk && (isObject(before) || isObject(after))) {
+    const from = isObject(before) ? before : {};
+    const to = isObject(after) ? after : {};
+    const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
+    return keys.flatMap((key) => configChanges(from[key], to[key], [...path, key]));
+  }
+  if (JSON.stringify(before) === JSON.stringify(after)) return [];
+  const secret = path.some((part) => SECRET_NAME.test(part));
+  const shown = (value: unknown) => (value === undefined ? null : secret ? REDACTED : value);
+  return [{ path: path.join('.'), from: shown(before), to: shown(after) }];
+}

@@ -8,7 +8,13 @@ import { normalizeHost } from './host.js';
 import { assertNotManaged, changedFields } from './managed-tenants.js';
 import type { Tenant } from './tenant.js';
 import { TenantConfigSchema } from './tenant.js';
-import { configView, parseConfigPath, type TenantConfigView, withPath } from './tenant-config-paths.js';
+import {
+  configChanges,
+  configView,
+  parseConfigPath,
+  type TenantConfigView,
+  withPath,
+} from './tenant-config-paths.js';
 import {
   HostInputSchema,
   type ReplaceTenantInput,
@@ -132,6 +138,7 @@ export class TenantEditor {
       }
       const checked = checkTenantConfig(validate(TenantConfigSchema, next), this.#deps.rules());
       await assertNotManaged(tx, locked, changedFields(locked, { config: checked }), context);
+      record.detail({ changes: configChanges(locked.config, checked) });
       await tx.query('UPDATE tenantry.tenants SET config = $2::jsonb, updated_at = now() WHERE id = $1', [
         current.id,
         JSON.stringify(checked),
@@ -168,6 +175,7 @@ export class TenantEditor {
       await lockNamespace(tx);
       const locked = await this.#deps.store.lockLive(tx, current.id, idOrSlug);
       await assertNotManaged(tx, locked, changedFields(locked, { name, slug, hosts, config }), context);
+      if (config !== undefined) record.detail({ changes: configChanges(locked.config, config) });
       const newSlug = slug ?? locked.slug;
       if (slug !== undefined && slug !== locked.slug) await assertSlugFree(tx, slug, current.id, rules);
       if (hosts !== undefined) {

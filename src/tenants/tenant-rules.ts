@@ -130,8 +130,8 @@ export async function assertSlugFree(
 }
 
 /**
- * Hosts are unique across tenants, and a host under the base domain must not name another
- * tenant's slug (`beta.<baseDomain>` belongs to the tenant whose slug is `beta`).
+ * Hosts are unique across tenants, and a host directly under the base domain is the tenant's own
+ * slug or nothing (`beta.<baseDomain>` belongs to the tenant whose slug is `beta`, even before it exists).
  */
 export async function assertHostsFree(
   tx: Queryable,
@@ -148,16 +148,16 @@ export async function assertHostsFree(
     );
     if (rows.length > 0)
       throw new TenantryError('conflict', `host ${host} belongs to another tenant`, { field });
+    // `<label>.<baseDomain>` resolves to the tenant whose slug is `label`, whether or not that
+    // tenant exists yet: registering it would take the slug from whoever signs up as `label`.
     if (!host.endsWith(suffix)) continue;
     const label = host.slice(0, -suffix.length);
     if (label.includes('.') || label === self.slug) continue;
-    const owner = await tx.query(
-      `SELECT 1 FROM tenantry.tenants WHERE slug = $1 AND status <> 'deleted' AND id <> $2`,
-      [label, self.id],
+    throw new TenantryError(
+      'conflict',
+      `host ${host} is reserved for the tenant whose slug is "${label}"; under ${suffix.slice(1)} a tenant may only use its own slug`,
+      { field },
     );
-    if (owner.rows.length > 0) {
-      throw new TenantryError('conflict', `host ${host} names another tenant's slug`, { field });
-    }
   }
 }
 

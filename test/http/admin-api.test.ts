@@ -132,7 +132,16 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     // A host under the base domain that names another tenant's slug.
     const spoof = await env.admin('POST', '/admin/tenants/delta/hosts', { host: 'acme.localhost' });
     expect(spoof.statusCode).toBe(409);
-    expect(spoof.json().detail).toContain("another tenant's slug");
+    expect(spoof.json().detail).toContain('reserved for the tenant whose slug is "acme"');
+    // ... and one that names a slug nobody has yet: it would take that slug from its future owner.
+    const squat = await env.admin('POST', '/admin/tenants/delta/hosts', { host: 'future.localhost' });
+    expect(squat.statusCode).toBe(409);
+    expect(squat.json()).toMatchObject({ code: 'conflict', field: 'hosts/0' });
+    expect((await env.createTenant('future')).slug).toBe('future');
+    // A tenant's own slug under the base domain is its own to register.
+    const own = await env.admin('POST', '/admin/tenants/delta/hosts', { host: 'delta.localhost' });
+    expect(own.statusCode).toBe(200);
+    expect((await env.admin('DELETE', '/admin/tenants/delta/hosts/delta.localhost')).statusCode).toBe(200);
     // The service's own names under the base domain belong to no tenant.
     for (const host of ['www.localhost', 'admin.localhost', 'API.localhost']) {
       const reserved = await env.admin('POST', '/admin/tenants/delta/hosts', { host });
@@ -154,9 +163,25 @@ describe.each(DRIVERS)('admin API on %s', (driver) => {
     expect(again.statusCode).toBe(404);
   });
 
-  it('refuses a slug whose <slug>.<baseDomain> is another tenant’s registered host', async () => {
-    await env.createTenant('epsilon', { hosts: ['zeta.localhost'] });
-    const response = await env.admin('POST', '/admin/tenants', { name: 'Zeta', slug: 'zeta' });
+  it('keeps <slug>.<baseDomain> for the slug it names: no tenant may register it before that tenant exists', async () => {
+    const squat = await env.admin('POST', '/admin/tenants', {
+      name: 'Epsilon',
+      slug: 'epsilon',
+      hosts: ['zeta.localhost'],
+    });
+    expect(squat.statusCode).toBe(409);
+    expect(squat.json()).toMatchObject({ code: 'conflict', field: 'hosts/0' });
+    expect((await env.admin('GET', '/admin/tenants/epsilon')).statusCode).toBe(404);
+    expect((await env.createTenant('zeta')).slug).toBe('zeta');
+  });
+
+  it('refuses a slug whose <slug>.<baseDomain> a tenant registered before this rule', async () => {
+    const epsilon = await env.createTenant('epsilon');
+    await env.engine.db.owner.query('INSERT INTO tenantry.tenant_hosts (host, tenant_id) VALUES ($1, $2)', [
+      'legacy-squat.localhost',
+      epsilon.id,
+    ]);
+    const response = await env.admin('POST', '/admin/tenants', { name: 'Legacy', slug: 'legacy-squat' });
     expect(response.statusCode).toBe(409);
     expect(response.json()).toMatchObject({ code: 'conflict', field: 'slug' });
   });
