@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { AdminTokenGuard } from '../auth/admin-token.js';
 import type { TrustProxy } from '../config/config-schema.js';
+import { TenantryError } from '../errors.js';
 import { engineOf, type Tenantry } from '../tenantry.js';
 import { adminScope } from './admin-plugin.js';
 import { adminRoutes } from './admin-routes.js';
@@ -11,7 +12,12 @@ import { clientConnectionRoutes } from './client-routes.js';
 import { entityRoutes } from './entity-routes.js';
 import { healthRoutes } from './health-routes.js';
 import { registerOpenApi, registerOpenApiDocs } from './openapi.js';
-import { clientErrorProblem, frameworkErrorProblem, guardJsonBodies } from './request-guards.js';
+import {
+  clientErrorProblem,
+  frameworkErrorProblem,
+  guardJsonBodies,
+  hostHeaderCount,
+} from './request-guards.js';
 import { Security } from './schemas.js';
 import { tenantOperationRoutes } from './tenant-operation-routes.js';
 import { tenantScope } from './tenant-plugin.js';
@@ -69,6 +75,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       'x-content-type-options': 'nosniff',
       'cache-control': 'no-store',
     });
+    if (hostHeaderCount(request.raw.rawHeaders) > 1) {
+      done(new TenantryError('validation_failed', 'send one Host header', { field: 'host' }));
+      return;
+    }
     done();
   });
 

@@ -55,3 +55,16 @@ export function clientErrorProblem(error: Error & { code?: string }, socket: Soc
   }
   socket.destroy(error);
 }
+
+/**
+ * How many Host headers a request sent. Node keeps the first and drops the others, so a proxy
+ * that reads the last one and Tenantry could resolve different tenants: a second one is refused.
+ */
+export function hostHeaderCount(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') count += 1;
+  }
+  return count;
+}

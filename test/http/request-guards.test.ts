@@ -157,4 +157,25 @@ describe.each(DRIVERS)('requests every route refuses cleanly, on %s', (driver) =
       code: 'validation_failed',
     });
   });
+
+  it('two Host headers are a 400, whichever tenants they name', async () => {
+    await env.createTenant('host-one');
+    await env.createTenant('host-two');
+    if (!env.app.server.listening) await env.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (env.app.server.address() as { port: number }).port;
+    const twice = await rawRequest(
+      port,
+      'GET /tenant-info HTTP/1.1\r\nHost: host-one.localhost\r\nHost: host-two.localhost\r\nConnection: close\r\n\r\n',
+    );
+    expect(twice).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(twice.split('\r\n\r\n')[1]!)).toMatchObject({
+      code: 'validation_failed',
+      field: 'host',
+    });
+    const once = await rawRequest(
+      port,
+      'GET /tenant-info HTTP/1.1\r\nHost: host-one.localhost\r\nConnection: close\r\n\r\n',
+    );
+    expect(once).toMatch(/^HTTP\/1\.1 200 /);
+  });
 });
