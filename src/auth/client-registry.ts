@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ConnectionPool } from '../db/database.js';
 import { TenantryError } from '../errors.js';
-import { type ActionContext, actorLabel } from '../runtime/actor.js';
+import { type ActionContext, type Actor, actorLabel } from '../runtime/actor.js';
 import { auditedChange } from '../runtime/audited-change.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { isUuid } from './access-names.js';
@@ -23,6 +23,12 @@ export interface ClientInventory {
 }
 
 export type ConnectionState = 'connected' | 'disconnected' | 'never';
+
+/**
+ * Checked once a client is known, before anything is written: the other credentials of the
+ * request (its Host) must name the client's tenant. Throws to refuse.
+ */
+export type TenantAgreement = (tenantId: string | null, client: Actor) => Promise<void>;
 
 export interface ClientView {
   readonly id: string;
@@ -157,6 +163,7 @@ export class ClientRegistry {
   async connect(
     input: { clientId: string; clientSecret: string; inventory: ClientInventory },
     context: ActionContext,
+    agrees: TenantAgreement = async () => undefined,
   ): Promise<ClientConnection> {
     const { rows } = CLIENT_ID_PATTERN.test(input.clientId)
       ? await this.#db.query<{
@@ -185,6 +192,7 @@ export class ClientRegistry {
     if (row.tenant_status === 'inactive')
       throw new TenantryError('tenant_inactive', 'the tenant of this client is inactive');
     const tenantId = row.tenant_status === 'active' ? row.tenant_id : null;
+    await agrees(tenantId, { kind: 'client', id: input.clientId });
     const token = `tnh_${randomBytes(32).toString('base64url')}`;
     const asClient = { ...context, actor: { kind: 'client' as const, id: input.clientId } };
     const audit = { action: 'client.connect', tenantId: tenantId ?? undefined, target: row.id };
@@ -214,18 +222,33 @@ export class ClientRegistry {
     token: string,
     inventory: ClientInventory | undefined,
     context: ActionContext,
+    agrees: TenantAgreement = async () => undefined,
   ): Promise<{ heartbeatSeconds: number }> {
     if (!CONNECTION_TOKEN_PATTERN.test(token))
       throw new TenantryError('invalid_credentials', 'the connection token is not valid');
+    const tokenHash = hash('sha256', token, 'buffer');
+    const { rows } = await this.#db.query<{
+      client_id: string;
+      tenant_id: string | null;
+      tenant_status: string | null;
+    }>(
+      `SELECT c.client_id, c.tenant_id, t.status AS tenant_status
+         FROM tenantry.clients c LEFT JOIN tenantry.tenants t ON t.id = c.tenant_id
+        WHERE c.connection_token_hash = $1 AND c.revoked_at IS NULL`,
+      [tokenHash],
+    );
+    const row = rows[0];
+    if (!row)
+      throw new TenantryError('invalid_credentials', 'the connection token is not valid: connect again');
+    await agrees(row.tenant_status === 'active' ? row.tenant_id : null, {
+      kind: 'client',
+      id: row.client_id,
+    });
     const { rowCount } = await this.#db.query(
       `UPDATE tenantry.clients SET last_seen_at = now(), last_address = $2,
               inventory = coalesce($3::jsonb, inventory)
         WHERE connection_token_hash = $1 AND revoked_at IS NULL`,
-      [
-        hash('sha256', token, 'buffer'),
-        context.clientAddress ?? null,
-        inventory === undefined ? null : JSON.stringify(inventory),
-      ],
+      [tokenHash, context.clientAddress ?? null, inventory === undefined ? null : JSON.stringify(inventory)],
     );
     if (rowCount === 0)
       throw new TenantryError('invalid_credentials', 'the connection token is not valid: connect again');

@@ -210,4 +210,48 @@ describe.each(DRIVERS)('machine clients on %s', (driver) => {
         .statusCode,
     ).toBe(403);
   });
+
+  it('a client sent to another tenant’s host is refused (403 cross_tenant), audited under both, nothing written', async () => {
+    // A client of tenant b, sent to tenant a's host.
+    const created = await env.tenantry.clients.create({ tenant: b.slug, name: 'misdirected' });
+    const connect = (host: string) =>
+      env.inject({
+        method: 'POST',
+        url: '/clients/connect',
+        headers: { host },
+        payload: { clientId: created.clientId, clientSecret: created.clientSecret, inventory: INVENTORY },
+      });
+    const refused = await connect(`${a.slug}.localhost`);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'cross_tenant' });
+    const { rows } = await env.engine.db.owner.query<{ connected: boolean }>(
+      'SELECT connected_at IS NOT NULL AS connected FROM tenantry.clients WHERE client_id = $1',
+      [created.clientId],
+    );
+    expect(rows[0]?.connected).toBe(false);
+    for (const tenant of [a, b]) {
+      const audit = (
+        await env.admin('GET', `/admin/audit?tenant=${tenant.slug}&action=resolve.cross_tenant`)
+      ).json();
+      expect(
+        audit.entries.some((entry: { actor: string }) => entry.actor === `client:${created.clientId}`),
+        tenant.slug,
+      ).toBe(true);
+    }
+    // Its own tenant's host, or the service's own: connected.
+    const own = await connect(`${b.slug}.localhost`);
+    expect(own.statusCode, own.body).toBe(200);
+    const token = own.json().connectionToken as string;
+    const beat = (host: string, payload?: unknown) =>
+      env.inject({
+        method: 'POST',
+        url: '/clients/heartbeat',
+        headers: { host, authorization: `Bearer ${token}` },
+        ...(payload === undefined ? {} : { payload: payload as object }),
+      });
+    expect((await beat(`${a.slug}.localhost`, {})).statusCode).toBe(403);
+    // The inventory is optional: a heartbeat may have no body at all.
+    const bare = await beat(`${b.slug}.localhost`);
+    expect(bare.statusCode, bare.body).toBe(200);
+  });
 });
