@@ -176,6 +176,18 @@ export class ApiKeyVerifier {
     return verified;
   }
 
+  /**
+   * The key id a presented key names, when a usable key has it (not revoked, not expired, of an
+   * active tenant). Asked without hashing anything: for a client already over its failure
+   * allowance, only a key that exists is worth a slow hash (see `resolveGuarded`).
+   */
+  async knownKeyId(presented: string): Promise<string | undefined> {
+    const parsed = parseApiKey(presented);
+    if (!parsed) return undefined;
+    const row = await findKeyForVerification(this.#options.db, parsed.keyId);
+    return row?.usable ? parsed.keyId : undefined;
+  }
+
   /** Drops every cached verification (tests, and a reload of the whole process state). */
   clear(): void {
     this.#generation += 1;

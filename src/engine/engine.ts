@@ -47,6 +47,12 @@ export interface OpenTenantryOptions {
   readonly onBackgroundError?: (error: unknown) => void;
   /** Size of the owner pool when it has a URL of its own (the fleet migration needs one per worker). */
   readonly ownerConnections?: number;
+  /**
+   * Create the embedded database when its data directory holds none (default true: a library
+   * user's first start needs nothing else). The CLI's commands pass false: they work on the
+   * server's database and fail with DataDirMissingError instead of making a new one.
+   */
+  readonly createDataDir?: boolean;
   /** Where operational events go (Redis down and back, reloads); silent by default. */
   readonly logger?: EngineLogger;
   /** Connect to Redis when `redisUrl` is set (default true; the CLI's short commands do not need it). */
@@ -98,6 +104,8 @@ export class Engine {
   readonly limiter: TenantLimiter;
   /** Failed credential checks per client address. */
   readonly keyFailures: FailureLimiter;
+  /** Failed checks per key id, for addresses over their own allowance. */
+  readonly keyIdFailures: FailureLimiter;
   readonly cache: ScopedCache;
   readonly identity: Identity;
   readonly permissions: PermissionResolver;
@@ -163,6 +171,16 @@ export class Engine {
       blockSeconds: rateLimits.keyFailureBlockSeconds,
       onFallback: () => this.metrics.limiterFallback('key_failures'),
     });
+    // From an address over its allowance, a key is still checked while its own id is under one.
+    this.keyIdFailures = new FailureLimiter({
+      redis: this.redis,
+      prefix: rateLimits.redisPrefix,
+      name: 'key-id-failures',
+      failures: rateLimits.keyFailuresPerMinute,
+      windowSeconds: 60,
+      blockSeconds: rateLimits.keyFailureBlockSeconds,
+      onFallback: () => this.metrics.limiterFallback('key_failures'),
+    });
     this.cache = this.#scopedCache();
     this.identity = this.#identity();
     this.permissions = new PermissionResolver(this.identity.access, this.identity.catalogue);
@@ -211,10 +229,10 @@ export class Engine {
   static async open(options: OpenTenantryOptions): Promise<Engine> {
     const db =
       options.database ??
-      (await openDatabase(
-        options.config,
-        options.ownerConnections === undefined ? {} : { ownerConnections: options.ownerConnections },
-      ));
+      (await openDatabase(options.config, {
+        ...(options.ownerConnections === undefined ? {} : { ownerConnections: options.ownerConnections }),
+        ...(options.createDataDir === undefined ? {} : { createDataDir: options.createDataDir }),
+      }));
     const onBackgroundError = options.onBackgroundError ?? (() => undefined);
     try {
       const migration =

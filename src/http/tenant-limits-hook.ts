@@ -123,7 +123,33 @@ async function resolveCounted(
   credentials: TenantCredentials,
 ): Promise<Resolution> {
   const attempt = await engine.keyFailures.begin(request.ip);
-  if (attempt.waitMs > 0) throw tooManyFailures(engine, attempt.waitMs);
+  if (attempt.waitMs > 0) return resolveFromBlockedAddress(engine, request, credentials, attempt.waitMs);
+  try {
+    const resolution = await engine.resolver.resolve(credentials, actionContext(request));
+    await attempt.end(false);
+    return resolution;
+  } catch (error) {
+    await attempt.end(error instanceof TenantryError && error.code === 'invalid_credentials');
+    throw error;
+  }
+}
+
+/**
+ * An address over its failure allowance (many clients behind one proxy, or an attacker) still
+ * gets a key that verifies answered: many customers must not be locked out by one. What bounds
+ * the attacker's hashing instead is the key: a key id that no usable key has is refused without
+ * a hash, and each existing key id has a failure allowance of its own.
+ */
+async function resolveFromBlockedAddress(
+  engine: Engine,
+  request: FastifyRequest,
+  credentials: TenantCredentials,
+  waitMs: number,
+): Promise<Resolution> {
+  const keyId = await engine.apiKeys.knownKeyId(credentials.apiKey!);
+  if (keyId === undefined) throw tooManyFailures(engine, waitMs);
+  const attempt = await engine.keyIdFailures.begin(keyId);
+  if (attempt.waitMs > 0) throw tooManyFailures(engine, Math.max(waitMs, attempt.waitMs));
   try {
     const resolution = await engine.resolver.resolve(credentials, actionContext(request));
     await attempt.end(false);

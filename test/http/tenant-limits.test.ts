@@ -265,6 +265,46 @@ describe.each(DRIVERS)('per-tenant limits in one process on %s', (driver) => {
     );
   });
 
+  it('a blocked address still gets a valid key answered; each key id then has its own allowance', async () => {
+    const proxy = '10.9.7.7';
+    const victim = await env.createTenant('blocked-victim');
+    for (let i = 0; i < 3; i += 1) {
+      const response = await env.inject({
+        url: '/tenant-info',
+        headers: { 'x-api-key': `tny_${String(i).padStart(16, '7')}_${'E'.repeat(43)}` },
+        remoteAddress: proxy,
+      });
+      expect(response.statusCode).toBe(401);
+    }
+    // The address is over its allowance. A valid key that is not cached (first use, or after a
+    // reload) is still checked and answered: one client behind a shared proxy locks nobody out.
+    env.engine.apiKeys.clear();
+    slowHashRuns.length = 0;
+    expect((await info(victim, proxy)).statusCode).toBe(200);
+    expect(slowHashRuns.filter((run) => run.kind === 'pbkdf2')).toHaveLength(1);
+    // A key id no usable key has costs no hash at all from a blocked address.
+    slowHashRuns.length = 0;
+    const unknown = await env.inject({
+      url: '/tenant-info',
+      headers: { 'x-api-key': `tny_${'9'.repeat(16)}_${'E'.repeat(43)}` },
+      remoteAddress: proxy,
+    });
+    expect(unknown.statusCode).toBe(429);
+    expect(slowHashRuns).toEqual([]);
+    // Guessing the secret of an existing key id: that key id's own allowance (3), then refused unhashed.
+    const keyId = victim.key.split('_')[1]!;
+    const guess = `tny_${keyId}_${'F'.repeat(43)}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      statuses.push(
+        (await env.inject({ url: '/tenant-info', headers: { 'x-api-key': guess }, remoteAddress: proxy }))
+          .statusCode,
+      );
+    }
+    expect(statuses).toEqual([401, 401, 401, 429, 429]);
+    expect(slowHashRuns.filter((run) => run.kind === 'pbkdf2')).toHaveLength(3);
+  });
+
   it('a burst of bad keys sent at once pays no more slow hashes than the allowance', async () => {
     const attacker = '10.9.8.7';
     slowHashRuns.length = 0;
