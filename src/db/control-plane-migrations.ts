@@ -271,6 +271,17 @@ export const controlPlaneMigrations: readonly Migration[] = [
          AND NOT EXISTS (SELECT 1 FROM tenantry.users o WHERE o.email = normalize(u.email, NFC));
     `,
   },
+  {
+    version: 6,
+    name: 'hosts compared by their confusable skeleton',
+    sql: `
+      -- skeleton: the host as it looks (Unicode confusables mapped to what they imitate, case
+      -- folded: straße and strasse, ıcme and icme, have one skeleton). Two tenants may not hold
+      -- hosts that look alike. Filled in by the engine (the mapping is not SQL); null until then.
+      ALTER TABLE tenantry.tenant_hosts ADD COLUMN skeleton text;
+      CREATE INDEX tenant_hosts_skeleton_idx ON tenantry.tenant_hosts (skeleton);
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

@@ -11,6 +11,7 @@ import {
   storageVersion,
 } from '../entities/entity-ledger.js';
 import { diffTables, readTables, SchemaDriftError } from '../entities/entity-schema.js';
+import { fillHostSkeletons } from '../tenants/tenant-rules.js';
 import { ROW_SCHEMA, SHARED_SCHEMA } from './tenant-placement.js';
 
 /**
@@ -24,6 +25,7 @@ export async function prepareDatabase(
   verifyEntities: boolean,
 ): Promise<MigrationReport> {
   const migration = await migrateControlPlane(db.owner);
+  await fillHostSkeletons(db.owner);
   await withAdvisoryLock(db.owner, LockKey.ENTITY_STORAGE, (session) =>
     prepareEntityStorage(session, config, verifyEntities),
   );

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { domainToASCII, domainToUnicode } from 'node:url';
+import unhomoglyph from 'unhomoglyph';
 
 export type HostCheck =
   | { readonly ok: true; readonly host: string }
@@ -140,4 +141,27 @@ function parseHostHeader(header: string): string | undefined {
   if (host.length === 0 || host.length > MAX_HOST_LENGTH || isIP(host)) return undefined;
   if (!host.split('.').every((label) => LABEL_PATTERN.test(label))) return undefined;
   return host;
+}
+
+/**
+ * What a (normalised) host looks like: every character outside ASCII is case folded fully (`ß`
+ * is `ss`, `ı` is `i`) and mapped to the character it imitates (Unicode TR39 confusables), so two
+ * hosts with one skeleton would look alike in an address bar. ASCII stays as it is: `rn` and `m`
+ * are distinct hosts a reader can tell apart.
+ */
+export function hostSkeleton(host: string): string {
+  return host
+    .split('.')
+    .map((label) => {
+      const unicode = label.startsWith('xn--') ? domainToUnicode(label) : label;
+      let skeleton = '';
+      for (const char of unicode) {
+        if (char.charCodeAt(0) < 0x80) skeleton += char;
+        else
+          for (const folded of char.toUpperCase().toLowerCase().normalize('NFKC'))
+            skeleton += folded.charCodeAt(0) < 0x80 ? folded : unhomoglyph(folded);
+      }
+      return skeleton.toLowerCase();
+    })
+    .join('.');
 }

@@ -3,7 +3,7 @@ import type { Queryable } from '../db/database.js';
 import { constraintOf, isSqlState } from '../db/sqlstate.js';
 import { TenantryError } from '../errors.js';
 import { assertJsonValue } from '../validation.js';
-import { normalizeHost } from './host.js';
+import { hostSkeleton, normalizeHost } from './host.js';
 import { checkSlug as checkSlugText, isReservedSlug } from './slug.js';
 import {
   effectiveConfig,
@@ -130,8 +130,9 @@ export async function assertSlugFree(
 }
 
 /**
- * Hosts are unique across tenants, and a host directly under the base domain is the tenant's own
- * slug or nothing (`beta.<baseDomain>` belongs to the tenant whose slug is `beta`, even before it exists).
+ * Hosts are unique across tenants, so are their looks (`ıcme.com` is `icme.com` to a reader), and a
+ * host directly under the base domain is the tenant's own slug or nothing (`beta.<baseDomain>`
+ * belongs to the tenant whose slug is `beta`, even before it exists).
  */
 export async function assertHostsFree(
   tx: Queryable,
@@ -140,17 +141,32 @@ export async function assertHostsFree(
   rules: TenancyRules,
 ): Promise<void> {
   const suffix = `.${rules.server.baseDomain}`;
+  const suffixSkeleton = `.${hostSkeleton(rules.server.baseDomain)}`;
   for (const [index, host] of hosts.entries()) {
     const field = `hosts/${index}`;
-    const { rows } = await tx.query(
-      'SELECT 1 FROM tenantry.tenant_hosts WHERE host = $1 AND tenant_id <> $2',
-      [host, self.id],
+    const skeleton = hostSkeleton(host);
+    const { rows } = await tx.query<{ host: string }>(
+      'SELECT host FROM tenantry.tenant_hosts WHERE (host = $1 OR skeleton = $3) AND tenant_id <> $2 LIMIT 1',
+      [host, self.id, skeleton],
     );
-    if (rows.length > 0)
+    const taken = rows[0]?.host;
+    if (taken === host)
       throw new TenantryError('conflict', `host ${host} belongs to another tenant`, { field });
+    if (taken !== undefined)
+      throw new TenantryError(
+        'conflict',
+        `host ${host} looks like ${taken}, which belongs to another tenant`,
+        { field },
+      );
+    if (!host.endsWith(suffix)) {
+      if (skeleton.endsWith(suffixSkeleton))
+        throw new TenantryError('conflict', `host ${host} looks like a host under ${suffix.slice(1)}`, {
+          field,
+        });
+      continue;
+    }
     // `<label>.<baseDomain>` resolves to the tenant whose slug is `label`, whether or not that
     // tenant exists yet: registering it would take the slug from whoever signs up as `label`.
-    if (!host.endsWith(suffix)) continue;
     const label = host.slice(0, -suffix.length);
     if (label.includes('.') || label === self.slug) continue;
     throw new TenantryError(
@@ -163,10 +179,25 @@ export async function assertHostsFree(
 
 export async function insertHosts(tx: Queryable, tenantId: string, hosts: readonly string[]): Promise<void> {
   if (hosts.length === 0) return;
-  await tx.query('INSERT INTO tenantry.tenant_hosts (host, tenant_id) SELECT unnest($1::text[]), $2::uuid', [
-    hosts,
-    tenantId,
-  ]);
+  await tx.query(
+    `INSERT INTO tenantry.tenant_hosts (host, tenant_id, skeleton)
+     SELECT host, $2::uuid, skeleton FROM unnest($1::text[], $3::text[]) AS h(host, skeleton)`,
+    [hosts, tenantId, hosts.map(hostSkeleton)],
+  );
+}
+
+/** Hosts stored before skeletons existed get theirs (the mapping lives here, not in SQL). */
+export async function fillHostSkeletons(db: Queryable): Promise<void> {
+  const { rows } = await db.query<{ host: string }>(
+    'SELECT host FROM tenantry.tenant_hosts WHERE skeleton IS NULL',
+  );
+  if (rows.length === 0) return;
+  const hosts = rows.map((row) => row.host);
+  await db.query(
+    `UPDATE tenantry.tenant_hosts t SET skeleton = h.skeleton
+       FROM unnest($1::text[], $2::text[]) AS h(host, skeleton) WHERE t.host = h.host`,
+    [hosts, hosts.map(hostSkeleton)],
+  );
 }
 
 /** Races that pass the checks still hit the unique indexes: answer them as the checks would have. */

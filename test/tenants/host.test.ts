@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hostFromHeader, normalizeHost } from '../../src/tenants/host.js';
+import { hostFromHeader, hostSkeleton, normalizeHost } from '../../src/tenants/host.js';
 
 describe('normalizeHost', () => {
   it.each([
@@ -55,5 +55,17 @@ describe('hostFromHeader', () => {
 
   it.each([undefined, '', '127.0.0.1:3000', '[::1]:3000', 'bad_host.com', 'a/b'])('ignores %s', (header) => {
     expect(hostFromHeader(header)).toBeUndefined();
+  });
+});
+
+describe('hostSkeleton', () => {
+  it.each([
+    ['xn--cme-iua.example.com', 'icme.example.com'],
+    ['xn--strae-oqa.example.com', 'strasse.example.com'],
+    ['xn--cme-fsb.example.com', 'acme.example.com'],
+    ['rn.example.com', 'rn.example.com'],
+    ['xn--bcher-kva.example.com', 'bücher.example.com'],
+  ])('%s looks like %s', (host, skeleton) => {
+    expect(hostSkeleton(host)).toBe(skeleton);
   });
 });
