@@ -12,7 +12,8 @@ export interface SchemaProblem {
 
 /** The first problem of `value` against `schema`, in words a user can act on, or undefined. */
 export function firstSchemaProblem(schema: TSchema, value: unknown): SchemaProblem | undefined {
-  const first = Value.Errors(schema, value)[0];
+  const errors = Value.Errors(schema, value);
+  const first = errors[0];
   if (!first) return undefined;
   const path = first.instancePath
     .split('/')
@@ -34,7 +35,85 @@ export function firstSchemaProblem(schema: TSchema, value: unknown): SchemaProbl
   if (first.keyword === 'required' && params.requiredProperties?.[0] !== undefined) {
     return { path: [...path, params.requiredProperties[0]], message: 'is required', unknownKey: false };
   }
-  return { path, message: first.message ?? 'is invalid', unknownKey: false };
+  const allowed =
+    first.keyword === 'const' || first.keyword === 'enum' ? unionAt(schema, first.schemaPath) : undefined;
+  return { path, message: allowed ?? first.message ?? 'is invalid', unknownKey: false };
+}
+
+/**
+ * "must be one of ..." for the union of constants whose branch `schemaPath` names, read from the
+ * schema: TypeBox stops reporting after a few errors, so its list of failed branches may be cut.
+ */
+function unionAt(root: TSchema, schemaPath: string): string | undefined {
+  const segments = schemaPath
+    .replace(/^#\/?/, '')
+    .split('/')
+    .filter((segment) => segment !== '')
+    .map((segment) => segment.replaceAll('~1', '/').replaceAll('~0', '~'));
+  // The outermost union at the value: the branch's `anyOf/<n>` pairs removed.
+  while (segments.length >= 2 && segments.at(-2) === 'anyOf' && /^\d+$/.test(segments.at(-1)!)) {
+    segments.length -= 2;
+  }
+  let schema: unknown = root;
+  for (const segment of segments) {
+    if (typeof schema !== 'object' || schema === null) return undefined;
+    schema = (schema as Record<string, unknown>)[segment];
+  }
+  const allowed = { values: new Set<unknown>(), nullable: false };
+  return collectConstants(schema, allowed) ? describeAllowed(allowed.values, allowed.nullable) : undefined;
+}
+
+/** Adds the constants a schema allows; false when it allows anything else (null aside). */
+function collectConstants(schema: unknown, into: { values: Set<unknown>; nullable: boolean }): boolean {
+  if (typeof schema !== 'object' || schema === null) return false;
+  const { anyOf, const: constant, enum: values, type } = schema as Record<string, unknown>;
+  if (Array.isArray(anyOf)) return anyOf.every((branch) => collectConstants(branch, into));
+  if (constant !== undefined) into.values.add(constant);
+  else if (Array.isArray(values)) for (const value of values) into.values.add(value);
+  else if (type === 'null') into.nullable = true;
+  else return false;
+  return true;
+}
+
+function describeAllowed(values: Iterable<unknown>, nullable: boolean): string {
+  const list = [...values].map((value) => (typeof value === 'string' ? value : JSON.stringify(value)));
+  const allowed = list.length === 1 ? `must be ${list[0]}` : `must be one of ${list.join(', ')}`;
+  return nullable ? `${allowed}, or null` : allowed;
+}
+
+/** One error of Ajv (Fastify's validator), the parts read here. */
+export interface SchemaErrorLike {
+  readonly keyword?: string;
+  readonly instancePath?: string;
+  readonly params?: unknown;
+}
+
+/**
+ * "must be one of a, b, c" when the first of Ajv's errors is a value outside a list of constants (a
+ * union of literals compiles to anyOf/const, where each branch only says "must be equal to
+ * constant"), or undefined when the value at that path may also be something else than those
+ * constants or null. Ajv reports every failed branch of an anyOf.
+ */
+export function allowedValuesMessage(errors: readonly SchemaErrorLike[]): string | undefined {
+  const first = errors[0];
+  if (first?.keyword !== 'const' && first?.keyword !== 'enum') return undefined;
+  const path = first.instancePath ?? '';
+  const allowed = new Set<unknown>();
+  let nullable = false;
+  for (const error of errors) {
+    if ((error.instancePath ?? '') !== path) continue;
+    const params = (error.params ?? {}) as {
+      allowedValue?: unknown;
+      allowedValues?: unknown;
+      type?: unknown;
+    };
+    if (error.keyword === 'const') allowed.add(params.allowedValue);
+    else if (error.keyword === 'enum' && Array.isArray(params.allowedValues))
+      for (const value of params.allowedValues) allowed.add(value);
+    else if (error.keyword === 'type' && params.type === 'null') nullable = true;
+    else if (error.keyword !== 'anyOf') return undefined;
+  }
+  return describeAllowed(allowed, nullable);
 }
 
 const validators = new WeakMap<TSchema, Validator>();

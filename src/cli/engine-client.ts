@@ -30,7 +30,8 @@ export async function withOperations<T>(
 ): Promise<T> {
   let engine: Engine;
   try {
-    engine = await Engine.open({ config, redis: false });
+    // Only init-db and serve create the embedded database: a command run elsewhere fails instead.
+    engine = await Engine.open({ config, redis: false, createDataDir: false });
   } catch (error) {
     if (error instanceof DataDirInUseError) return fn(remoteOperations(config.dataDir, cliActor()));
     throw error;

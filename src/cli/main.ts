@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig } from '../config/load-config.js';
+import { DatabaseUnreachableError } from '../db/connection-failure.js';
 import { DatabaseTooNewError } from '../db/migrator.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
@@ -92,8 +93,13 @@ export function reportError(error: unknown, out: Output): number {
   if (isTenantryError(error)) {
     // Why the database could not be reached (refused, unknown host, shutting down) is the
     // operator's next clue: the caller of an HTTP route never sees it, a person at the CLI does.
+    // DatabaseUnreachableError says it in words already.
     const cause =
-      error.code === 'unavailable' && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+      error.code === 'unavailable' &&
+      error.cause instanceof Error &&
+      !(error instanceof DatabaseUnreachableError)
+        ? ` (${error.cause.message})`
+        : '';
     out.error(`error (${error.code}): ${error.message}${cause}`);
     // A declaration that cannot be migrated is a config error: fix the config.
     return error.code === 'validation_failed' && error.field === 'entities'

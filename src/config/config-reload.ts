@@ -47,6 +47,9 @@ export function planConfigReload(current: TenantryConfig, next: TenantryConfig):
   return { config: deepFreeze(merged as unknown as TenantryConfig), changed, restartRequired };
 }
 
+/** Where a URL was read from names it in messages; the URL itself is the setting. */
+const NOT_SETTINGS = new Set(['database.urlSource', 'database.adminUrlSource']);
+
 /** Dotted keys whose values differ; objects are compared per key, arrays and entities as wholes. */
 function changedKeys(current: TenantryConfig, next: TenantryConfig): string[] {
   const keys: string[] = [];
@@ -60,6 +63,7 @@ function changedKeys(current: TenantryConfig, next: TenantryConfig): string[] {
     if (isDeepStrictEqual(left, right)) continue;
     if (isSection(key, left) && isSection(key, right)) {
       for (const inner of new Set([...Object.keys(left), ...Object.keys(right)])) {
+        if (NOT_SETTINGS.has(`${key}.${inner}`)) continue;
         if (!isDeepStrictEqual(left[inner], right[inner])) keys.push(`${key}.${inner}`);
       }
     } else {

@@ -185,6 +185,9 @@ export interface TenantryConfig {
     /** Undefined means the embedded PGlite database in `dataDir`. */
     readonly url: string | undefined;
     readonly adminUrl: string | undefined;
+    /** Where `url` and `adminUrl` were read from (messages name it); undefined: set in code. */
+    readonly urlSource: 'DATABASE_URL' | 'database.url' | undefined;
+    readonly adminUrlSource: 'DATABASE_ADMIN_URL' | 'database.adminUrl' | undefined;
     readonly maxConnections: number;
     readonly runtimeRole: string;
     readonly maxTenantConnections: number;

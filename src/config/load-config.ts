@@ -93,28 +93,31 @@ function checkTrustProxy(value: TrustProxy): TrustProxy {
 function integerFromEnv(env: Environment, name: string, min: number, max: number): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be an integer, got "${raw}"`);
+  // The same message for "-1", "abc" and "99999999": each is refused for not being in the range.
   const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}`);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(name, `must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
   return value;
 }
 
-/** A connection string from the environment variable, else from the file's key; errors name the one used. */
-function urlFromEnv(
+/**
+ * A connection string from the environment variable, else from the file's key, with the one it
+ * came from: errors name it, here and when the database cannot be reached.
+ */
+function urlFromEnv<const Name extends string, const Key extends string>(
   env: Environment,
-  name: string,
-  fileKey: string,
+  name: Name,
+  fileKey: Key,
   fallback: string | undefined,
-): string | undefined {
+): { value: string | undefined; source: Name | Key | undefined } {
   const value = env[name] || fallback;
-  if (value === undefined) return undefined;
+  if (value === undefined) return { value: undefined, source: undefined };
+  const source = env[name] ? name : fileKey;
   if (!/^postgres(ql)?:\/\//.test(value)) {
-    throw new ConfigError(
-      env[name] ? name : fileKey,
-      'must be a postgres:// or postgresql:// connection string',
-    );
+    throw new ConfigError(source, 'must be a postgres:// or postgresql:// connection string');
   }
-  return value;
+  return { value, source };
 }
 
 function cacheStore(
@@ -154,12 +157,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   const baseDomain = baseDomainOf(file);
   const adminToken = adminTokenFromEnv(env);
   const logLevel = logLevelFromEnv(env);
-  const { url, adminUrl } = databaseUrls(env, file);
-  const tenancy = tenancyOf(file, baseDomain, url);
+  const urls = databaseUrls(env, file);
+  const tenancy = tenancyOf(file, baseDomain, urls.url);
   const config: TenantryConfig = {
     source: path,
     server: serverSection(file, env, options, baseDomain),
-    database: databaseSection(file, url, adminUrl),
+    database: databaseSection(file, urls),
     dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
     adminToken,
     apiKeys: {
@@ -217,19 +220,23 @@ function logLevelFromEnv(env: Environment): string {
   return logLevel;
 }
 
-function databaseUrls(
-  env: Environment,
-  file: ConfigFile,
-): { url: string | undefined; adminUrl: string | undefined } {
+type DatabaseUrls = Pick<TenantryConfig['database'], 'url' | 'adminUrl' | 'urlSource' | 'adminUrlSource'>;
+
+function databaseUrls(env: Environment, file: ConfigFile): DatabaseUrls {
   const url = urlFromEnv(env, 'DATABASE_URL', 'database.url', file.database?.url);
   const adminUrl = urlFromEnv(env, 'DATABASE_ADMIN_URL', 'database.adminUrl', file.database?.adminUrl);
-  if (adminUrl !== undefined && url === undefined) {
+  if (adminUrl.source !== undefined && url.value === undefined) {
     throw new ConfigError(
-      env.DATABASE_ADMIN_URL ? 'DATABASE_ADMIN_URL' : 'database.adminUrl',
+      adminUrl.source,
       'needs DATABASE_URL or database.url as well (the runtime connection)',
     );
   }
-  return { url, adminUrl };
+  return {
+    url: url.value,
+    adminUrl: adminUrl.value,
+    urlSource: url.source,
+    adminUrlSource: adminUrl.source,
+  };
 }
 
 /** Reserved slugs, plans, the settings schema, and the tenants the file declares, which must fit all three. */
@@ -273,14 +280,9 @@ function serverSection(
   };
 }
 
-function databaseSection(
-  file: ConfigFile,
-  url: string | undefined,
-  adminUrl: string | undefined,
-): TenantryConfig['database'] {
+function databaseSection(file: ConfigFile, urls: DatabaseUrls): TenantryConfig['database'] {
   return {
-    url,
-    adminUrl,
+    ...urls,
     maxConnections: file.database?.maxConnections ?? 10,
     runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
     maxTenantConnections: file.database?.maxTenantConnections ?? 50,

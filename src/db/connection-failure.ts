@@ -66,3 +66,55 @@ export function databaseUnavailable(cause: unknown): TenantryError {
 export function rethrowConnectionFailure(error: unknown): never {
   throw isConnectionFailure(error) ? databaseUnavailable(error) : error;
 }
+
+/** What a socket error code means, in words an operator reads. */
+const SOCKET_REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  EHOSTDOWN: 'host down',
+  ENETUNREACH: 'network unreachable',
+  ENETDOWN: 'network down',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed, try again',
+};
+
+/** `host:port` of a connection string, never its user or password. */
+export function serverAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    // A socket directory goes in `?host=` (postgres:///app?host=/run/postgresql).
+    const host = parsed.hostname || parsed.searchParams.get('host') || 'localhost';
+    return `${host}:${parsed.port || '5432'}`;
+  } catch {
+    return 'the configured server';
+  }
+}
+
+/**
+ * The database of a configured URL cannot be reached: the message names the setting the URL came
+ * from and the server's address (never the password), and why, for the operator to fix.
+ */
+export class DatabaseUnreachableError extends TenantryError {
+  readonly setting: string;
+  readonly address: string;
+
+  constructor(setting: string, url: string, cause: unknown) {
+    const address = serverAddress(url);
+    super('unavailable', `cannot reach PostgreSQL at ${address} (${setting}): ${reasonOf(cause)}`, {
+      cause,
+      retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+    });
+    this.name = 'DatabaseUnreachableError';
+    this.setting = setting;
+    this.address = address;
+  }
+}
+
+function reasonOf(cause: unknown): string {
+  const code = (cause as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && SOCKET_REASONS[code] !== undefined) return SOCKET_REASONS[code];
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return message.startsWith('timeout exceeded') ? 'connection timed out' : message;
+}

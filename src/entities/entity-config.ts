@@ -1,7 +1,14 @@
 import Type, { type Static } from 'typebox';
 import { ConfigError } from '../errors.js';
 import { firstSchemaProblem } from '../validation.js';
-import { type Entity, FIELD_TYPES, type Field, type FieldType, type OnDelete } from './entity.js';
+import {
+  type Entity,
+  FIELD_TYPES,
+  type Field,
+  type FieldType,
+  INDEXED_TEXT_MAX_BYTES,
+  type OnDelete,
+} from './entity.js';
 import { generatedNames } from './entity-ddl.js';
 
 const Scalar = Type.Union([Type.String({ maxLength: 1000 }), Type.Number(), Type.Boolean(), Type.Null()]);
@@ -226,6 +233,27 @@ function checkDefaultWithinLimits(field: FieldDeclaration, key: string): void {
   }
 }
 
+/**
+ * A unique or indexed text field holds what its btree index can: a declared maxLength above that
+ * is refused rather than lowered, so the config never promises what a write would then refuse.
+ */
+function checkIndexedTextLimit(field: FieldDeclaration, key: string): void {
+  if (field.type !== 'text' || !(field.unique || field.index)) return;
+  const option = field.unique ? 'unique' : 'index';
+  if (field.maxLength !== undefined && field.maxLength > INDEXED_TEXT_MAX_BYTES) {
+    throw new ConfigError(
+      `${key}.maxLength`,
+      `is above ${INDEXED_TEXT_MAX_BYTES}: a text field with ${option}: true holds at most ${INDEXED_TEXT_MAX_BYTES} bytes of UTF-8 (what its index can hold); lower maxLength or drop ${option}`,
+    );
+  }
+  if (typeof field.default === 'string' && Buffer.byteLength(field.default) > INDEXED_TEXT_MAX_BYTES) {
+    throw new ConfigError(
+      `${key}.default`,
+      `is longer than ${INDEXED_TEXT_MAX_BYTES} bytes of UTF-8, the most a text field with ${option}: true holds`,
+    );
+  }
+}
+
 function normaliseField(
   entityName: string,
   name: string,
@@ -279,6 +307,7 @@ function normaliseField(
   }
   checkDefault(declaration, key);
   checkDefaultWithinLimits(declaration, key);
+  checkIndexedTextLimit(declaration, key);
   return Object.freeze({
     name,
     type,

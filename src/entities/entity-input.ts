@@ -1,5 +1,6 @@
 import Type, { type TSchema } from 'typebox';
-import type { Entity, Field } from './entity.js';
+import { type Entity, type Field, INDEXED_TEXT_MAX_BYTES, isIndexedText } from './entity.js';
+import { invalid } from './query-value.js';
 
 const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 const DATE = '^\\d{4}-\\d{2}-\\d{2}$';
@@ -10,7 +11,15 @@ function valueSchema(field: Field): TSchema {
   switch (field.type) {
     case 'text':
       // PostgreSQL text cannot hold NUL: refused here, naming the field, not by the database.
-      return Type.String({ maxLength: field.maxLength ?? 1_000_000, pattern: NO_NUL });
+      if (!isIndexedText(field))
+        return Type.String({ maxLength: field.maxLength ?? 1_000_000, pattern: NO_NUL });
+      // A character has at least one byte: the character limit refuses a huge value before the
+      // pattern reads it; assertIndexedTextFits then counts the bytes.
+      return Type.String({
+        maxLength: field.maxLength ?? INDEXED_TEXT_MAX_BYTES,
+        pattern: NO_NUL,
+        description: `at most ${INDEXED_TEXT_MAX_BYTES} bytes of UTF-8 (unique or indexed)`,
+      });
     case 'integer':
       return Type.Integer({
         minimum: field.min ?? Number.MIN_SAFE_INTEGER,
@@ -34,6 +43,25 @@ function valueSchema(field: Field): TSchema {
       return Type.Unknown();
     case 'enum':
       return Type.Union((field.values ?? []).map((value) => Type.Literal(value)));
+  }
+}
+
+/**
+ * Refuses a value of a unique or indexed text field that its btree index could not hold, naming
+ * the field; JSON Schema counts characters, the index bytes.
+ */
+export function assertIndexedTextFits(
+  fields: readonly Field[],
+  data: Readonly<Record<string, unknown>>,
+): void {
+  for (const field of fields) {
+    const value = data[field.name];
+    if (typeof value === 'string' && Buffer.byteLength(value, 'utf8') > INDEXED_TEXT_MAX_BYTES) {
+      throw invalid(
+        field.name,
+        `is longer than ${INDEXED_TEXT_MAX_BYTES} bytes of UTF-8, the most a unique or indexed text field holds`,
+      );
+    }
   }
 }
 

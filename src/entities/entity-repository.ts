@@ -2,9 +2,9 @@ import { v7 as uuidv7 } from 'uuid';
 import { qualified, quoteIdent } from '../db/identifiers.js';
 import { TenantryError } from '../errors.js';
 import { validate } from '../validation.js';
-import { type Entity, FIELD_TYPES, fieldByName } from './entity.js';
+import { type Entity, FIELD_TYPES, type Field, fieldByName, isIndexedText } from './entity.js';
 import { type EntityDb, SHARED_SCHEMA } from './entity-db.js';
-import { createInputSchema, patchInputSchema } from './entity-input.js';
+import { assertIndexedTextFits, createInputSchema, patchInputSchema } from './entity-input.js';
 import { presentRow, selectList, writeValue } from './entity-row.js';
 import { type ListQuery, listStatement, type Page, pageOf } from './list-query.js';
 import { invalid, UUID } from './query-value.js';
@@ -27,6 +27,7 @@ export class EntityRepository {
   readonly #createSchema;
   readonly #patchSchema;
   readonly #selectList: string;
+  readonly #indexedText: readonly Field[];
   /** Quoted table name by schema, and the by-id SELECT by table: built once, not per request. */
   readonly #tables = new Map<string, string>();
   readonly #selectById = new Map<string, string>();
@@ -36,6 +37,7 @@ export class EntityRepository {
     this.#createSchema = createInputSchema(entity);
     this.#patchSchema = patchInputSchema(entity);
     this.#selectList = selectList(entity);
+    this.#indexedText = entity.fields.filter(isIndexedText);
   }
 
   #table(db: EntityDb): string {
@@ -96,6 +98,7 @@ export class EntityRepository {
   async update(db: EntityDb, id: string, body: unknown): Promise<Record<string, unknown>> {
     this.#refuseSystemFields(body);
     const data = validate(this.#patchSchema, body) as Record<string, unknown>;
+    assertIndexedTextFits(this.#indexedText, data);
     if (!UUID.test(id)) throw this.#notFound();
     const params = new SqlParams();
     const assignments = Object.entries(data).map(([name, value]) => {
@@ -151,7 +154,9 @@ export class EntityRepository {
     return bodies.map((body, index) => {
       try {
         this.#refuseSystemFields(body);
-        return validate(this.#createSchema, body) as Record<string, unknown>;
+        const data = validate(this.#createSchema, body) as Record<string, unknown>;
+        assertIndexedTextFits(this.#indexedText, data);
+        return data;
       } catch (error) {
         if (bodies.length > 1 && error instanceof TenantryError) {
           throw new TenantryError(error.code, `rows/${index}: ${error.message}`, {

@@ -48,6 +48,18 @@ export interface Entity {
 /** Columns every entity table has besides its declared fields. */
 export const SYSTEM_COLUMNS = ['tenant_id', 'id', 'created_at', 'updated_at'] as const;
 
+/**
+ * The most UTF-8 bytes a value of a unique or indexed text field may have. A btree entry holds at
+ * most 2704 bytes (an 8 kB page); tenant_id and the headers take 28 of them, and the rest is margin.
+ * A longer value would make PostgreSQL refuse the write as an internal error, naming no field.
+ */
+export const INDEXED_TEXT_MAX_BYTES = 2000;
+
+/** A text field whose values go into a btree index (its unique constraint or its index). */
+export function isIndexedText(field: Field): boolean {
+  return field.type === 'text' && (field.unique || field.index);
+}
+
 export function searchFields(entity: Entity): readonly Field[] {
   return entity.fields.filter((field) => field.search);
 }

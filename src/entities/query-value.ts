@@ -4,7 +4,8 @@ import { type Entity, type Field, type FieldType, fieldByName } from './entity.j
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SORTABLE_SYSTEM = ['id', 'created_at', 'updated_at'];
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/;
+const DATE_TIME = /^(\d{4}-\d{2}-\d{2})[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(.*)$/;
+const EXAMPLE_TIMESTAMP = '2026-01-01T00:00:00Z';
 
 export function invalid(field: string, message: string): TenantryError {
   return new TenantryError('validation_failed', `${field} ${message}`, { field });
@@ -25,6 +26,35 @@ export function columnOf(
   if (field) return { column: name, field };
   if (SORTABLE_SYSTEM.includes(name)) return { column: name, field: undefined };
   throw invalid(parameter, `names no field of ${entity.name}`);
+}
+
+/**
+ * A date-time with its offset, passed on as written (PostgreSQL keeps microseconds, a JavaScript
+ * Date only milliseconds). Without an offset PostgreSQL would read it in the session's time zone,
+ * so the same filter would mean another instant on another server: refused, saying what to add.
+ */
+function parseTimestamp(raw: string, refuse: (message: string) => Error): string {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(raw) && isCalendarDate(raw)) {
+    throw refuse(`must be a date-time with a time zone offset, e.g. ${raw}T00:00:00Z, not a date alone`);
+  }
+  const match = DATE_TIME.exec(raw);
+  if (!match || !isCalendarDate(match[1]!)) {
+    throw refuse(`must be an ISO 8601 date-time with a time zone offset, e.g. ${EXAMPLE_TIMESTAMP}`);
+  }
+  const offset = match[2]!;
+  if (offset === '') {
+    throw refuse(`needs a time zone offset (Z or ±hh:mm), e.g. ${raw}Z`);
+  }
+  if (!/^(Z|[+-]\d{2}:\d{2})$/.test(offset)) {
+    throw refuse(`must end in a time zone offset written Z or ±hh:mm, e.g. ${EXAMPLE_TIMESTAMP}`);
+  }
+  if (!/^(Z|[+-](0\d|1[0-5]):[0-5]\d)$/.test(offset)) {
+    throw refuse('has a time zone offset out of range (at most ±15:59)');
+  }
+  if (Number.isNaN(Date.parse(raw))) {
+    throw refuse(`must be an ISO 8601 date-time with a time zone offset, e.g. ${EXAMPLE_TIMESTAMP}`);
+  }
+  return raw;
 }
 
 /**
@@ -50,12 +80,7 @@ export function parseValue(field: Field | undefined, column: string, raw: string
       if (!isCalendarDate(raw)) throw invalidValue('must be a date, YYYY-MM-DD');
       return raw;
     case 'timestamp':
-      // Passed on as written: PostgreSQL keeps microseconds, a JavaScript Date only milliseconds.
-      if (!ISO_TIMESTAMP.test(raw) || Number.isNaN(Date.parse(raw)) || !isCalendarDate(raw.slice(0, 10)))
-        throw invalidValue('must be an ISO 8601 date-time');
-      if (!/(Z|[+-](0\d|1[0-5]):[0-5]\d)$/.test(raw))
-        throw invalidValue('has a time zone offset out of range');
-      return raw;
+      return parseTimestamp(raw, invalidValue);
     case 'uuid':
     case 'ref':
       if (!UUID.test(raw)) throw invalidValue('must be a UUID');

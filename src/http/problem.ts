@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { type ErrorCode, errorCatalogue, isTenantryError } from '../errors.js';
+import { allowedValuesMessage } from '../validation.js';
 
 /** An RFC 9457 problem document with Tenantry's stable `code` member. */
 export interface Problem {
@@ -46,7 +47,9 @@ function validationProblem(error: FastifyError): Problem {
   const detail =
     first.keyword === 'additionalProperties'
       ? `unknown field "${name}"`
-      : `${name} ${first.message ?? 'is invalid'}`;
+      : first.keyword === 'required'
+        ? `${name} is required`
+        : `${name} ${allowedValuesMessage(error.validation ?? []) ?? first.message ?? 'is invalid'}`;
   return problemFor('validation_failed', detail, name);
 }
 

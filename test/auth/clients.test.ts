@@ -139,6 +139,13 @@ describe.each(DRIVERS)('machine clients on %s', (driver) => {
       inventory: { ipv4: ['999.1.1.1'] },
     });
     expect(badIp.statusCode).toBe(400);
+    const noSecret = await connect({ clientId: created.clientId });
+    expect(noSecret.statusCode).toBe(400);
+    expect(noSecret.json()).toMatchObject({
+      code: 'validation_failed',
+      field: 'clientSecret',
+      detail: 'clientSecret is required',
+    });
     expect(
       (await as(adminToken, a, { method: 'DELETE', url: `/api/v1/clients/${created.client.id}` })).statusCode,
     ).toBe(204);

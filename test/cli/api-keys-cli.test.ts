@@ -35,6 +35,8 @@ describe.each(DRIVERS)('tenantry tenants keys create|revoke, on %s', (driver) =>
     } else {
       env.TENANTRY_DATA_DIR = join(dir, 'data');
       cleanup = async () => rmSync(dir, { recursive: true, force: true });
+      // Only init-db and serve create the embedded database.
+      expect((await runCli(['init-db'], env)).code).toBe(0);
     }
   });
   afterAll(async () => {

@@ -181,6 +181,7 @@ describe('CLI against a running server on the embedded database', () => {
 
   it('the same failing command gives the same exit code and message through the socket as in process', async () => {
     const free = { ...env, TENANTRY_DATA_DIR: join(dir, 'free') };
+    expect((await runCli(['init-db'], free)).code).toBe(0);
     expect((await runCli(['tenants', 'create', 'Same', 'same-co'], env)).code).toBe(0);
     expect((await runCli(['tenants', 'create', 'Same', 'same-co'], free)).code).toBe(0);
     for (const command of [

@@ -28,6 +28,8 @@ describe.each(DRIVERS)('identity commands of the CLI on %s', (driver) => {
     }
     env.TENANTRY_CONFIG = join(dir, 'tenantry.config.yaml');
     writeFileSync(env.TENANTRY_CONFIG, 'server:\n  baseDomain: localhost\n');
+    // Only init-db and serve create the embedded database.
+    expect((await runCli(['init-db'], env)).code).toBe(0);
   });
   afterAll(async () => cleanup?.());
 

@@ -567,9 +567,9 @@ describe('the CLI with an invalid entity in the config file', () => {
   });
 
   it('the issue example is accepted by the CLI', async () => {
-    const result = await runCli(['tenants', 'list', '--json', '--config', issueExample], {
-      TENANTRY_DATA_DIR: join(dir, 'data-valid'),
-    });
+    const env = { TENANTRY_DATA_DIR: join(dir, 'data-valid') };
+    expect((await runCli(['init-db', '--config', issueExample], env)).code).toBe(0);
+    const result = await runCli(['tenants', 'list', '--json', '--config', issueExample], env);
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual([]);
   });

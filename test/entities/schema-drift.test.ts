@@ -28,6 +28,8 @@ describe.each(DRIVERS)('tables changed behind the entity ledger, on %s', (driver
   beforeAll(async () => {
     await fleet.start();
     configA = fleet.writeConfig('a', entitiesA());
+    // Only init-db and serve create the embedded database.
+    expect((await fleet.cli(['init-db'], configA)).code).toBe(0);
     tenant = await fleet.createTenant(configA, 'row-tenant', 'row');
   });
   afterAll(async () => {

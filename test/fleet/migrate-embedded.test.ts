@@ -15,6 +15,8 @@ describe('tenantry migrate while a server holds the embedded database', () => {
     await fleet.start();
     const configA = fleet.writeConfig('a', entitiesA());
     configB = fleet.writeConfig('b', entitiesB());
+    // Only init-db and serve create the embedded database.
+    expect((await fleet.cli(['init-db'], configA)).code).toBe(0);
     await fleet.createTenant(configA, 'schema-one', 'schema');
     server = await startServerProcess({ ...fleet.env, TENANTRY_CONFIG: configB });
   }, 60_000);

@@ -47,6 +47,8 @@ describe.each(DRIVERS)('tenantry migrate over a fleet, on %s', (driver) => {
     await fleet.start();
     configA = fleet.writeConfig('a', entitiesA());
     configB = fleet.writeConfig('b', entitiesB());
+    // Only init-db and serve create the embedded database.
+    expect((await fleet.cli(['init-db'], configA)).code).toBe(0);
     for (const slug of ['schema-one', 'schema-two', 'schema-three'])
       schemaTenants.push(await fleet.createTenant(configA, slug, 'schema'));
     rowTenant = await fleet.createTenant(configA, 'row-one', 'row');

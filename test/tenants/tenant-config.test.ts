@@ -236,6 +236,8 @@ describe('plans in the config file', () => {
   it('the CLI creates with --plan and gets, sets and unsets values by path', async () => {
     await fleet.start();
     const path = write('plans', { plans: PLANS, settingsSchema: SETTINGS_SCHEMA });
+    // Only init-db and serve create the embedded database.
+    expect((await fleet.cli(['init-db'], path)).code).toBe(0);
     const created = await fleet.cli(['tenants', 'create', 'Acme', 'acme', '--plan', 'pro', '--json'], path);
     expect(created.code, created.stderr).toBe(0);
     const get = (key: string) => fleet.cli(['tenants', 'config', 'get', 'acme', key], path);

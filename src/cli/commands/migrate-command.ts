@@ -161,7 +161,12 @@ export async function migrateCommand(
   const sized: TenantryConfig = { ...config, database: { ...config.database, maxConnections: connections } };
   let engine: Engine | undefined;
   try {
-    engine = await Engine.open({ config: sized, ownerConnections: connections, redis: false });
+    engine = await Engine.open({
+      config: sized,
+      ownerConnections: connections,
+      redis: false,
+      createDataDir: false,
+    });
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error;
   }
