@@ -162,25 +162,9 @@ export class Engine {
       leaseMs: rateLimits.concurrencyLeaseSeconds * 1000,
       onFallback: () => this.metrics.limiterFallback('tenant_limits'),
     });
-    this.keyFailures = new FailureLimiter({
-      redis: this.redis,
-      prefix: rateLimits.redisPrefix,
-      name: 'key-failures',
-      failures: rateLimits.keyFailuresPerMinute,
-      windowSeconds: 60,
-      blockSeconds: rateLimits.keyFailureBlockSeconds,
-      onFallback: () => this.metrics.limiterFallback('key_failures'),
-    });
+    this.keyFailures = this.#failureLimiter('key-failures');
     // From an address over its allowance, a key is still checked while its own id is under one.
-    this.keyIdFailures = new FailureLimiter({
-      redis: this.redis,
-      prefix: rateLimits.redisPrefix,
-      name: 'key-id-failures',
-      failures: rateLimits.keyFailuresPerMinute,
-      windowSeconds: 60,
-      blockSeconds: rateLimits.keyFailureBlockSeconds,
-      onFallback: () => this.metrics.limiterFallback('key_failures'),
-    });
+    this.keyIdFailures = this.#failureLimiter('key-id-failures');
     this.cache = this.#scopedCache();
     this.identity = this.#identity();
     this.permissions = new PermissionResolver(this.identity.access, this.identity.catalogue);
@@ -219,6 +203,20 @@ export class Engine {
       storage: this.schemas,
     };
     this.reloader = new ConfigReloader(this);
+  }
+
+  /** Failed credential checks counted by `name` (per address, per key id): the same allowance. */
+  #failureLimiter(name: string): FailureLimiter {
+    const { rateLimits } = this.live.current;
+    return new FailureLimiter({
+      redis: this.redis,
+      prefix: rateLimits.redisPrefix,
+      name,
+      failures: rateLimits.keyFailuresPerMinute,
+      windowSeconds: 60,
+      blockSeconds: rateLimits.keyFailureBlockSeconds,
+      onFallback: () => this.metrics.limiterFallback('key_failures'),
+    });
   }
 
   /** The configuration in force (a reload replaces it). */
