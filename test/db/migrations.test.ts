@@ -139,7 +139,8 @@ describe.runIf(DRIVERS.includes('postgres'))('control-plane migrations on postgr
            FROM pg_roles r WHERE r.rolname = $1`,
         [role],
       );
-      expect(rows).toEqual([{ login: false, bypass: false, tenants: true, notes: true, truncate: false }]);
+      // The control plane is the owner's: tenant code under the runtime role reads none of it.
+      expect(rows).toEqual([{ login: false, bypass: false, tenants: false, notes: true, truncate: false }]);
     } finally {
       await db.close();
     }
