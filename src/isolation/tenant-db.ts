@@ -33,6 +33,30 @@ export interface TenantDb extends EntityDb {
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
 
+/**
+ * What every transaction of `tenant` sets (role, tenant id, search_path, statement_timeout), and
+ * what its reads of shared entities set.
+ */
+export function tenantSettings(
+  tenant: Pick<Tenant, 'id' | 'isolation' | 'effective'>,
+  config: Pick<TenantryConfig, 'database' | 'tenancy'>,
+): { readonly settings: TenantSettings; readonly sharedSettings: TenantSettings } {
+  const placement = placementOf(tenant);
+  const statementTimeoutMs = tenant.effective.limits.statementTimeoutMs ?? config.tenancy.statementTimeoutMs;
+  const role = config.database.runtimeRole;
+  // pg_temp named last: unnamed, PostgreSQL searches the session's temporary tables first, and a
+  // temporary table lives as long as the pooled connection, on to the next tenant's requests.
+  const searchPath = placement.database
+    ? `${quoteIdent(placement.schema)}, pg_temp`
+    : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}, pg_temp`;
+  const settings: TenantSettings = { role, tenantId: tenant.id, searchPath, statementTimeoutMs };
+  const sharedSettings: TenantSettings = {
+    ...settings,
+    searchPath: `${quoteIdent(SHARED_SCHEMA)}, pg_temp`,
+  };
+  return { settings, sharedSettings };
+}
+
 /** A pool, or a way to lease one for the length of a call (database tenants). */
 type PoolSource = ConnectionPool | (<T>(fn: (pool: ConnectionPool) => Promise<T>) => Promise<T>);
 
@@ -125,19 +149,7 @@ export class TenantDataAccess {
 
   #create(tenant: Tenant): TenantDb {
     const placement = placementOf(tenant);
-    const statementTimeoutMs =
-      tenant.effective.limits.statementTimeoutMs ?? this.#config.tenancy.statementTimeoutMs;
-    const role = this.#config.database.runtimeRole;
-    // pg_temp named last: unnamed, PostgreSQL searches the session's temporary tables first, and a
-    // temporary table lives as long as the pooled connection, on to the next tenant's requests.
-    const searchPath = placement.database
-      ? `${quoteIdent(placement.schema)}, pg_temp`
-      : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}, pg_temp`;
-    const settings: TenantSettings = { role, tenantId: tenant.id, searchPath, statementTimeoutMs };
-    const sharedSettings: TenantSettings = {
-      ...settings,
-      searchPath: `${quoteIdent(SHARED_SCHEMA)}, pg_temp`,
-    };
+    const { settings, sharedSettings } = tenantSettings(tenant, this.#config);
     let pool: PoolSource = this.#db.runtime;
     if (placement.database) {
       const databases = this.#databases;

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LastUsedRecorder } from '../../src/auth/last-used-recorder.js';
 
 function recorder(options: { intervalMs?: number; failFirst?: boolean; handlerThrows?: boolean } = {}) {
@@ -36,16 +36,23 @@ describe('LastUsedRecorder', () => {
   });
 
   it('records an id once per interval, however often it is used', async () => {
-    const { recording, writes } = recorder({ intervalMs: 200 });
-    for (let use = 0; use < 50; use += 1) recording.used('busy');
-    await recording.flush();
-    recording.used('busy');
-    await recording.flush();
-    expect(writes).toEqual([['busy']]);
-    await sleep(220);
-    recording.used('busy');
-    await recording.flush();
-    expect(writes).toEqual([['busy'], ['busy']]);
+    // The clock moves only when told: a slow machine cannot stretch the uses past the interval.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const { recording, writes } = recorder({ intervalMs: 200 });
+      for (let use = 0; use < 50; use += 1) recording.used('busy');
+      await recording.flush();
+      vi.setSystemTime(Date.now() + 199);
+      recording.used('busy');
+      await recording.flush();
+      expect(writes).toEqual([['busy']]);
+      vi.setSystemTime(Date.now() + 1);
+      recording.used('busy');
+      await recording.flush();
+      expect(writes).toEqual([['busy'], ['busy']]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("keeps to the caller's own record of the last use when given one", async () => {

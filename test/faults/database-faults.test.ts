@@ -12,6 +12,7 @@ import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { isTenantryError } from '../../src/errors.js';
 import { placementOf } from '../../src/isolation/tenant-placement.js';
 import { Tenantry } from '../../src/tenantry.js';
+import { IN_CI } from '../helpers/ci.js';
 import { ADMIN_TOKEN } from '../helpers/harness.js';
 import { type PrivatePostgres, postgresBinDir, startPrivatePostgres } from '../helpers/private-postgres.js';
 import { type ServerProcess, startServerProcess } from '../helpers/server-process.js';
@@ -29,9 +30,8 @@ const ENTITIES = `entities:
       title: { type: text, required: true }
 `;
 
-const CI = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
 const available = postgresBinDir() !== undefined;
-if (CI && !available) throw new Error('CI is set but no PostgreSQL server binaries (initdb) were found');
+if (IN_CI && !available) throw new Error('CI is set but no PostgreSQL server binaries (initdb) were found');
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -12,7 +12,7 @@ import { createDatabase, postgresAvailable, withServer } from './postgres.js';
 
 export type TestDriver = 'pglite' | 'postgres';
 
-/** Every suite that touches a database runs on both; PostgreSQL is mandatory under CI=true. */
+/** Every suite that touches a database runs on both; PostgreSQL is mandatory in CI (see IN_CI). */
 export const DRIVERS: readonly TestDriver[] = (await postgresAvailable())
   ? ['pglite', 'postgres']
   : ['pglite'];

@@ -2,7 +2,8 @@ import type { ConnectionPool, Database, Queryable, TenantSettings } from '../../
 import { quoteIdent } from '../../src/db/identifiers.js';
 import { openPostgres } from '../../src/db/postgres-driver.js';
 import { sqlStateOf } from '../../src/db/sqlstate.js';
-import { placementOf, SHARED_SCHEMA, type TenantPlacement } from '../../src/isolation/tenant-placement.js';
+import { tenantSettings } from '../../src/isolation/tenant-db.js';
+import { placementOf, type TenantPlacement } from '../../src/isolation/tenant-placement.js';
 import type { IsolationLevel } from '../../src/tenants/tenant.js';
 import { DRIVERS, type TestDriver, type TestEnv } from './harness.js';
 import { databaseUrl } from './postgres.js';
@@ -30,8 +31,9 @@ export async function createTestTenant(
   env: TestEnv,
   slug: string,
   isolation: IsolationLevel,
+  extra: Record<string, unknown> = {},
 ): Promise<TestTenant> {
-  const created = await env.createTenant(slug, { isolation });
+  const created = await env.createTenant(slug, { ...extra, isolation });
   return { ...created, isolation, placement: placementOf({ id: created.id, isolation }) };
 }
 
@@ -83,16 +85,9 @@ export class Places {
   }
 }
 
-/** The settings a tenant transaction applies, built the way the engine builds them. */
-export function settingsFor(env: TestEnv, placement: TenantPlacement, tenantId: string): TenantSettings {
-  return {
-    role: env.config.database.runtimeRole,
-    tenantId,
-    searchPath: placement.database
-      ? quoteIdent(placement.schema)
-      : `${quoteIdent(placement.schema)}, ${quoteIdent(SHARED_SCHEMA)}`,
-    statementTimeoutMs: 10_000,
-  };
+/** The settings the engine's transactions for `tenant` apply: the engine's own, not a copy. */
+export async function settingsFor(env: TestEnv, tenant: TestTenant): Promise<TenantSettings> {
+  return tenantSettings(await env.engine.store.get(tenant.id), env.config).settings;
 }
 
 /** The SQLSTATE a statement fails with, or undefined when it succeeds. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { IN_CI } from './ci.js';
 
 export const POSTGRES_SERVER_URL =
   process.env.TENANTRY_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -19,8 +20,8 @@ export function databaseUrl(name: string): string {
 }
 
 /**
- * Whether the PostgreSQL suites run. With CI=true an unreachable server is a failure, never a
- * silent skip: the isolation claims are about real PostgreSQL.
+ * Whether the PostgreSQL suites run. In CI (see IN_CI) an unreachable server is a failure, never
+ * a silent skip: the isolation claims are about real PostgreSQL.
  */
 export async function postgresAvailable(): Promise<boolean> {
   const client = new pg.Client({ connectionString: POSTGRES_SERVER_URL, connectionTimeoutMillis: 3_000 });
@@ -29,8 +30,10 @@ export async function postgresAvailable(): Promise<boolean> {
     await client.query('SELECT 1');
     return true;
   } catch (error) {
-    if (process.env.CI === 'true') {
-      throw new Error(`CI=true but PostgreSQL at ${POSTGRES_SERVER_URL} does not answer: ${String(error)}`);
+    if (IN_CI) {
+      throw new Error(
+        `CI=${process.env.CI} but PostgreSQL at ${POSTGRES_SERVER_URL} does not answer: ${String(error)}`,
+      );
     }
     return false;
   } finally {

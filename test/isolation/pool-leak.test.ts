@@ -7,12 +7,15 @@ import {
   asTenant,
   createTestTenant,
   DRIVER_LEVELS,
+  failureOf,
   Places,
   placeKey,
   type TestTenant,
   tableOf,
 } from '../helpers/isolation.js';
 import { withServer } from '../helpers/postgres.js';
+
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 interface Item {
   readonly id: string;
@@ -278,22 +281,48 @@ describe.each(DRIVER_LEVELS)('pooled connection reuse on %s, %s isolation', (dri
     await expect(session!.query('SELECT 1')).rejects.toThrow();
   });
 
-  it("a tenant's temporary table does not shadow the next tenant's table on the same connection", async () => {
-    const [a, b] = actors;
-    // Tenant code may create a temporary table named like an entity; it lives as long as the
-    // connection, beyond the transaction, unless the search path puts it last.
-    await a!.db
-      .transaction(async (tx) => {
+  it.runIf(isolation !== 'database')(
+    "a tenant's temporary table does not shadow the next tenant's table on the same connection",
+    async () => {
+      const [a, b] = actors;
+      // Tenant code may create a temporary table named like an entity; it lives as long as the
+      // connection, beyond the transaction, unless the search path puts it last.
+      await a!.db.transaction(async (tx) => {
         await tx.query('CREATE TEMPORARY TABLE projects (id uuid, name text)');
-        await tx.query("INSERT INTO projects VALUES (gen_random_uuid(), 'planted by a')");
-      })
-      .catch(() => undefined);
-    const names = (await b!.db.query<{ name: string }>('SELECT name FROM projects')).rows.map(
-      (row) => row.name,
-    );
-    expect(names).not.toContain('planted by a');
-    expect(names.length).toBeGreaterThan(0);
-  });
+        await tx.query("INSERT INTO pg_temp.projects VALUES (gen_random_uuid(), 'planted by a')");
+      });
+      try {
+        // The planted row is there, on the connection the next tenant's statement runs on...
+        const planted = await b!.db.query<{ name: string }>('SELECT name FROM pg_temp.projects');
+        expect(planted.rows.map((row) => row.name)).toEqual(['planted by a']);
+        // ...and unnamed, `projects` is still that tenant's own table.
+        const names = (await b!.db.query<{ name: string }>('SELECT name FROM projects')).rows.map(
+          (row) => row.name,
+        );
+        expect(names).not.toContain('planted by a');
+        expect(names.length).toBeGreaterThan(0);
+        expect(names.every((name) => name.startsWith(`${b!.slug}-`))).toBe(true);
+      } finally {
+        await a!.db.query('DROP TABLE pg_temp.projects');
+      }
+    },
+  );
+
+  it.runIf(isolation === 'database')(
+    'a database tenant may not create a temporary table at all',
+    async () => {
+      const [a] = actors;
+      // Its database's pool is its own, but a temporary table would still outlive the transaction.
+      expect(await failureOf(a!.db.query('CREATE TEMPORARY TABLE projects (id uuid, name text)'))).toBe(
+        INSUFFICIENT_PRIVILEGE,
+      );
+      const names = (await a!.db.query<{ name: string }>('SELECT name FROM projects')).rows.map(
+        (row) => row.name,
+      );
+      expect(names.length).toBeGreaterThan(0);
+      expect(names.every((name) => name.startsWith(`${a!.slug}-`))).toBe(true);
+    },
+  );
 
   it('leaves nothing set at session level on the pooled connection', async () => {
     const after = (await env.engine.db.owner.query<SessionState>(SESSION_STATE)).rows[0]!;

@@ -72,8 +72,8 @@ describe.each(DRIVER_LEVELS)('runtime role on %s, %s isolation', (driver, isolat
     await seed(a, 'alpha');
     await seed(b, 'bravo');
     ({ owner, runtime } = await places.of(a.placement));
-    asA = settingsFor(env, a.placement, a.id);
-    noTenant = settingsFor(env, a.placement, '');
+    asA = await settingsFor(env, a);
+    noTenant = { ...asA, tenantId: '' };
     if (isolation !== 'row') {
       // A's tables hold only A's rows at this level; plant B rows there (as the owner, which
       // bypasses RLS) so that only row-level security can keep them from A.
@@ -161,7 +161,7 @@ describe.each(DRIVER_LEVELS)('runtime role on %s, %s isolation', (driver, isolat
       ]),
     ).toBe(0);
     if (isolation === 'row') {
-      const asB = settingsFor(env, b.placement, b.id);
+      const asB = await settingsFor(env, b);
       const seenByB = await runtime.scopedQuery<{ t: string }>(
         asB,
         'SELECT tenant_id::text AS t FROM projects',

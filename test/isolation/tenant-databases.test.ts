@@ -19,13 +19,18 @@ const at = (location: string) => ({ server: 'main', database: location });
 
 describe('tenant database pools', () => {
   it('bound the pools open at once, and a freed slot goes to a waiter', async () => {
-    const pools = databases({ maxConnections: 1, acquireTimeoutMs: 2_000 });
+    const pools = databases({ maxConnections: 1, acquireTimeoutMs: 10_000 });
+    const events: string[] = [];
     try {
-      const started = Date.now();
-      const first = pools.use(at('one'), 'runtime', () => sleep(200));
-      const second = pools.use(at('two'), 'runtime', async () => Date.now() - started);
-      await first;
-      expect(await second).toBeGreaterThanOrEqual(190);
+      const first = pools.use(at('one'), 'runtime', async () => {
+        await sleep(200);
+        events.push('first done');
+      });
+      const second = pools.use(at('two'), 'runtime', async () => {
+        events.push('second served');
+      });
+      await Promise.all([first, second]);
+      expect(events).toEqual(['first done', 'second served']);
       expect(pools.openPools).toBe(1);
     } finally {
       await pools.close();
@@ -34,21 +39,33 @@ describe('tenant database pools', () => {
 
   it('a waiter that timed out does not swallow the next freed slot', async () => {
     const pools = databases({ maxConnections: 1, acquireTimeoutMs: 300 });
+    const events: string[] = [];
     try {
-      const started = Date.now();
-      const holder = pools.use(at('holder'), 'runtime', () => sleep(400));
-      // Gives up at ~300 ms, while the holder still has the only slot.
+      // Timers fire in the order of their deadlines, however late they run: the impatient waiter
+      // gives up (~300 ms) while the holder still has the only slot (~400 ms), and the patient one,
+      // waiting from ~250 ms, must have that slot as it frees, before its own deadline (~550 ms).
+      const holder = pools.use(at('holder'), 'runtime', async () => {
+        await sleep(400);
+        events.push('holder done');
+      });
       const impatient = pools
         .use(at('impatient'), 'runtime', async () => 'served')
-        .catch((error: Error) => error);
+        .catch((error: Error) => {
+          events.push('impatient refused');
+          return error;
+        });
       await sleep(250);
-      // Waits from ~250 ms; its own deadline is ~550 ms, the slot frees at ~400 ms.
-      const patient = pools.use(at('patient'), 'runtime', async () => Date.now() - started);
+      // Set just before the patient's own deadline timer, with the same delay: it fires first.
+      // Served when the slot frees, the patient never sees it; woken only by its deadline, it would.
+      const deadline = setTimeout(() => events.push('patient deadline'), 300);
+      const patient = pools.use(at('patient'), 'runtime', async () => {
+        events.push('patient served');
+      });
       expect(await impatient).toMatchObject({ code: 'unavailable' });
       await holder;
-      const servedAt = await patient;
-      expect(servedAt).toBeGreaterThanOrEqual(390);
-      expect(servedAt).toBeLessThan(500);
+      await patient;
+      clearTimeout(deadline);
+      expect(events).toEqual(['impatient refused', 'holder done', 'patient served']);
     } finally {
       await pools.close();
     }

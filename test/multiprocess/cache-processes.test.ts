@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
 import { type LibraryProcess, startLibraryProcess } from '../helpers/library-process.js';
 import { REDIS_URL, redisAvailable, redisPrefix } from '../helpers/redis.js';
@@ -23,15 +24,6 @@ async function call(
 
 const cachedValue = async (server: LibraryProcess, key: string, name: string) =>
   (await call(server, key, 'GET', `/cache/${name}`)).body.value;
-
-async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not seen within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Date.now() - started;
-}
 
 const stores = [
   { store: 'memory', env: {} },
@@ -62,26 +54,36 @@ describe.runIf(POSTGRES).each(stores)(
       await env?.close();
     });
 
-    it('a delete in one process is seen by the other within 5 seconds', async () => {
+    it('a delete in one process is seen by the other', async () => {
       for (const server of [a, b]) {
         expect((await call(server, one.key, 'PUT', '/cache/greeting', { hello: 'one' })).status).toBe(200);
         expect(await cachedValue(server, one.key, 'greeting')).toEqual({ hello: 'one' });
       }
       expect((await call(a, one.key, 'DELETE', '/cache/greeting')).status).toBe(200);
       expect(await cachedValue(a, one.key, 'greeting')).toBeNull();
-      const elapsed = await within(5_000, async () => (await cachedValue(b, one.key, 'greeting')) === null);
-      expect(elapsed).toBeLessThan(5_000);
-      if (store === 'redis') expect(elapsed).toBeLessThan(100);
+      if (store === 'redis') {
+        // One store for both: the very next read in the other process, after the delete, misses.
+        expect(await cachedValue(b, one.key, 'greeting')).toBeNull();
+      } else {
+        // Each process its own store: the other drops the value once the change reaches it.
+        await eventually(
+          'the other process drops the value',
+          async () => (await cachedValue(b, one.key, 'greeting')) === null,
+        );
+      }
     });
 
-    it('a clear in one process empties the tenant in the other within 5 seconds, and no other tenant', async () => {
+    it('a clear in one process empties the tenant in the other, and no other tenant', async () => {
       for (const server of [a, b]) {
         await call(server, one.key, 'PUT', '/cache/x', 1);
         await call(server, one.key, 'PUT', '/cache/y', 2);
         await call(server, two.key, 'PUT', '/cache/x', 'two');
       }
       expect((await call(a, one.key, 'POST', '/cache-clear')).status).toBe(200);
-      await within(5_000, async () => (await cachedValue(b, one.key, 'x')) === null);
+      await eventually(
+        'the other process empties the tenant',
+        async () => (await cachedValue(b, one.key, 'x')) === null,
+      );
       expect(await cachedValue(b, one.key, 'y')).toBeNull();
       expect(await cachedValue(b, two.key, 'x')).toBe('two');
       expect(await cachedValue(a, two.key, 'x')).toBe('two');

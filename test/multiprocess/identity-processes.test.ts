@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { ADMIN_TOKEN, DRIVERS } from '../helpers/harness.js';
 import { createDatabase } from '../helpers/postgres.js';
 import { type ServerProcess, startServerProcess } from '../helpers/server-process.js';
@@ -55,7 +56,7 @@ describe.runIf(DRIVERS.includes('postgres'))('sessions across two server process
     await drop?.();
   });
 
-  it('a user deactivated in one process loses its session in the other within 5 seconds', async () => {
+  it('a user deactivated in one process loses its session in the other too', async () => {
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const created = await call(a, 'POST', '/admin/tenants', admin, {
       name: 'Two',
@@ -90,12 +91,9 @@ describe.runIf(DRIVERS.includes('postgres'))('sessions across two server process
       200,
     );
     expect((await call(a, 'GET', '/tenant-info', asWorker)).status).toBe(401);
-    const started = Date.now();
-    while ((await call(b, 'GET', '/tenant-info', asWorker)).status !== 401) {
-      if (Date.now() - started > 5_000)
-        throw new Error('the other process still accepts the session after 5 s');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(Date.now() - started).toBeLessThan(5_000);
+    await eventually(
+      'the other process refuses the session',
+      async () => (await call(b, 'GET', '/tenant-info', asWorker)).status === 401,
+    );
   });
 });

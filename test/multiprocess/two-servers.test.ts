@@ -1,21 +1,13 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCli } from '../helpers/cli.js';
+import { eventually } from '../helpers/eventually.js';
 import { ADMIN_TOKEN, DRIVERS } from '../helpers/harness.js';
 import { createDatabase } from '../helpers/postgres.js';
 import { type ServerProcess, startServerProcess } from '../helpers/server-process.js';
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const adminJson = { ...admin, 'content-type': 'application/json' };
-
-async function statusWithin(ms: number, probe: () => Promise<number>, expected: number): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if ((await probe()) === expected) return Date.now() - start;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`status ${expected} not seen within ${ms} ms`);
-}
 
 describe.runIf(DRIVERS.includes('postgres'))('two server processes on one PostgreSQL', () => {
   let a: ServerProcess;
@@ -45,7 +37,7 @@ describe.runIf(DRIVERS.includes('postgres'))('two server processes on one Postgr
       req.end();
     });
 
-  it('a key regenerated in one process stops working in the other within 5 seconds', async () => {
+  it('a key regenerated in one process stops working in the other too', async () => {
     const created = await fetch(`${a.url}/admin/tenants`, {
       method: 'POST',
       headers: adminJson,
@@ -62,12 +54,14 @@ describe.runIf(DRIVERS.includes('postgres'))('two server processes on one Postgr
     });
     const newKey = ((await regenerated.json()) as { key: string }).key;
     expect(await tenantInfo(a, { 'x-api-key': oldKey })).toBe(401);
-    const elapsed = await statusWithin(5_000, () => tenantInfo(b, { 'x-api-key': oldKey }), 401);
-    expect(elapsed).toBeLessThan(5_000);
+    await eventually(
+      'the other process refuses the old key',
+      async () => (await tenantInfo(b, { 'x-api-key': oldKey })) === 401,
+    );
     expect(await tenantInfo(b, { 'x-api-key': newKey })).toBe(200);
   });
 
-  it('a deactivation by the CLI reaches both running servers within 5 seconds', async () => {
+  it('a deactivation by the CLI reaches both running servers', async () => {
     const created = await fetch(`${b.url}/admin/tenants`, {
       method: 'POST',
       headers: adminJson,
@@ -81,8 +75,14 @@ describe.runIf(DRIVERS.includes('postgres'))('two server processes on one Postgr
     const result = await spawnCli(['tenants', 'deactivate', 'cli-made'], env);
     expect(result.code, result.stderr).toBe(0);
     for (const server of [a, b]) {
-      await statusWithin(5_000, () => tenantInfo(server, { 'x-api-key': key }), 401);
-      await statusWithin(5_000, () => tenantInfo(server, { host: 'cli.example.com' }), 403);
+      await eventually(
+        'the key refused',
+        async () => (await tenantInfo(server, { 'x-api-key': key })) === 401,
+      );
+      await eventually(
+        'the host refused',
+        async () => (await tenantInfo(server, { host: 'cli.example.com' })) === 403,
+      );
     }
   });
 

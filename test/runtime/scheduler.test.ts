@@ -5,6 +5,7 @@ import { openPglite } from '../../src/db/pglite-driver.js';
 import { openPostgres } from '../../src/db/postgres-driver.js';
 import { auditPruning, Scheduler } from '../../src/runtime/scheduler.js';
 import { DRIVERS } from '../helpers/harness.js';
+import { holdWrites } from '../helpers/hold-writes.js';
 import { createDatabase } from '../helpers/postgres.js';
 
 const DAY = 86_400_000;
@@ -12,11 +13,13 @@ const DAY = 86_400_000;
 describe.each(DRIVERS)('the cluster scheduler prunes the audit log, on %s', (driver) => {
   const databases: Database[] = [];
   let drop: (() => Promise<void>) | undefined;
+  let url: string | undefined;
 
   beforeAll(async () => {
     if (driver === 'postgres') {
       const created = await createDatabase();
       drop = created.drop;
+      url = created.url;
       // Two processes' worth of pools on one database.
       databases.push(await openPostgres({ url: created.url }), await openPostgres({ url: created.url }));
     } else {
@@ -63,7 +66,15 @@ describe.each(DRIVERS)('the cluster scheduler prunes the audit log, on %s', (dri
     const schedulers = [0, 1, 0, 1].map(
       (index) => new Scheduler(databases[index]!.owner, [auditPruning(90, () => now)]),
     );
-    const runs = (await Promise.all(schedulers.map((scheduler) => scheduler.tick(now)))).flat();
+    // Each run is held at its delete until every check has either skipped or reached it: without
+    // the job's lock they would all find the job due, and all run it.
+    const held = await holdWrites(url!, ['tenantry.audit_log']);
+    let settled = 0;
+    const ticking = Promise.all(
+      schedulers.map((scheduler) => scheduler.tick(now).finally(() => (settled += 1))),
+    );
+    await held.releaseWhen((waiting) => waiting + settled >= schedulers.length);
+    const runs = (await ticking).flat();
     expect(runs.filter((run) => run.ran)).toHaveLength(1);
     expect(await remaining()).toEqual(['age.89', 'age.1']);
   });

@@ -8,7 +8,9 @@ describe.each(DRIVERS)('hosts that look alike on %s', (driver) => {
   let env: TestEnv;
   beforeAll(async () => {
     env = await startTestEnv(driver, { server: { baseDomain: 'coop.example' } });
-    await env.createTenant('icme', { hosts: ['icme.example.com', 'strasse.example.com', 'good.example.com'] });
+    await env.createTenant('icme', {
+      hosts: ['icme.example.com', 'strasse.example.com', 'good.example.com'],
+    });
   });
   afterAll(async () => {
     await env?.close();

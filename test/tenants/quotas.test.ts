@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
+import { holdWrites } from '../helpers/hold-writes.js';
+import { createTestTenant, tableOf } from '../helpers/isolation.js';
 
 const ENTITIES = normaliseEntities({
   projects: { scope: 'tenant', fields: { name: { type: 'text', required: true } } },
@@ -77,12 +79,17 @@ describe.each(DRIVERS)('row quotas at write time, on %s', (driver) => {
   });
 
   it.runIf(driver === 'postgres')('concurrent writers never exceed the quota', async () => {
-    const tenant = await env.createTenant('quota-race', { plan: 'small' });
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => post(tenant.key, '/api/v1/projects', { name: `race-${i}` })),
+    const tenant = await createTestTenant(env, 'quota-race', 'schema', { plan: 'small' });
+    const writers = 5;
+    // Every writer is held at its insert until all have counted or wait for their turn: without
+    // the tenant's lock they would all count no rows, and all insert.
+    const held = await holdWrites(env.databaseUrl!, [tableOf(tenant.placement, 'projects')]);
+    const writing = Promise.all(
+      Array.from({ length: writers }, (_, i) => post(tenant.key, '/api/v1/projects', { name: `race-${i}` })),
     );
-    expect(results.filter((response) => response.statusCode === 201)).toHaveLength(2);
-    expect(results.filter((response) => response.statusCode === 403)).toHaveLength(8);
+    await held.releaseWhen((waiting) => waiting >= writers);
+    const results = await writing;
+    expect(results.map((response) => response.statusCode).sort()).toEqual([201, 201, 403, 403, 403]);
     const usage = await env.admin('GET', `/admin/tenants/${tenant.slug}/usage`);
     expect(usage.json().rows.byEntity.projects).toBe(2);
   });
