@@ -21,6 +21,9 @@
  *   npm run bench -- spread-cost       # entity GET by id at 10,000 tenants: one tenant's load vs spread over
  *                                      # many tenants' keys, CPU and PostgreSQL work per request at a fixed
  *                                      # rate (--spread-tenants=1000 --spread-rate=800)
+ *   npm run bench -- hotpath           # server CPU per request: Tenantry (row, schema, database tenant;
+ *                                      # /tenant-info) vs bare, hand-written RLS, Drizzle + RLS and a
+ *                                      # key-map route, interleaved at a fixed rate (--hotpath-rate=800)
  *   npm run bench -- provisioning      # creating a row, schema and database tenant; the key hash alone
  *                                      # (--provisioning-samples=30)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
@@ -47,6 +50,7 @@ import { benchApiKeyVerify } from './api-key-verify.js';
 import { benchCallgrind, callgrindServers } from './callgrind.js';
 import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
+import { runHotpath } from './hotpath.js';
 import { runIdentity } from './identity.js';
 import { stopAllChildServers } from './lib/child-server.js';
 import { dropAllScratchDatabases } from './lib/scratch-database.js';
@@ -60,6 +64,7 @@ import { benchTenantInfo, defaultProfileDir } from './tenant-info.js';
 const BENCHMARKS = ['tenant-info', 'api-key', 'entities'] as const;
 /** Diagnosis, or long: run only when named. */
 const EXTRA = [
+  'hotpath',
   'tenant-info-breakdown',
   'fleet',
   'metrics-observe',
@@ -104,6 +109,7 @@ const { values, positionals } = parseArgs({
     'allocation-sources': { type: 'string', default: '0' },
     'spread-rate': { type: 'string', default: '800' },
     'provisioning-samples': { type: 'string', default: '30' },
+    'hotpath-rate': { type: 'string', default: '0' },
   },
 });
 
@@ -216,6 +222,18 @@ async function main(): Promise<void> {
           rate: positiveInteger('spread-rate', values['spread-rate']),
           duration: positiveInteger('duration', values.duration),
           rounds: positiveInteger('rounds', values.rounds),
+          log,
+        }),
+      );
+    } else if (benchmark === 'hotpath') {
+      sections.push(
+        await runHotpath({
+          rate: Number(values['hotpath-rate']),
+          duration: positiveInteger('duration', values.duration),
+          rounds: positiveInteger('rounds', values.rounds),
+          connections: positiveInteger('connections', values.connections),
+          maxOtherCores: Number(values['max-other-cores']),
+          tenantryNodeFlags: (values['server-node-flags'] ?? '').split(' ').filter(Boolean),
           log,
         }),
       );

@@ -1,0 +1,25 @@
+/**
+ * The peer of `/tenant-info` in the hot-path benchmark: a hand-written Fastify route that looks
+ * the API key's digest up in a Map and answers the tenant's JSON with Tenantry's headers.
+ * BENCH_KEYS (see peer-keys.ts): each tenant is the body to answer.
+ */
+import './heap-probe.js';
+import Fastify from 'fastify';
+import { peerKeys, tenantHeaders } from '../lib/peer-keys.js';
+
+const tenantOf = peerKeys();
+const app = Fastify({ logger: false });
+app.get('/tenant-info', async (request, reply) => {
+  const tenant = tenantOf(request.headers['x-api-key']);
+  if (!tenant) return reply.code(401).send({ code: 'invalid_credentials' });
+  tenantHeaders(reply);
+  return tenant;
+});
+const url = await app.listen({ port: 0, host: '127.0.0.1' });
+process.stdout.write(`READY ${url}\n`);
+process.once('SIGTERM', () => {
+  app.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+});
