@@ -18,6 +18,7 @@ import {
   guardJsonBodies,
   hostHeaderCount,
 } from './request-guards.js';
+import { lazyChildLogger } from './request-logger.js';
 import { Security } from './schemas.js';
 import { tenantOperationRoutes } from './tenant-operation-routes.js';
 import { tenantScope } from './tenant-plugin.js';
@@ -48,6 +49,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     ...(options.loggerInstance
       ? { loggerInstance: options.loggerInstance }
       : { logger: options.logger ?? false }),
+    ...(options.loggerInstance || options.logger ? { childLoggerFactory: lazyChildLogger } : {}),
     bodyLimit: config.server.bodyLimitBytes,
     trustProxy: fastifyTrustProxy(config.server.trustProxy),
     // A client may pass its own request id for correlation, but only a harmless one.

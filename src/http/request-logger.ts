@@ -1,0 +1,96 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Bindings, ChildLoggerOptions, Level } from 'pino';
+
+/** A pino logger as far as this module uses it (Fastify's base logger type lacks the level check). */
+type PinoLike = FastifyBaseLogger & { isLevelEnabled(level: string): boolean };
+
+type Log = (...args: unknown[]) => void;
+
+/**
+ * A request's logger that becomes a real pino child (request id, then tenant bound) only when a
+ * line is logged at an enabled level. pino serialises a child's bindings when the child is made,
+ * twice per tenant request, and at `LOG_LEVEL=warn` almost no request logs anything: that was an
+ * eighth of the server's CPU on `/tenant-info`. Lines that are written look exactly as before.
+ */
+class LazyChildLogger {
+  readonly #parent: PinoLike;
+  readonly #bindings: Bindings;
+  #logger: FastifyBaseLogger | undefined;
+
+  constructor(parent: PinoLike, bindings: Bindings) {
+    this.#parent = parent;
+    this.#bindings = bindings;
+  }
+
+  get level(): string {
+    return this.#logger?.level ?? this.#parent.level;
+  }
+
+  set level(level: string) {
+    this.#real().level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.#logger
+      ? (this.#logger as PinoLike).isLevelEnabled(level)
+      : this.#parent.isLevelEnabled(level);
+  }
+
+  #real(): FastifyBaseLogger {
+    this.#logger ??= this.#parent.child(this.#bindings);
+    return this.#logger;
+  }
+
+  #write(level: Level, args: unknown[]): void {
+    if (!this.isLevelEnabled(level)) return;
+    (this.#real()[level] as Log)(...args);
+  }
+
+  fatal(...args: unknown[]): void {
+    this.#write('fatal', args);
+  }
+
+  error(...args: unknown[]): void {
+    this.#write('error', args);
+  }
+
+  warn(...args: unknown[]): void {
+    this.#write('warn', args);
+  }
+
+  info(...args: unknown[]): void {
+    this.#write('info', args);
+  }
+
+  debug(...args: unknown[]): void {
+    this.#write('debug', args);
+  }
+
+  trace(...args: unknown[]): void {
+    this.#write('trace', args);
+  }
+
+  silent(): void {}
+
+  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    if (this.#logger || (options && Object.keys(options).length > 0))
+      return this.#real().child(bindings, options);
+    return new LazyChildLogger(this.#parent, {
+      ...this.#bindings,
+      ...bindings,
+    }) as unknown as FastifyBaseLogger;
+  }
+}
+
+/**
+ * Fastify's `childLoggerFactory`: every request gets a lazy child. Options (a route's own log
+ * level or serializers) make a real child at once, as Fastify would.
+ */
+export function lazyChildLogger(
+  logger: FastifyBaseLogger,
+  bindings: Bindings,
+  options: ChildLoggerOptions,
+): FastifyBaseLogger {
+  if (Object.keys(options).length > 0) return logger.child(bindings, options);
+  return new LazyChildLogger(logger as PinoLike, bindings) as unknown as FastifyBaseLogger;
+}
