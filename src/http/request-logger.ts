@@ -15,11 +15,14 @@ type Log = (...args: unknown[]) => void;
 class LazyChildLogger {
   readonly #parent: PinoLike;
   readonly #bindings: Bindings;
+  /** Bindings of a child of this child (the tenant), kept apart: merging costs on every request. */
+  readonly #more: Bindings | undefined;
   #logger: FastifyBaseLogger | undefined;
 
-  constructor(parent: PinoLike, bindings: Bindings) {
+  constructor(parent: PinoLike, bindings: Bindings, more?: Bindings) {
     this.#parent = parent;
     this.#bindings = bindings;
+    this.#more = more;
   }
 
   get level(): string {
@@ -37,7 +40,10 @@ class LazyChildLogger {
   }
 
   #real(): FastifyBaseLogger {
-    this.#logger ??= this.#parent.child(this.#bindings);
+    if (!this.#logger) {
+      const child = this.#parent.child(this.#bindings);
+      this.#logger = this.#more ? child.child(this.#more) : child;
+    }
     return this.#logger;
   }
 
