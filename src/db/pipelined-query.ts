@@ -3,6 +3,8 @@ import { prepareValue } from 'pg/lib/utils.js';
 
 /** pg's Query as far as this module extends it (its handlers are not in @types/pg). */
 interface QueryBase {
+  values: unknown[] | undefined;
+  callback: QueryCallback | undefined;
   handleRowDescription(message: RowDescription): void;
   handleDataRow(message: unknown): void;
   handleCommandComplete(message: unknown, connection: unknown): void;
@@ -10,11 +12,7 @@ interface QueryBase {
 
 type QueryCallback = (error: Error | null, result?: pg.QueryResult) => void;
 
-const QueryBase = pg.Query as unknown as new (config: {
-  text: string;
-  values: unknown[];
-  callback: QueryCallback;
-}) => QueryBase;
+const QueryBase = pg.Query as unknown as new (text: string) => QueryBase;
 
 /** A RowDescription message as pg-protocol parses it: what pg needs to read the rows. */
 interface RowDescription {
@@ -190,8 +188,12 @@ class PipelinedQuery extends QueryBase {
     private readonly reused: string[],
     callback: QueryCallback,
   ) {
-    // pg reads the values and never writes them (submit below replaces its prepare).
-    super({ text: main.text, values: main.values as unknown[], callback });
+    // Text alone: pg copies a config object property by property (descriptors and all), which
+    // cost more than the rest of this constructor. pg reads the values and never writes them
+    // (submit below replaces its prepare).
+    super(main.text);
+    this.values = main.values as unknown[];
+    this.callback = callback;
     this.#setupPending = setup.length;
   }
 
