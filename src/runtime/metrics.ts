@@ -1,5 +1,6 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Queryable } from '../db/database.js';
+import { TenantHistogram } from './histogram-cells.js';
 import { QUOTA_NAMES, type QuotaName } from './quota.js';
 import { RequestMetrics } from './request-metrics.js';
 
@@ -103,7 +104,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly labels: TenantLabels;
   readonly #requests: RequestMetrics;
-  readonly #dbDuration: Histogram<'tenant'>;
+  readonly #dbDuration: TenantHistogram;
   readonly #limited: Counter<'tenant' | 'reason'>;
   readonly #quotaRefused: Counter<'tenant' | 'quota'>;
   readonly #limiterFallback: Counter<'limiter'>;
@@ -126,12 +127,11 @@ export class Metrics {
       histogramHelp: 'HTTP request latency by tenant and route',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
-    this.#dbDuration = new Histogram({
+    this.#dbDuration = new TenantHistogram({
+      registry: this.registry,
       name: 'tenantry_tenant_db_duration_seconds',
       help: 'Time of tenant database statements and transactions, by tenant',
-      labelNames: ['tenant'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
-      registers,
     });
     this.#limited = new Counter({
       name: 'tenantry_rate_limited_total',
@@ -176,7 +176,7 @@ export class Metrics {
 
   #removeTenant(tenant: string): void {
     this.#requests.removeTenant(tenant);
-    this.#dbDuration.remove({ tenant });
+    this.#dbDuration.remove(tenant);
     // prom-client removes a series only by its whole label set: each value of the other label.
     for (const reason of LIMIT_REASONS) this.#limited.remove({ tenant, reason });
     for (const quota of QUOTA_NAMES) this.#quotaRefused.remove({ tenant, quota });
@@ -194,7 +194,7 @@ export class Metrics {
   }
 
   observeDatabase(tenant: string, seconds: number): void {
-    this.#dbDuration.observe({ tenant: this.labels.labelOf(tenant) }, seconds);
+    this.#dbDuration.observe(this.labels.labelOf(tenant), seconds);
   }
 
   /** A request refused by a limit; `tenant` is a slug, or undefined before a tenant is known. */

@@ -1,29 +1,16 @@
 import type { Registry } from 'prom-client';
-
-/** What a metric of a prom-client registry must offer (the shape its own metrics have). */
-interface ExportedMetric {
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'counter' | 'histogram';
-  readonly aggregator: 'sum';
-  get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: { labels: Record<string, string | number>; value: number; metricName?: string }[];
-  }>;
-  reset(): void;
-}
+import {
+  type ExportedMetric,
+  type HistogramCell,
+  histogramCell,
+  histogramMetric,
+  observeIn,
+  register,
+} from './histogram-cells.js';
 
 /** The counts of one (tenant, route, method): statuses for the counter, buckets for the histogram. */
-interface RouteCell {
-  readonly labels: { readonly tenant: string; readonly route: string; readonly method: string };
+interface RouteCell extends HistogramCell<{ tenant: string; route: string; method: string }> {
   readonly statuses: Map<number, number>;
-  /** Observations per bucket (not cumulative); the last one is +Inf. */
-  readonly buckets: Float64Array;
-  count: number;
-  sum: number;
 }
 
 export interface RequestMetricsOptions {
@@ -67,36 +54,15 @@ export class RequestMetrics {
       },
       reset,
     };
-    const bounds = this.#bounds;
-    const histogram: ExportedMetric = {
-      name: options.histogramName,
-      help: options.histogramHelp,
-      type: 'histogram',
-      aggregator: 'sum',
-      async get() {
-        const values = [];
-        const bucketName = `${this.name}_bucket`;
-        for (const cell of cells()) {
-          let cumulative = 0;
-          for (let i = 0; i < bounds.length; i += 1) {
-            cumulative += cell.buckets[i]!;
-            values.push({
-              labels: { ...cell.labels, le: bounds[i]! },
-              value: cumulative,
-              metricName: bucketName,
-            });
-          }
-          values.push({ labels: { ...cell.labels, le: '+Inf' }, value: cell.count, metricName: bucketName });
-          values.push({ labels: cell.labels, value: cell.sum, metricName: `${this.name}_sum` });
-          values.push({ labels: cell.labels, value: cell.count, metricName: `${this.name}_count` });
-        }
-        return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-      },
+    const histogram = histogramMetric(
+      options.histogramName,
+      options.histogramHelp,
+      this.#bounds,
+      cells,
       reset,
-    };
-    // The registry accepts any object with prom-client's metric shape.
-    options.registry.registerMetric(counter as never);
-    options.registry.registerMetric(histogram as never);
+    );
+    register(options.registry, counter);
+    register(options.registry, histogram);
   }
 
   /** One finished request. `route` is a route pattern, never a raw URL (bounded values). */
@@ -113,22 +79,11 @@ export class RequestMetrics {
     }
     let cell = byMethod.get(method);
     if (cell === undefined) {
-      cell = {
-        labels: { tenant, route, method },
-        statuses: new Map(),
-        buckets: new Float64Array(this.#bounds.length + 1),
-        count: 0,
-        sum: 0,
-      };
+      cell = { ...histogramCell({ tenant, route, method }, this.#bounds), statuses: new Map() };
       byMethod.set(method, cell);
     }
     cell.statuses.set(status, (cell.statuses.get(status) ?? 0) + 1);
-    const bounds = this.#bounds;
-    let bucket = 0;
-    while (bucket < bounds.length && seconds > bounds[bucket]!) bucket += 1;
-    cell.buckets[bucket]! += 1;
-    cell.count += 1;
-    cell.sum += seconds;
+    observeIn(cell, this.#bounds, seconds);
   }
 
   /** Forgets a tenant label's series (a tenant that lost its own label). */
