@@ -5,6 +5,7 @@
  * microseconds of work. Only the main thread is counted (`--separate-threads`): V8's compiler
  * threads keep optimising for a long time under valgrind's slowdown, and the kernel's share (the
  * socket writes) is outside callgrind's view. Each server runs under valgrind in its own process;
+ * every server is built as production builds it (lib/built-server.ts);
  * requests are sent one at a time over one keep-alive connection; after a warm-up, the heap is
  * collected, the counters zeroed, a fixed number of requests sent and the counters dumped, a few
  * times.
@@ -15,6 +16,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { builtServerScript } from './lib/built-server.js';
 import { topFunctions } from './lib/callgrind-functions.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { httpGet } from './lib/http-get.js';
@@ -30,13 +32,18 @@ const NODE_FLAGS = ['--no-flush-bytecode', '--expose-gc'];
 /** Names V8's compiled code for `--callgrind-functions` (see lib/callgrind-functions.ts). */
 const PERF_MAP_FLAGS = ['--perf-basic-prof'];
 
-export type CallgrindServer = 'bare' | 'tenantry';
+const CALLGRIND_SERVERS = ['bare', 'key-map', 'tenantry'] as const;
+export type CallgrindServer = (typeof CALLGRIND_SERVERS)[number];
 
-/** `--callgrind-servers=tenantry` counts one server only (to compare builds of Tenantry). */
+/**
+ * `--callgrind-servers=tenantry` counts one server only (to compare builds of Tenantry);
+ * `key-map` is the hand-written route of the hot-path benchmark (key digest in a Map, headers).
+ */
 export function callgrindServers(list: string | undefined): CallgrindServer[] {
   const names = (list ?? 'bare,tenantry').split(',').map((name) => name.trim());
   for (const name of names) {
-    if (name !== 'bare' && name !== 'tenantry') throw new Error(`unknown callgrind server ${name}`);
+    if (!(CALLGRIND_SERVERS as readonly string[]).includes(name))
+      throw new Error(`unknown callgrind server ${name}; choose from ${CALLGRIND_SERVERS.join(', ')}`);
   }
   return names as CallgrindServer[];
 }
@@ -103,13 +110,14 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
     const nodeFlags = options.functions === undefined ? NODE_FLAGS : [...NODE_FLAGS, ...PERF_MAP_FLAGS];
     log(`starting Tenantry${counted('tenantry') ? ' under valgrind (a minute or two)' : ''}…`);
     const tenantry = await startChildServer(
-      serverScript('tenantry-server.ts'),
+      await builtServerScript(serverScript('tenantry-server.ts')),
       {
         DATABASE_URL: database.url,
         DATABASE_ADMIN_URL: '',
         TENANTRY_CONFIG: '',
         REDIS_URL: '',
         LOG_LEVEL: 'warn',
+        BENCH_LOGGER: 'config',
         TENANTRY_ADMIN_TOKEN: adminToken,
         PORT: '',
       },
@@ -122,11 +130,25 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
     const targets: { name: CallgrindServer; server: ChildServer; headers: Record<string, string> }[] = [];
     if (counted('bare')) {
       log('starting bare Fastify under valgrind…');
-      const bare = await startChildServer(serverScript('bare-server.ts'), { BENCH_BODY: body }, nodeFlags, {
-        wrapper: underValgrind('bare'),
-      });
+      const bare = await startChildServer(
+        await builtServerScript(serverScript('bare-server.ts')),
+        { BENCH_BODY: body },
+        nodeFlags,
+        { wrapper: underValgrind('bare') },
+      );
       servers.push(bare);
       targets.push({ name: 'bare', server: bare, headers: {} });
+    }
+    if (counted('key-map')) {
+      log('starting the key-map route under valgrind…');
+      const keyMap = await startChildServer(
+        await builtServerScript(serverScript('key-map-server.ts')),
+        { BENCH_KEYS: JSON.stringify([{ key, tenant: JSON.parse(body) }]) },
+        nodeFlags,
+        { wrapper: underValgrind('key-map') },
+      );
+      servers.push(keyMap);
+      targets.push({ name: 'key-map', server: keyMap, headers: { 'x-api-key': key } });
     }
     if (counted('tenantry'))
       targets.push({ name: 'tenantry', server: tenantry, headers: { 'x-api-key': key } });
@@ -167,7 +189,8 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
                 `| ${fmt(cost)} | \`${label.replaceAll('|', '\\|').replaceAll('`', "'")}\` |`,
             ),
           ]);
-    const bareMedian = median(perRequest.get('bare') ?? []);
+    const baseline = targets.find((target) => target.name !== 'tenantry')?.name ?? 'bare';
+    const bareMedian = median(perRequest.get(baseline) ?? []);
     const tenantryMedian = median(perRequest.get('tenantry') ?? []);
     return [
       '### GET /tenant-info in instructions per request (callgrind)',
@@ -183,10 +206,10 @@ export async function benchCallgrind(options: CallgrindOptions): Promise<string>
             .map((value) => fmt(value))
             .join(', ')} |`,
       ),
-      ...(targets.length === 2
+      ...(perRequest.has('tenantry') && perRequest.has(baseline)
         ? [
             '',
-            `**Tenantry / bare: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
+            `**Tenantry / ${baseline}: ${fmt(tenantryMedian / bareMedian, 2)}× the instructions**, ${fmt(tenantryMedian - bareMedian)} more per request.`,
           ]
         : []),
       ...functionTables,

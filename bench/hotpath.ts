@@ -2,7 +2,7 @@
  * The hot path (issue 17): what one request costs the server process in CPU, Tenantry against
  * the servers a team would otherwise write, measured in the same rounds.
  *
- *   npm run bench -- hotpath --rounds=8 --duration=5 [--connections=32] [--hotpath-rate=800]
+ *   npm run bench -- hotpath --rounds=8 --duration=5 [--connections=32] [--hotpath-rate=800] [--hotpath-tsx]
  *
  * Servers, each its own process: `bare` (Fastify + pg, `WHERE tenant_id = $1`, no RLS, no
  * authentication), `rls` (hand-written: API key digest in a Map, then BEGIN + tenant + role +
@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
+import { builtServerScript } from './lib/built-server.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
 import { commandCpu, commandCpuMs, cpuSnapshot, cpuUsage, waitForQuiet } from './lib/cpu-usage.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
@@ -38,10 +39,12 @@ export interface HotpathOptions {
   readonly maxOtherCores: number;
   /** Node flags of the Tenantry server (`--cpu-prof`, say). */
   readonly tenantryNodeFlags: readonly string[];
+  /** Run the servers through tsx instead of built (see built-server.ts): for comparison only. */
+  readonly tsx: boolean;
   readonly log: (line: string) => void;
 }
 
-interface Target {
+export interface Target {
   readonly name: string;
   readonly server: ChildServer;
   readonly next: () => { readonly path: string; readonly headers: Record<string, string> };
@@ -214,7 +217,8 @@ export async function runHotpath(options: HotpathOptions): Promise<string> {
   writeFileSync(configFile, PROJECTS_ENTITIES_YAML);
   const servers: ChildServer[] = [];
   const start = async (script: string, env: Record<string, string>, flags: readonly string[] = []) => {
-    const server = await startChildServer(serverScript(script), env, flags);
+    const path = options.tsx ? serverScript(script) : await builtServerScript(serverScript(script));
+    const server = await startChildServer(path, env, flags);
     servers.push(server);
     return server;
   };
@@ -258,7 +262,7 @@ export async function runHotpath(options: HotpathOptions): Promise<string> {
 }
 
 /** Tenants seeded through Tenantry, the peers started on its row tenant's table and key. */
-async function setUpTargets(
+export async function setUpTargets(
   tenantry: ChildServer,
   databaseUrl: string,
   start: (script: string, env: Record<string, string>) => Promise<ChildServer>,
@@ -315,7 +319,7 @@ function report({ targets, runs, rss, disturbedRounds, options }: Measured): str
   const lines = [
     '### Hot path: server CPU per request (issue 17)',
     '',
-    `${load}, ${options.duration} s per run, ${options.rounds} rounds visiting the targets in rotating order; medians of the rounds (spread: lowest–highest). Server CPU from /proc/<pid>/stat (user + system) over the run, divided by the requests answered; PostgreSQL's CPU likewise (all its processes). RSS after the rounds.`,
+    `${options.tsx ? 'Servers run through tsx (not as production runs them). ' : 'Every server built with esbuild, as a production build runs (tsx adds work per request). '}${load}, ${options.duration} s per run, ${options.rounds} rounds visiting the targets in rotating order; medians of the rounds (spread: lowest–highest). Server CPU from /proc/<pid>/stat (user + system) over the run, divided by the requests answered; PostgreSQL's CPU likewise (all its processes). RSS after the rounds.`,
     '',
     '| target | server CPU µs per request | spread | PostgreSQL CPU µs | req/s | p50 ms | p99 ms | RSS MB |',
     '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',

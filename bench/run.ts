@@ -23,7 +23,8 @@
  *                                      # rate (--spread-tenants=1000 --spread-rate=800)
  *   npm run bench -- hotpath           # server CPU per request: Tenantry (row, schema, database tenant;
  *                                      # /tenant-info) vs bare, hand-written RLS, Drizzle + RLS and a
- *                                      # key-map route, interleaved at a fixed rate (--hotpath-rate=800)
+ *                                      # key-map route, interleaved, every server built with esbuild
+ *                                      # (--hotpath-tsx: through tsx; --hotpath-rate=800: fixed rate)
  *   npm run bench -- provisioning      # creating a row, schema and database tenant; the key hash alone
  *                                      # (--provisioning-samples=30)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
@@ -110,6 +111,7 @@ const { values, positionals } = parseArgs({
     'spread-rate': { type: 'string', default: '800' },
     'provisioning-samples': { type: 'string', default: '30' },
     'hotpath-rate': { type: 'string', default: '0' },
+    'hotpath-tsx': { type: 'boolean', default: false },
   },
 });
 
@@ -234,6 +236,7 @@ async function main(): Promise<void> {
           connections: positiveInteger('connections', values.connections),
           maxOtherCores: Number(values['max-other-cores']),
           tenantryNodeFlags: (values['server-node-flags'] ?? '').split(' ').filter(Boolean),
+          tsx: values['hotpath-tsx'] === true,
           log,
         }),
       );

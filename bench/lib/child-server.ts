@@ -31,7 +31,7 @@ export function serverScript(name: string): string {
 }
 
 /**
- * Starts a TypeScript server script in its own Node process (through tsx) and waits for its
+ * Starts a server script in its own Node process (TypeScript through tsx) and waits for its
  * `READY <url>` line, so the load generator never shares the server's event loop.
  */
 export function startChildServer(
@@ -42,7 +42,9 @@ export function startChildServer(
 ): Promise<ChildServer> {
   const { wrapper } = options;
   return new Promise((resolve, reject) => {
-    const node = [process.execPath, ...nodeArgs, '--import', TSX_LOADER, script];
+    // JavaScript (the built server) runs as production runs it; TypeScript through tsx.
+    const loader = script.endsWith('.ts') ? ['--import', TSX_LOADER] : [];
+    const node = [process.execPath, ...nodeArgs, ...loader, script];
     const [command, ...args] = wrapper ? [wrapper.command, ...wrapper.args, ...node] : node;
     const child: ChildProcess = spawn(command!, args, {
       env: { ...process.env, ...env },

@@ -3,6 +3,7 @@
  * the API key's digest up in a Map and answers the tenant's JSON with Tenantry's headers.
  * BENCH_KEYS (see peer-keys.ts): each tenant is the body to answer.
  */
+import './collect-on-signal.js';
 import './heap-probe.js';
 import Fastify from 'fastify';
 import { peerKeys, tenantHeaders } from '../lib/peer-keys.js';

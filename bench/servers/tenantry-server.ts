@@ -12,7 +12,7 @@ const base = loadConfig({ ignoreConfigFile: true, overrides: { port: 0 } });
 const config = { ...base, server: { ...base.server, host: '127.0.0.1' } };
 const server = await startServer({
   config,
-  logger: false,
+  logger: process.env.BENCH_LOGGER === 'config' ? { level: config.logLevel } : false,
   notice: (message) => process.stderr.write(`${message}\n`),
 });
 process.stdout.write(`READY ${server.url}\n`);
