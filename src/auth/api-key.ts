@@ -9,8 +9,6 @@ const KEY_ID_BYTES = 8; // 16 hex characters, the indexed lookup column
 const SECRET_BYTES = 32; // 256 random bits
 const SALT_BYTES = 16;
 const HASH_BYTES = 32;
-const KEY_PATTERN = /^tny_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
-
 export interface ParsedApiKey {
   readonly keyId: string;
   readonly secret: string;
@@ -33,11 +31,49 @@ export function generateApiKey(): GeneratedApiKey {
   return { keyId, secret, plaintext: `${API_KEY_PREFIX}${keyId}_${secret}` };
 }
 
-/** Splits a presented key, or undefined when it is not shaped like one of ours. */
+/** Length of a key: prefix, 16 hex characters, `_`, 43 base64url characters. */
+const KEY_LENGTH = API_KEY_PREFIX.length + 2 * KEY_ID_BYTES + 1 + 43;
+const SEPARATOR_AT = API_KEY_PREFIX.length + 2 * KEY_ID_BYTES;
+
+/**
+ * Splits a presented key, or undefined when it is not shaped like one of ours: what KEY_PATTERN
+ * matches. Checked by character codes, as every request with a key runs it (a third of the
+ * regular expression's cost); a test holds the two to the same answers.
+ */
 export function parseApiKey(presented: string): ParsedApiKey | undefined {
-  const match = KEY_PATTERN.exec(presented);
-  if (!match) return undefined;
-  return { keyId: match[1]!, secret: match[2]! };
+  if (
+    presented.length !== KEY_LENGTH ||
+    !presented.startsWith(API_KEY_PREFIX) ||
+    presented.charCodeAt(SEPARATOR_AT) !== 0x5f
+  )
+    return undefined;
+  for (let index = API_KEY_PREFIX.length; index < SEPARATOR_AT; index += 1) {
+    if (!isLowerHex(presented.charCodeAt(index))) return undefined;
+  }
+  for (let index = SEPARATOR_AT + 1; index < KEY_LENGTH; index += 1) {
+    if (!isBase64Url(presented.charCodeAt(index))) return undefined;
+  }
+  return {
+    keyId: presented.slice(API_KEY_PREFIX.length, SEPARATOR_AT),
+    secret: presented.slice(SEPARATOR_AT + 1),
+  };
+}
+
+/** The shape of a key, as a regular expression (documentation, and the test's reference). */
+export const KEY_PATTERN = /^tny_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+function isLowerHex(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66);
+}
+
+function isBase64Url(code: number): boolean {
+  return (
+    (code >= 0x30 && code <= 0x39) ||
+    (code >= 0x41 && code <= 0x5a) ||
+    (code >= 0x61 && code <= 0x7a) ||
+    code === 0x2d ||
+    code === 0x5f
+  );
 }
 
 export async function hashSecret(

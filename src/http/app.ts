@@ -72,11 +72,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   // Callback hooks on the hot path: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers({
-      'x-request-id': request.id,
-      'x-content-type-options': 'nosniff',
-      'cache-control': 'no-store',
-    });
+    reply
+      .header('x-request-id', request.id)
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-store');
     if (hostHeaderCount(request.raw.rawHeaders) > 1) {
       done(new TenantryError('validation_failed', 'send one Host header', { field: 'host' }));
       return;

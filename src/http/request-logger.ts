@@ -41,8 +41,7 @@ class LazyChildLogger {
 
   #real(): FastifyBaseLogger {
     if (!this.#logger) {
-      const child = this.#parent.child(this.#bindings);
-      this.#logger = this.#more ? child.child(this.#more) : child;
+      this.#logger = this.#parent.child(this.#more ? { ...this.#bindings, ...this.#more } : this.#bindings);
     }
     return this.#logger;
   }
@@ -81,10 +80,8 @@ class LazyChildLogger {
   child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
     if (this.#logger || (options && Object.keys(options).length > 0))
       return this.#real().child(bindings, options);
-    return new LazyChildLogger(this.#parent, {
-      ...this.#bindings,
-      ...bindings,
-    }) as unknown as FastifyBaseLogger;
+    const more = this.#more ? { ...this.#more, ...bindings } : bindings;
+    return new LazyChildLogger(this.#parent, this.#bindings, more) as unknown as FastifyBaseLogger;
   }
 }
 

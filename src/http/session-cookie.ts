@@ -22,11 +22,13 @@ export function sessionTokenOf(request: FastifyRequest): string | undefined {
 export function sessionsOf(request: FastifyRequest): { session?: string; otherSession?: string } {
   const bearer = bearerTokenOf(request);
   const cookie = sessionCookieOf(request);
-  if (bearer === undefined) return cookie === undefined ? {} : { session: cookie };
+  if (bearer === undefined) return cookie === undefined ? NO_SESSIONS : { session: cookie };
   return cookie !== undefined && cookie !== bearer
     ? { session: bearer, otherSession: cookie }
     : { session: bearer };
 }
+
+const NO_SESSIONS: { session?: string; otherSession?: string } = Object.freeze({});
 
 function bearerTokenOf(request: FastifyRequest): string | undefined {
   const authorization = request.headers.authorization;

@@ -16,11 +16,14 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 
 /** Every credential a request presents: its host, its API key, its session. */
 export function credentialsOf(request: FastifyRequest): TenantCredentials {
+  const { session, otherSession } = sessionsOf(request);
+  // One object of one shape per request: the tenant hook reads it on every request.
   return {
     // Fastify's request.host already honours X-Forwarded-Host only when trustProxy is set.
     host: hostFromHeader(request.host),
     apiKey: headerValue(request, 'x-api-key'),
-    ...sessionsOf(request),
+    session,
+    otherSession,
   };
 }
 

@@ -54,6 +54,16 @@ export interface ResolverOptions {
  * Finds the tenant of a request from every credential it carries. All that are present must
  * agree; a key never loses to a host or the other way round.
  */
+/**
+ * The credential sources of a cached resolution, by bit (1 host, 2 API key, 4 session), made
+ * once: a resolution's `via` is read-only, and the cached path runs on every request.
+ */
+const VIA: readonly (readonly CredentialSource[])[] = Array.from({ length: 8 }, (_, bits) =>
+  Object.freeze(
+    (['host', 'apiKey', 'session'] as const).filter((_source, index) => (bits & (1 << index)) !== 0),
+  ),
+);
+
 export class TenantResolver {
   readonly #store: TenantStore;
   readonly #keys: ApiKeyVerifier;
@@ -175,10 +185,7 @@ export class TenantResolver {
     if (hostTenant && sessionTenant && hostTenant.id !== sessionTenant.id) return undefined;
     const tenant = keyTenant ?? sessionTenant ?? hostTenant;
     if (!tenant) return undefined;
-    const via: CredentialSource[] = [];
-    if (hostTenant) via.push('host');
-    if (keyTenant) via.push('apiKey');
-    if (sessionTenant) via.push('session');
+    const via = VIA[(hostTenant ? 1 : 0) | (keyTenant ? 2 : 0) | (sessionTenant ? 4 : 0)]!;
     if (session)
       return keyId ? { tenant, via, keyId, keyScope: keyScope!, session } : { tenant, via, session };
     return keyId ? { tenant, via, keyId, keyScope: keyScope! } : { tenant, via };
