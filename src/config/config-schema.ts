@@ -41,6 +41,12 @@ export const DatabaseConfigSchema = Type.Object(
     runtimeRole: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_]{0,62}$' })),
     /** Connections open across all tenant databases at most. */
     maxTenantConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    /**
+     * Connections of each tenant database's pool (default 2): more lets one busy database tenant
+     * run more statements at once, and leaves room for fewer pools open at once
+     * (maxTenantConnections / this).
+     */
+    connectionsPerTenantDatabase: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
     /** Copy new database tenants from a pre-built template database (default true). */
     templates: Type.Optional(Type.Boolean()),
     /**
@@ -191,6 +197,7 @@ export interface TenantryConfig {
     readonly maxConnections: number;
     readonly runtimeRole: string;
     readonly maxTenantConnections: number;
+    readonly connectionsPerTenantDatabase: number;
     readonly templates: boolean;
     readonly statementCacheSize: number;
   };

@@ -281,11 +281,20 @@ function serverSection(
 }
 
 function databaseSection(file: ConfigFile, urls: DatabaseUrls): TenantryConfig['database'] {
+  const maxTenantConnections = file.database?.maxTenantConnections ?? 50;
+  const connectionsPerTenantDatabase = file.database?.connectionsPerTenantDatabase ?? 2;
+  if (connectionsPerTenantDatabase > maxTenantConnections) {
+    throw new ConfigError(
+      'database.connectionsPerTenantDatabase',
+      `is ${connectionsPerTenantDatabase}, more than database.maxTenantConnections (${maxTenantConnections}), the bound across all tenant databases`,
+    );
+  }
   return {
     ...urls,
     maxConnections: file.database?.maxConnections ?? 10,
     runtimeRole: file.database?.runtimeRole ?? 'tenantry_runtime',
-    maxTenantConnections: file.database?.maxTenantConnections ?? 50,
+    maxTenantConnections,
+    connectionsPerTenantDatabase,
     templates: file.database?.templates ?? true,
     statementCacheSize: file.database?.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE,
   };

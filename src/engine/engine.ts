@@ -133,6 +133,7 @@ export class Engine {
         ? new TenantDatabases({
             urls: (server) => this.servers.urls(server),
             maxConnections: config.database.maxTenantConnections,
+            perDatabase: config.database.connectionsPerTenantDatabase,
             statementCacheSize: config.database.statementCacheSize,
           })
         : undefined;

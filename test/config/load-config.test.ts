@@ -23,6 +23,14 @@ describe('loading the config', () => {
     expect(() => load({ apiKeys: { iterations: 99_999 } })).toThrow(/apiKeys\.iterations/);
   });
 
+  it('size tenant database pools within the bound across all tenant databases', () => {
+    expect(load({}).database.connectionsPerTenantDatabase).toBe(2);
+    expect(load({ database: { connectionsPerTenantDatabase: 8 } }).database.connectionsPerTenantDatabase).toBe(8);
+    expect(() => load({ database: { maxTenantConnections: 4, connectionsPerTenantDatabase: 5 } })).toThrow(
+      /database\.connectionsPerTenantDatabase: is 5, more than database\.maxTenantConnections \(4\)/,
+    );
+  });
+
   it('names the setting that was given when it is wrong: the flag, the variable or the key', () => {
     const missing = join(dir, 'no-such.yaml');
     expect(() => loadConfig({ file: missing, env: {} })).toThrow(/^--config: config file .* does not exist/);

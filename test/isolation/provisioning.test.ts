@@ -570,3 +570,57 @@ describe.runIf(hasPostgres)('many database tenants with database.maxTenantConnec
     expect(highest).toBeLessThanOrEqual(BOUND);
   });
 });
+
+describe.runIf(hasPostgres)('a database tenant with database.connectionsPerTenantDatabase: 3', () => {
+  let env: TestEnv;
+  let monitor: pg.Client;
+  let tenant: { id: string };
+  let names: string[] = [];
+
+  beforeAll(async () => {
+    env = await startTestEnv('postgres', {
+      entities: EXAMPLE_ENTITIES,
+      database: { maxTenantConnections: 6, connectionsPerTenantDatabase: 3 },
+    });
+    monitor = new pg.Client({ connectionString: env.databaseUrl });
+    await monitor.connect();
+    tenant = await env.createTenant('wide-pool', { isolation: 'database' });
+  });
+  afterAll(async () => {
+    await monitor?.end();
+    if (!env) return;
+    names = await tenantDatabasesOf(env);
+    await env.close();
+    await dropDatabases(names);
+  });
+
+  it('runs up to that many statements at once, and no more', async () => {
+    const busy = async (): Promise<number> => {
+      const { rows } = await monitor.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = $1 AND query LIKE '%pg_sleep(0.4)%' AND state = 'active'`,
+        [tenantDatabaseName(tenant.id)],
+      );
+      return rows[0]!.n;
+    };
+    let highest = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        highest = Math.max(highest, await busy());
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    try {
+      await Promise.all(
+        Array.from({ length: 5 }, () =>
+          env.tenantry.withTenant(tenant.id, (db) => db.query('SELECT pg_sleep(0.4)')),
+        ),
+      );
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(highest).toBe(3);
+  });
+});
