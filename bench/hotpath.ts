@@ -15,14 +15,14 @@
  * /proc) divided by the requests it answered. Rounds visit the targets in a rotating order
  * (A B C, B C A, ...); requests per second and latency are information.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { adminPost, BENCH_ADMIN_TOKEN, PROJECTS_ENTITIES_YAML } from './lib/bench-tenants.js';
 import { builtServerScript } from './lib/built-server.js';
 import { type ChildServer, serverScript, startChildServer } from './lib/child-server.js';
-import { commandCpu, commandCpuMs, cpuSnapshot, cpuUsage, waitForQuiet } from './lib/cpu-usage.js';
+import { commandCpu, commandCpuMs, cpuSnapshot, cpuUsage, rssMb, waitForQuiet } from './lib/cpu-usage.js';
 import { createScratchDatabase } from './lib/scratch-database.js';
 import { fmt, median } from './lib/stats.js';
 import { steadyLoad } from './lib/steady-load.js';
@@ -41,6 +41,12 @@ export interface HotpathOptions {
   readonly tenantryNodeFlags: readonly string[];
   /** Run the servers through tsx instead of built (see built-server.ts): for comparison only. */
   readonly tsx: boolean;
+  /**
+   * `database.connectionsPerTenantDatabase` of the Tenantry server. By default 10, the width of
+   * the pool row and schema tenants share (`database.maxConnections`), so that the levels are
+   * compared on their isolation and not on how many statements each may run at once.
+   */
+  readonly tenantDatabasePool: number;
   readonly log: (line: string) => void;
 }
 
@@ -118,11 +124,6 @@ const RATIOS: readonly Ratio[] = [
 ];
 
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
-}
 
 interface Seeded {
   readonly id: string;
@@ -214,7 +215,10 @@ export async function runHotpath(options: HotpathOptions): Promise<string> {
   const database = await createScratchDatabase('hotpath');
   const dir = mkdtempSync(join(tmpdir(), 'tenantry-bench-hotpath-'));
   const configFile = join(dir, 'tenantry.config.yaml');
-  writeFileSync(configFile, PROJECTS_ENTITIES_YAML);
+  writeFileSync(
+    configFile,
+    `${PROJECTS_ENTITIES_YAML}database:\n  connectionsPerTenantDatabase: ${options.tenantDatabasePool}\n`,
+  );
   const servers: ChildServer[] = [];
   const start = async (script: string, env: Record<string, string>, flags: readonly string[] = []) => {
     const path = options.tsx ? serverScript(script) : await builtServerScript(serverScript(script));
@@ -319,7 +323,7 @@ function report({ targets, runs, rss, disturbedRounds, options }: Measured): str
   const lines = [
     '### Hot path: server CPU per request (issue 17)',
     '',
-    `${options.tsx ? 'Servers run through tsx (not as production runs them). ' : 'Every server built with esbuild, as a production build runs (tsx adds work per request). '}${load}, ${options.duration} s per run, ${options.rounds} rounds visiting the targets in rotating order; medians of the rounds (spread: lowest–highest). Server CPU from /proc/<pid>/stat (user + system) over the run, divided by the requests answered; PostgreSQL's CPU likewise (all its processes). RSS after the rounds.`,
+    `${options.tsx ? 'Servers run through tsx (not as production runs them). ' : 'Every server built with esbuild, as a production build runs (tsx adds work per request). '}${load}, ${options.duration} s per run, ${options.rounds} rounds visiting the targets in rotating order; medians of the rounds (spread: lowest–highest). Server CPU from /proc/<pid>/stat (user + system) over the run, divided by the requests answered; PostgreSQL's CPU likewise (all its processes). RSS after the rounds. The database tenant's pool has ${options.tenantDatabasePool} connections (\`database.connectionsPerTenantDatabase\`; row and schema tenants share the runtime pool of 10).`,
     '',
     '| target | server CPU µs per request | spread | PostgreSQL CPU µs | req/s | p50 ms | p99 ms | RSS MB |',
     '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',

@@ -20,11 +20,13 @@
  *                                      # the costliest allocating functions of each Tenantry route)
  *   npm run bench -- spread-cost       # entity GET by id at 10,000 tenants: one tenant's load vs spread over
  *                                      # many tenants' keys, CPU and PostgreSQL work per request at a fixed
- *                                      # rate (--spread-tenants=1000 --spread-rate=800)
+ *                                      # rate (--spread-tenants=1000 --spread-total=10000 --spread-rate=800;
+ *                                      # the hot-path issue's scale: --spread-total=100000 --spread-tenants=10000)
  *   npm run bench -- hotpath           # server CPU per request: Tenantry (row, schema, database tenant;
  *                                      # /tenant-info) vs bare, hand-written RLS, Drizzle + RLS and a
  *                                      # key-map route, interleaved, every server built with esbuild
- *                                      # (--hotpath-tsx: through tsx; --hotpath-rate=800: fixed rate)
+ *                                      # (--hotpath-tsx: through tsx; --hotpath-rate=800: fixed rate;
+ *                                      # --hotpath-tenant-pool=10: connections per tenant database)
  *   npm run bench -- provisioning      # creating a row, schema and database tenant; the key hash alone
  *                                      # (--provisioning-samples=30)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
@@ -109,9 +111,11 @@ const { values, positionals } = parseArgs({
     'flood-generator': { type: 'string', default: 'steady' },
     'allocation-sources': { type: 'string', default: '0' },
     'spread-rate': { type: 'string', default: '800' },
+    'spread-total': { type: 'string', default: '10000' },
     'provisioning-samples': { type: 'string', default: '30' },
     'hotpath-rate': { type: 'string', default: '0' },
     'hotpath-tsx': { type: 'boolean', default: false },
+    'hotpath-tenant-pool': { type: 'string', default: '10' },
   },
 });
 
@@ -220,6 +224,7 @@ async function main(): Promise<void> {
       sections.push(
         await runSpreadCost({
           spreadTenants: positiveInteger('spread-tenants', values['spread-tenants']),
+          totalTenants: positiveInteger('spread-total', values['spread-total']),
           connections: positiveInteger('connections', values.connections),
           rate: positiveInteger('spread-rate', values['spread-rate']),
           duration: positiveInteger('duration', values.duration),
@@ -237,6 +242,7 @@ async function main(): Promise<void> {
           maxOtherCores: Number(values['max-other-cores']),
           tenantryNodeFlags: (values['server-node-flags'] ?? '').split(' ').filter(Boolean),
           tsx: values['hotpath-tsx'] === true,
+          tenantDatabasePool: positiveInteger('hotpath-tenant-pool', values['hotpath-tenant-pool']),
           log,
         }),
       );

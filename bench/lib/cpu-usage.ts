@@ -160,3 +160,9 @@ export function commandCpuMs(before: CommandCpu, after: CommandCpu): number {
   for (const [pid, used] of after) ms += used - (before.get(pid) ?? 0);
   return ms;
 }
+
+/** Resident memory of process `pid` in MB (VmRSS of /proc/<pid>/status). */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
+}

@@ -155,7 +155,10 @@ export class Engine {
     this.store = new TenantStore(this.db.owner, () => this.live.current.plans);
     const rules = () => this.live.current;
     this.editor = new TenantEditor({ owner: this.db.owner, bus: this.bus, store: this.store, rules });
-    this.tenantCache = new TenantCache(this.bus);
+    this.tenantCache = new TenantCache(this.bus, {
+      refresh: (ids) => this.store.findByIds(ids),
+      onRefreshError: (error) => this.onBackgroundError(error),
+    });
     const { rateLimits } = config;
     this.limiter = new TenantLimiter({
       redis: this.redis,
@@ -275,6 +278,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    this.tenantCache.close();
     this.limiter.close();
     await this.apiKeys.close();
     await this.identity.sessions.close();

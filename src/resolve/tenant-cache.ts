@@ -7,20 +7,58 @@ type Lookup = string | typeof MISSING;
 
 export interface TenantCacheOptions {
   readonly maxTenants?: number;
+  /**
+   * How old a cached tenant may be before it is read again: past it, the tenant is still served
+   * while one batched query in the background brings it up to date (default 60 s).
+   */
   readonly ttlMs?: number;
+  /**
+   * Reads tenants by id for the background refresh, all in one query; absent, entries expire at
+   * `ttlMs` and the next request reads its tenant itself.
+   */
+  readonly refresh?: (ids: readonly string[]) => Promise<readonly Tenant[]>;
+  /** How long refreshes are gathered before their query runs (default 250 ms). */
+  readonly refreshBatchMs?: number;
+  readonly onRefreshError?: (error: unknown) => void;
 }
+
+/** A cached tenant and when it is due to be read again (epoch ms). */
+interface TenantEntry {
+  readonly tenant: Tenant;
+  readonly refreshAt: number;
+}
+
+/** Ids read per refresh query at most. */
+const REFRESH_CHUNK = 1_000;
 
 /**
  * Tenants, and the host and slug lookups that lead to them, kept in memory for the resolution
  * hot path. Any tenant change empties the host and slug maps (changes are rare, lookups are not),
  * and nothing is served from here while the change bus may have missed a notification.
+ *
+ * Notifications keep entries current; age only backs them up (a change written around Tenantry).
+ * A tenant older than `ttlMs` is refreshed ahead: requests keep being answered from memory while
+ * the tenants due, gathered for a moment, are read in one query. Without that, at 10,000 busy
+ * tenants every minute brought 10,000 reads of one row each, each on some request's path: a
+ * quarter more transactions per request (the spread-cost benchmark). An entry nobody asks for
+ * expires after ten times `ttlMs`, and so do host and slug lookups (every tenant change empties
+ * those anyway).
  */
 export class TenantCache {
   readonly #bus: ChangeBus;
-  readonly #byId: LRUCache<string, Tenant>;
+  readonly #byId: LRUCache<string, TenantEntry>;
   readonly #hosts: LRUCache<string, Lookup>;
   readonly #slugs: LRUCache<string, Lookup>;
   readonly #ttlMs: number;
+  /** How long an entry is kept at all (longer than ttlMs when refreshed ahead). */
+  readonly #keptMs: number;
+  readonly #refresh: TenantCacheOptions['refresh'];
+  readonly #refreshBatchMs: number;
+  readonly #onRefreshError: (error: unknown) => void;
+  /** Ids due for a refresh, gathered until the batch runs. */
+  readonly #due = new Set<string>();
+  #refreshTimer: NodeJS.Timeout | undefined;
+  #closed = false;
   #generation = 0;
 
   constructor(bus: ChangeBus, options: TenantCacheOptions = {}) {
@@ -28,9 +66,14 @@ export class TenantCache {
     const max = options.maxTenants ?? 10_000;
     const ttl = options.ttlMs ?? 60_000;
     this.#ttlMs = ttl;
-    this.#byId = new LRUCache({ max, ttl });
-    this.#hosts = new LRUCache({ max: max * 2, ttl });
-    this.#slugs = new LRUCache({ max, ttl });
+    this.#refresh = options.refresh;
+    this.#refreshBatchMs = options.refreshBatchMs ?? 250;
+    this.#onRefreshError = options.onRefreshError ?? (() => undefined);
+    const kept = this.#refresh ? ttl * 10 : ttl;
+    this.#keptMs = kept;
+    this.#byId = new LRUCache({ max, ttl: kept });
+    this.#hosts = new LRUCache({ max: max * 2, ttl: kept });
+    this.#slugs = new LRUCache({ max, ttl: kept });
     bus.subscribe((change) => {
       // Who may do what inside a tenant says nothing about which tenant a request names.
       if (change !== 'all' && (change.kind === 'access' || change.kind === 'cache')) return;
@@ -54,18 +97,67 @@ export class TenantCache {
     this.#slugs.clear();
   }
 
+  /** Stops the background refresh (the engine is closing). */
+  close(): void {
+    this.#closed = true;
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+    this.#due.clear();
+  }
+
   /** A token to pass back to the setters: a fill that raced with an invalidation is dropped. */
   get generation(): number {
     return this.#generation;
   }
 
   tenant(id: string): Tenant | undefined {
-    return this.#bus.reliable ? this.#byId.get(id) : undefined;
+    if (!this.#bus.reliable) return undefined;
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return undefined;
+    if (this.#refresh && Date.now() >= entry.refreshAt) this.#refreshSoon(id);
+    return entry.tenant;
   }
 
   setTenant(tenant: Tenant, generation: number): void {
-    if (generation === this.#generation && this.#bus.reliable)
-      this.#byId.set(tenant.id, tenant, { ttl: this.#spreadTtl() });
+    if (generation === this.#generation && this.#bus.reliable) {
+      const ttl = this.#spread(this.#ttlMs);
+      const entry = { tenant, refreshAt: Date.now() + ttl };
+      this.#byId.set(tenant.id, entry, { ttl: this.#refresh ? this.#spread(this.#keptMs) : ttl });
+    }
+  }
+
+  #refreshSoon(id: string): void {
+    if (this.#closed || this.#due.has(id)) return;
+    this.#due.add(id);
+    if (this.#refreshTimer) return;
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      this.#refreshDue().catch((error: unknown) => {
+        // A refresh cut short by closing is no error: its entries simply age out.
+        if (!this.#closed) this.#onRefreshError(error);
+      });
+    }, this.#refreshBatchMs);
+    this.#refreshTimer.unref();
+  }
+
+  async #refreshDue(): Promise<void> {
+    const ids = [...this.#due];
+    this.#due.clear();
+    for (let start = 0; start < ids.length && !this.#closed; start += REFRESH_CHUNK) {
+      const chunk = ids.slice(start, start + REFRESH_CHUNK);
+      const generation = this.#generation;
+      const tenants = await this.#refresh!(chunk);
+      const found = new Set<string>();
+      for (const tenant of tenants) {
+        found.add(tenant.id);
+        // Only an entry still cached is renewed: one dropped meanwhile (a change) is read afresh.
+        if (this.#byId.has(tenant.id)) this.setTenant(tenant, generation);
+      }
+      // A row gone from under the cache (removed around Tenantry) stops being served.
+      if (generation === this.#generation) {
+        for (const id of chunk) if (!found.has(id)) this.#byId.delete(id);
+      }
+    }
   }
 
   /** undefined: not cached; null: known to name no tenant; else the tenant id. */
@@ -93,7 +185,7 @@ export class TenantCache {
 
   #write(map: LRUCache<string, Lookup>, key: string, tenantId: string | undefined, generation: number): void {
     if (generation === this.#generation && this.#bus.reliable)
-      map.set(key, tenantId ?? MISSING, { ttl: this.#spreadTtl() });
+      map.set(key, tenantId ?? MISSING, { ttl: this.#spread(this.#keptMs) });
   }
 
   /**
@@ -101,7 +193,7 @@ export class TenantCache {
    * together (every busy tenant in the first seconds after a start) would otherwise expire
    * together, and their re-reads reach the database as one wave every period.
    */
-  #spreadTtl(): number {
-    return Math.round(this.#ttlMs * (0.8 + 0.2 * Math.random()));
+  #spread(ms: number): number {
+    return Math.round(ms * (0.8 + 0.2 * Math.random()));
   }
 }

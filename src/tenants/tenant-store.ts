@@ -69,6 +69,16 @@ export class TenantStore {
     return rows[0] && tenantFromRow(rows[0], this.#plans());
   }
 
+  /** The tenants of `ids` that exist, in no particular order (one query). */
+  async findByIds(ids: readonly string[]): Promise<Tenant[]> {
+    const { rows } = await this.#db.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.id = ANY($1::uuid[])`,
+      [ids],
+    );
+    const plans = this.#plans();
+    return rows.map((row) => tenantFromRow(row, plans));
+  }
+
   async findBySlug(slug: string): Promise<Tenant | undefined> {
     const { rows } = await this.#db.query<TenantRow>(
       `SELECT ${TENANT_COLUMNS} FROM tenantry.tenants t WHERE t.slug = $1 AND t.status <> 'deleted'`,

@@ -25,7 +25,9 @@ describe('loading the config', () => {
 
   it('size tenant database pools within the bound across all tenant databases', () => {
     expect(load({}).database.connectionsPerTenantDatabase).toBe(2);
-    expect(load({ database: { connectionsPerTenantDatabase: 8 } }).database.connectionsPerTenantDatabase).toBe(8);
+    expect(
+      load({ database: { connectionsPerTenantDatabase: 8 } }).database.connectionsPerTenantDatabase,
+    ).toBe(8);
     expect(() => load({ database: { maxTenantConnections: 4, connectionsPerTenantDatabase: 5 } })).toThrow(
       /database\.connectionsPerTenantDatabase: is 5, more than database\.maxTenantConnections \(4\)/,
     );
