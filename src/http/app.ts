@@ -18,7 +18,7 @@ import {
   guardJsonBodies,
   hostHeaderCount,
 } from './request-guards.js';
-import { lazyChildLogger } from './request-logger.js';
+import { lazyChildLogger, withLazyRequestChildren } from './request-logger.js';
 import { Security } from './schemas.js';
 import { tenantOperationRoutes } from './tenant-operation-routes.js';
 import { tenantScope } from './tenant-plugin.js';
@@ -46,10 +46,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const engine = engineOf(tenantry);
   const config = engine.config;
   const app = Fastify({
+    // Request loggers become pino children only when a line is written (request-logger.ts).
     ...(options.loggerInstance
-      ? { loggerInstance: options.loggerInstance }
-      : { logger: options.logger ?? false }),
-    ...(options.loggerInstance || options.logger ? { childLoggerFactory: lazyChildLogger } : {}),
+      ? { loggerInstance: withLazyRequestChildren(options.loggerInstance) }
+      : options.logger
+        ? { logger: options.logger, childLoggerFactory: lazyChildLogger }
+        : { logger: false }),
     bodyLimit: config.server.bodyLimitBytes,
     trustProxy: fastifyTrustProxy(config.server.trustProxy),
     // A client may pass its own request id for correlation, but only a harmless one.

@@ -12,17 +12,24 @@ type Log = (...args: unknown[]) => void;
  * twice per tenant request, and at `LOG_LEVEL=warn` almost no request logs anything: that was an
  * eighth of the server's CPU on `/tenant-info`. Lines that are written look exactly as before.
  */
+/** Makes the real pino child of `parent` (pino's own `child`, whatever `parent.child` became). */
+type MakeChild = (parent: PinoLike, bindings: Bindings) => FastifyBaseLogger;
+
+const childOf: MakeChild = (parent, bindings) => parent.child(bindings);
+
 class LazyChildLogger {
   readonly #parent: PinoLike;
   readonly #bindings: Bindings;
   /** Bindings of a child of this child (the tenant), kept apart: merging costs on every request. */
   readonly #more: Bindings | undefined;
+  readonly #makeChild: MakeChild;
   #logger: FastifyBaseLogger | undefined;
 
-  constructor(parent: PinoLike, bindings: Bindings, more?: Bindings) {
+  constructor(parent: PinoLike, bindings: Bindings, more: Bindings | undefined, makeChild: MakeChild) {
     this.#parent = parent;
     this.#bindings = bindings;
     this.#more = more;
+    this.#makeChild = makeChild;
   }
 
   get level(): string {
@@ -41,7 +48,10 @@ class LazyChildLogger {
 
   #real(): FastifyBaseLogger {
     if (!this.#logger) {
-      this.#logger = this.#parent.child(this.#more ? { ...this.#bindings, ...this.#more } : this.#bindings);
+      this.#logger = this.#makeChild(
+        this.#parent,
+        this.#more ? { ...this.#bindings, ...this.#more } : this.#bindings,
+      );
     }
     return this.#logger;
   }
@@ -81,7 +91,12 @@ class LazyChildLogger {
     if (this.#logger || (options && Object.keys(options).length > 0))
       return this.#real().child(bindings, options);
     const more = this.#more ? { ...this.#more, ...bindings } : bindings;
-    return new LazyChildLogger(this.#parent, this.#bindings, more) as unknown as FastifyBaseLogger;
+    return new LazyChildLogger(
+      this.#parent,
+      this.#bindings,
+      more,
+      this.#makeChild,
+    ) as unknown as FastifyBaseLogger;
   }
 }
 
@@ -95,5 +110,32 @@ export function lazyChildLogger(
   options: ChildLoggerOptions,
 ): FastifyBaseLogger {
   if (Object.keys(options).length > 0) return logger.child(bindings, options);
-  return new LazyChildLogger(logger as PinoLike, bindings) as unknown as FastifyBaseLogger;
+  return new LazyChildLogger(
+    logger as PinoLike,
+    bindings,
+    undefined,
+    childOf,
+  ) as unknown as FastifyBaseLogger;
+}
+
+/**
+ * The same lazy children for a logger instance handed to Fastify, without a `childLoggerFactory`:
+ * with a factory of its own, Fastify checks every request's child for the seven logging methods
+ * (an array, a closure and a filter per request). The returned logger is the instance itself for
+ * everything but `child`: a child with options (Fastify's serializers, a route's level) is a real
+ * pino child that keeps this behaviour, a child with bindings only is lazy.
+ */
+export function withLazyRequestChildren(logger: FastifyBaseLogger): FastifyBaseLogger {
+  const pinoChild = logger.child as (
+    this: PinoLike,
+    bindings: Bindings,
+    options?: ChildLoggerOptions,
+  ) => FastifyBaseLogger;
+  const makeChild: MakeChild = (parent, bindings) => pinoChild.call(parent, bindings);
+  const root = Object.create(logger) as FastifyBaseLogger;
+  root.child = function child(this: PinoLike, bindings: Bindings, options?: ChildLoggerOptions) {
+    if (options && Object.keys(options).length > 0) return pinoChild.call(this, bindings, options);
+    return new LazyChildLogger(this, bindings, undefined, makeChild) as unknown as FastifyBaseLogger;
+  } as FastifyBaseLogger['child'];
+  return root;
 }

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminTokenGuard } from '../../src/auth/admin-token.js';
 import { buildApp } from '../../src/http/app.js';
-import { lazyChildLogger } from '../../src/http/request-logger.js';
+import { lazyChildLogger, withLazyRequestChildren } from '../../src/http/request-logger.js';
 import { startTestEnv, type TestEnv } from '../helpers/harness.js';
 
 /** A pino logger at `level` whose lines land in `lines`, counting the children made of it. */
@@ -55,6 +55,41 @@ describe('lazy request loggers', () => {
   });
 });
 
+describe('a logger instance with lazy request children', () => {
+  it('makes real children for options, lazy ones for bindings, and writes both bindings', () => {
+    const { logger, lines, children } = capturingLogger('warn');
+    const root = withLazyRequestChildren(logger);
+    // What Fastify does once with an instance: a child carrying its serializers.
+    const app = root.child({}, { serializers: { extra: (value: string) => value.toUpperCase() } });
+    expect(children()).toBe(1);
+    const request = app.child({ reqId: 'r-9' });
+    const tenant = request.child({ tenantId: 't-9' });
+    tenant.info('not written');
+    expect(children()).toBe(1);
+    tenant.error({ extra: 'serialized' }, 'written');
+    expect(children()).toBe(2);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 50,
+        reqId: 'r-9',
+        tenantId: 't-9',
+        extra: 'SERIALIZED',
+        msg: 'written',
+      }),
+    ]);
+  });
+
+  it('follows a level set on the application logger', () => {
+    const { logger, lines } = capturingLogger('warn');
+    const app = withLazyRequestChildren(logger).child({}, { level: 'warn' });
+    const request = app.child({ reqId: 'r-10' });
+    request.info('not yet');
+    app.level = 'info';
+    request.info('now');
+    expect(lines.map((line) => line.msg)).toEqual(['now']);
+  });
+});
+
 describe('the server’s request logs', () => {
   let env: TestEnv;
   let tenant: { id: string; key: string };
@@ -100,7 +135,11 @@ describe('the server’s request logs', () => {
       await settle();
       const completed = lines.find((line) => line.msg === 'request completed');
       expect(completed).toMatchObject({ reqId: 'trace-0001', tenantId: tenant.id, tenantSlug: 'logged' });
-      expect(lines.find((line) => line.msg === 'incoming request')).toMatchObject({ reqId: 'trace-0001' });
+      // Fastify's serializers still shape the request: they reach pino through the wrapped instance.
+      expect(lines.find((line) => line.msg === 'incoming request')).toMatchObject({
+        reqId: 'trace-0001',
+        req: { method: 'GET', url: '/tenant-info' },
+      });
     } finally {
       await app.close();
     }
