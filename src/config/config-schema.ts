@@ -89,6 +89,12 @@ export const TenancyConfigSchema = Type.Object(
     statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
     /** The plan of tenants created without one. */
     defaultPlan: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' })),
+    /**
+     * Tenants each process keeps in memory for resolution, with their host and slug lookups
+     * (default 20,000, about 4 KB each in use): more than the tenants busy at once, or requests
+     * past the bound read their tenant from the database.
+     */
+    cacheSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
   },
   { additionalProperties: false },
 );
@@ -213,6 +219,7 @@ export interface TenantryConfig {
     readonly defaultIsolation: IsolationLevel;
     readonly statementTimeoutMs: number;
     readonly defaultPlan: string | undefined;
+    readonly cacheSize: number;
   };
   readonly entities: readonly Entity[];
   readonly plans: Plans;

@@ -167,7 +167,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     adminToken,
     apiKeys: {
       iterations: file.apiKeys?.iterations ?? MIN_KEY_ITERATIONS,
-      cacheSize: file.apiKeys?.cacheSize ?? 10_000,
+      cacheSize: file.apiKeys?.cacheSize ?? 20_000,
       cacheTtlSeconds: file.apiKeys?.cacheTtlSeconds ?? 300,
     },
     tenancy: {
@@ -175,6 +175,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       defaultIsolation: file.tenancy?.defaultIsolation ?? 'row',
       statementTimeoutMs: file.tenancy?.statementTimeoutMs ?? 5_000,
       defaultPlan: file.tenancy?.defaultPlan,
+      cacheSize: file.tenancy?.cacheSize ?? 20_000,
     },
     entities: normaliseEntities(file.entities),
     plans: tenancy.plans,

@@ -156,6 +156,7 @@ export class Engine {
     const rules = () => this.live.current;
     this.editor = new TenantEditor({ owner: this.db.owner, bus: this.bus, store: this.store, rules });
     this.tenantCache = new TenantCache(this.bus, {
+      maxTenants: config.tenancy.cacheSize,
       refresh: (ids) => this.store.findByIds(ids),
       onRefreshError: (error) => this.onBackgroundError(error),
     });

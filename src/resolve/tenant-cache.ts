@@ -63,7 +63,7 @@ export class TenantCache {
 
   constructor(bus: ChangeBus, options: TenantCacheOptions = {}) {
     this.#bus = bus;
-    const max = options.maxTenants ?? 10_000;
+    const max = options.maxTenants ?? 20_000;
     const ttl = options.ttlMs ?? 60_000;
     this.#ttlMs = ttl;
     this.#refresh = options.refresh;
@@ -103,6 +103,11 @@ export class TenantCache {
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
     this.#refreshTimer = undefined;
     this.#due.clear();
+  }
+
+  /** Tenants cached now. */
+  get size(): number {
+    return this.#byId.size;
   }
 
   /** A token to pass back to the setters: a fill that raced with an invalidation is dropped. */

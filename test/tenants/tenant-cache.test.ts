@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { defineConfig } from '../../src/config/load-config.js';
 import { TenantCache } from '../../src/resolve/tenant-cache.js';
 import { ChangeBus } from '../../src/runtime/change-bus.js';
 import type { Tenant } from '../../src/tenants/tenant.js';
+import { startTestEnv } from '../helpers/harness.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -94,5 +96,31 @@ describe('the tenant cache refreshed ahead', () => {
     expect(cache.tenant('a')).toBeUndefined();
     expect(batches).toEqual([]);
     cache.close();
+  });
+});
+
+describe('tenancy.cacheSize', () => {
+  it('defaults to 20,000 tenants, with 20,000 verified keys beside them', () => {
+    const config = defineConfig({});
+    expect(config.tenancy.cacheSize).toBe(20_000);
+    expect(config.apiKeys.cacheSize).toBe(20_000);
+  });
+
+  it('bounds the tenants a process keeps, and every tenant is still served', async () => {
+    const env = await startTestEnv('pglite', { tenancy: { cacheSize: 2 } });
+    try {
+      const tenants = [];
+      for (const slug of ['bound-a', 'bound-b', 'bound-c']) tenants.push(await env.createTenant(slug));
+      for (let round = 0; round < 2; round += 1) {
+        for (const tenant of tenants) {
+          const response = await env.inject({ url: '/tenant-info', headers: { 'x-api-key': tenant.key } });
+          expect(response.statusCode).toBe(200);
+          expect(response.json().id).toBe(tenant.id);
+        }
+      }
+      expect(env.engine.tenantCache.size).toBe(2);
+    } finally {
+      await env.close();
+    }
   });
 });
