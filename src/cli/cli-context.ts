@@ -18,6 +18,8 @@ export interface CliContext {
   readonly stderr: NodeJS.WritableStream;
   readonly stdin: NodeJS.ReadableStream;
   readonly io: { readonly shutdownSignal?: Promise<unknown> | undefined };
+  /** The environment the command reads (the process's, unless a test gives its own). */
+  readonly env: Readonly<Record<string, string | undefined>>;
   /** The configuration, with `--config` and the command's overrides. */
   config(options: GlobalOptions, overrides?: { port?: number }): TenantryConfig;
   /** Runs `fn` with the operation runner (in process, or through the server's control socket). */

@@ -5,6 +5,7 @@ import { DatabaseTooNewError } from '../db/migrator.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { type CliContext, ExitCode } from './cli-context.js';
+import { backupCommands } from './commands/backup-commands.js';
 import { clientCommands } from './commands/client-commands.js';
 import { doctorCommand } from './commands/doctor-command.js';
 import { fleetCommands } from './commands/fleet-commands.js';
@@ -41,6 +42,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     stderr,
     stdin: io.stdin ?? process.stdin,
     io,
+    env: io.env ?? process.env,
     config: (options, overrides = {}) =>
       loadConfig({
         ...(options.config === undefined ? {} : { file: options.config }),
@@ -64,6 +66,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   const tenants = program.command('tenants').description('manage tenants');
   tenantCommands(tenants, cli);
   tenantConfigCommands(tenants, cli);
+  backupCommands(tenants, cli);
   keyCommands(tenants, cli);
   fleetCommands(program, cli);
   identityCommands(program, cli);

@@ -69,7 +69,10 @@ export class ArchiveWriter {
    * The next section's content, in the header's order. Data sections are COPY text (one row a
    * line), control sections JSON lines; either way a row is a line, and rows are counted so.
    */
-  async writeSection(section: Section, content: AsyncIterable<Buffer | string>): Promise<SectionSummary> {
+  async writeSection(
+    section: Section,
+    content: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+  ): Promise<SectionSummary> {
     const expected = this.#header.sections[this.#next];
     if (!expected || sectionKey(expected) !== sectionKey(section)) {
       throw new Error(`section ${sectionKey(section)} is not the next one the header declares`);
