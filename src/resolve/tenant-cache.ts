@@ -28,6 +28,9 @@ interface TenantEntry {
   readonly refreshAt: number;
 }
 
+/** How long refreshes pause after one failed. */
+const REFRESH_RETRY_MS = 5_000;
+
 /** Ids read per refresh query at most. */
 const REFRESH_CHUNK = 1_000;
 
@@ -58,6 +61,8 @@ export class TenantCache {
   /** Ids due for a refresh, gathered until the batch runs. */
   readonly #due = new Set<string>();
   #refreshTimer: NodeJS.Timeout | undefined;
+  /** No refresh before this (epoch ms): set after one failed. */
+  #retryAt = 0;
   #closed = false;
   #generation = 0;
 
@@ -135,13 +140,18 @@ export class TenantCache {
     if (this.#closed || this.#due.has(id)) return;
     this.#due.add(id);
     if (this.#refreshTimer) return;
+    // After a failed refresh (the database down), the next waits: one error every few seconds,
+    // and meanwhile the tenants keep being served until their entries are ten times too old.
+    const delay = Math.max(this.#refreshBatchMs, this.#retryAt - Date.now());
     this.#refreshTimer = setTimeout(() => {
       this.#refreshTimer = undefined;
       this.#refreshDue().catch((error: unknown) => {
         // A refresh cut short by closing is no error: its entries simply age out.
-        if (!this.#closed) this.#onRefreshError(error);
+        if (this.#closed) return;
+        this.#retryAt = Date.now() + REFRESH_RETRY_MS;
+        this.#onRefreshError(error);
       });
-    }, this.#refreshBatchMs);
+    }, delay);
     this.#refreshTimer.unref();
   }
 

@@ -124,3 +124,29 @@ describe('tenancy.cacheSize', () => {
     }
   });
 });
+
+describe('a refresh that fails', () => {
+  it('keeps the tenants served, reports once, and waits before it tries again', async () => {
+    let calls = 0;
+    const errors: unknown[] = [];
+    const cache = new TenantCache(new ChangeBus(), {
+      ttlMs: 60,
+      refreshBatchMs: 5,
+      refresh: async () => {
+        calls += 1;
+        throw new Error('database down');
+      },
+      onRefreshError: (error) => errors.push(error),
+    });
+    cache.setTenant(tenant('a'), cache.generation);
+    await sleep(70);
+    // Due, failing to refresh, and still within ten times its time: served all along.
+    for (let n = 0; n < 10; n += 1) {
+      expect(cache.tenant('a')?.id).toBe('a');
+      await sleep(10);
+    }
+    expect(calls).toBe(1);
+    expect(errors).toHaveLength(1);
+    cache.close();
+  });
+});
