@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import { buildApp } from '../../src/http/app.js';
 import { tenantScope } from '../../src/http/tenant-plugin.js';
 import { engineOf, Tenantry } from '../../src/tenantry.js';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const config = loadConfig({ overrides: { port: 0 } });
 const tenantry = await Tenantry.open({ config });
@@ -34,14 +35,4 @@ const app = await buildApp({
     );
   },
 });
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-process.once('SIGTERM', () => {
-  app
-    .close()
-    .then(() => tenantry.close())
-    .then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-});
+await serveUntilTerm(app, () => tenantry.close());

@@ -6,16 +6,9 @@
 import './collect-on-signal.js';
 import './heap-probe.js';
 import Fastify from 'fastify';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const body: unknown = JSON.parse(process.env.BENCH_BODY ?? '{}');
 const app = Fastify({ logger: false });
 app.get('/tenant-info', async () => body);
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-
-process.once('SIGTERM', () => {
-  app.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-});
+await serveUntilTerm(app);

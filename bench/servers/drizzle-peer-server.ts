@@ -11,6 +11,7 @@ import { pgSchema, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { peerKeys, tenantHeaders, UUID } from '../lib/peer-keys.js';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const projects = pgSchema('app').table('projects', {
   tenantId: uuid('tenant_id').notNull(),
@@ -51,11 +52,4 @@ app.get('/api/v1/projects/:id', async (request, reply) => {
   return rows[0];
 });
 
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-process.once('SIGTERM', () => {
-  app.close().then(
-    () => pool.end().then(() => process.exit(0)),
-    () => process.exit(1),
-  );
-});
+await serveUntilTerm(app, () => pool.end());

@@ -10,6 +10,7 @@ import './heap-probe.js';
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const table = process.env.BENCH_TABLE ?? 'app.projects';
 const tenant = process.env.BENCH_TENANT ?? '';
@@ -50,11 +51,4 @@ app.post('/api/v1/projects', async (request, reply) => {
   return rows[0];
 });
 
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-process.once('SIGTERM', () => {
-  app.close().then(
-    () => pool.end().then(() => process.exit(0)),
-    () => process.exit(1),
-  );
-});
+await serveUntilTerm(app, () => pool.end());

@@ -7,6 +7,7 @@ import './collect-on-signal.js';
 import './heap-probe.js';
 import Fastify from 'fastify';
 import { peerKeys, tenantHeaders } from '../lib/peer-keys.js';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const tenantOf = peerKeys();
 const app = Fastify({ logger: false });
@@ -16,11 +17,4 @@ app.get('/tenant-info', async (request, reply) => {
   tenantHeaders(reply);
   return tenant;
 });
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-process.once('SIGTERM', () => {
-  app.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-});
+await serveUntilTerm(app);

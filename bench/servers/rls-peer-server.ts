@@ -9,6 +9,7 @@ import './heap-probe.js';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { peerKeys, tenantHeaders, UUID } from '../lib/peer-keys.js';
+import { serveUntilTerm } from '../lib/serve-until-term.js';
 
 const tenantOf = peerKeys();
 const role = process.env.BENCH_ROLE ?? 'tenantry_runtime';
@@ -32,11 +33,4 @@ app.get('/api/v1/projects/:id', async (request, reply) => {
   return row;
 });
 
-const url = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`READY ${url}\n`);
-process.once('SIGTERM', () => {
-  app.close().then(
-    () => pool.end().then(() => process.exit(0)),
-    () => process.exit(1),
-  );
-});
+await serveUntilTerm(app, () => pool.end());

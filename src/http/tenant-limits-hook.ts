@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Engine } from '../engine/engine.js';
 import { TenantryError } from '../errors.js';
 import type { Resolution, TenantCredentials } from '../resolve/tenant-resolver.js';
+import type { FailureTry } from '../runtime/failure-limiter.js';
 import type { Admission } from '../runtime/tenant-limiter.js';
 import type { Tenant } from '../tenants/tenant.js';
 import { problemFor, sendProblem } from './problem.js';
@@ -124,6 +125,16 @@ async function resolveCounted(
 ): Promise<Resolution> {
   const attempt = await engine.keyFailures.begin(request.ip);
   if (attempt.waitMs > 0) return resolveFromBlockedAddress(engine, request, credentials, attempt.waitMs);
+  return resolveCountingFailures(engine, request, credentials, attempt);
+}
+
+/** Resolves, and ends `attempt` as failed when the credentials were refused. */
+async function resolveCountingFailures(
+  engine: Engine,
+  request: FastifyRequest,
+  credentials: TenantCredentials,
+  attempt: FailureTry,
+): Promise<Resolution> {
   try {
     const resolution = await engine.resolver.resolve(credentials, actionContext(request));
     await attempt.end(false);
@@ -150,14 +161,7 @@ async function resolveFromBlockedAddress(
   if (keyId === undefined) throw tooManyFailures(engine, waitMs);
   const attempt = await engine.keyIdFailures.begin(keyId);
   if (attempt.waitMs > 0) throw tooManyFailures(engine, Math.max(waitMs, attempt.waitMs));
-  try {
-    const resolution = await engine.resolver.resolve(credentials, actionContext(request));
-    await attempt.end(false);
-    return resolution;
-  } catch (error) {
-    await attempt.end(error instanceof TenantryError && error.code === 'invalid_credentials');
-    throw error;
-  }
+  return resolveCountingFailures(engine, request, credentials, attempt);
 }
 
 function tooManyFailures(engine: Engine, waitMs: number): TenantryError {

@@ -1,23 +1,13 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { defineConfig } from '../../src/config/load-config.js';
 import { DataDirMissingError } from '../../src/engine/open-database.js';
 import { Tenantry } from '../../src/tenantry.js';
-
-function sink(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  return { stream, text: () => chunks.join('') };
-}
+import { sink } from '../helpers/cli.js';
 
 /** The CLI run in `cwd` with only `env`, the way a person runs it from a directory. */
 async function runIn(

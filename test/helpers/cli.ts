@@ -10,7 +10,8 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-function sink(): { stream: Writable; text: () => string } {
+/** A stream that keeps what is written to it, as text. */
+export function sink(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk, _encoding, done) {

@@ -126,11 +126,6 @@ export class ArchiveWriter {
     return manifest;
   }
 
-  /** Stops writing: the output is left incomplete (a reader refuses it). */
-  abort(error: Error): void {
-    this.#pack.destroy(error);
-  }
-
   #entry(name: string, content: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#pack.entry({ name, size: content.length, mtime: this.#mtime }, content, (error) =>
