@@ -10,6 +10,7 @@ import { LIBRARY_CONTEXT, runOperation } from './operations/run-operation.js';
 import type { ActionContext } from './runtime/actor.js';
 import type { ScopedCache, TenantCache } from './runtime/scoped-cache.js';
 import type { Tenant } from './tenants/tenant.js';
+import { isBeingBuilt } from './tenants/tenant.js';
 
 export type { ConfigReloadReport, OpenTenantryOptions };
 
@@ -113,7 +114,7 @@ export class Tenantry {
   ): Promise<T> {
     const engine = engineOf(this);
     const tenant = await engine.resolver.tenantByIdOrSlug(idOrSlug);
-    if (!tenant || tenant.status === 'deleted' || tenant.status === 'provisioning') {
+    if (!tenant || tenant.status === 'deleted' || isBeingBuilt(tenant.status)) {
       throw new TenantryError('tenant_not_found', 'no such tenant');
     }
     if (tenant.status !== 'active') throw new TenantryError('tenant_inactive', 'this tenant is inactive');

@@ -5,6 +5,7 @@ import { type AuditIntent, auditedChange, type ChangeRecord } from '../runtime/a
 import type { ChangeBus } from '../runtime/change-bus.js';
 import { QuotaExceededError } from '../runtime/quota.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { isBeingBuilt } from '../tenants/tenant.js';
 import type { TenantStore } from '../tenants/tenant-store.js';
 import { type ApiKeyRequest, checkKeyId, parseApiKeyRequest } from './api-key-input.js';
 import {
@@ -69,8 +70,8 @@ export class TenantKeys {
     const audit = { action: 'tenant.key.create', target: current.slug, tenantId: current.id };
     return this.#change(principal.context, audit, async (tx) => {
       const locked = await this.#deps.store.lockLive(tx, current.id, current.id);
-      if (locked.status === 'provisioning') {
-        throw new TenantryError('conflict', 'the tenant is still being provisioned');
+      if (isBeingBuilt(locked.status)) {
+        throw new TenantryError('conflict', `the tenant is still being built (${locked.status})`);
       }
       await assertKeyQuota(tx, locked);
       const issued = await insertApiKey(tx, current.id, prepared, request.name, request.expiresAt, {

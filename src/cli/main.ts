@@ -4,6 +4,7 @@ import { DatabaseUnreachableError } from '../db/connection-failure.js';
 import { DatabaseTooNewError } from '../db/migrator.js';
 import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
+import { TENANTRY_VERSION } from '../version.js';
 import { type CliContext, ExitCode } from './cli-context.js';
 import { backupCommands } from './commands/backup-commands.js';
 import { clientCommands } from './commands/client-commands.js';
@@ -58,7 +59,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
 
   const program = new Command('tenantry')
     .description('Multi-tenancy for TypeScript backends on PostgreSQL')
-    .version('0.1.0')
+    .version(TENANTRY_VERSION)
     .exitOverride()
     .configureOutput({ writeOut: (text) => stdout.write(text), writeErr: (text) => stderr.write(text) })
     .showHelpAfterError('(run with --help for usage)');

@@ -282,6 +282,18 @@ export const controlPlaneMigrations: readonly Migration[] = [
       CREATE INDEX tenant_hosts_skeleton_idx ON tenantry.tenant_hosts (skeleton);
     `,
   },
+  {
+    version: 7,
+    name: 'tenants being restored from a backup',
+    sql: `
+      -- restoring: a tenant a restore is building from an archive. Like provisioning it never
+      -- resolves; unlike provisioning, a repair cannot finish it (the archive is not at hand), so
+      -- a repair removes it and a rerun of the restore starts over.
+      ALTER TABLE tenantry.tenants DROP CONSTRAINT tenants_status_check;
+      ALTER TABLE tenantry.tenants ADD CONSTRAINT tenants_status_check
+        CHECK (status IN ('provisioning', 'restoring', 'active', 'inactive', 'deleted'));
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

@@ -11,9 +11,35 @@ export interface Queryable {
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
 
+/**
+ * One transaction: statements, and PostgreSQL's COPY in and out of it (backups and restores move
+ * rows this way, never row by row).
+ */
+export interface Transaction extends Queryable {
+  /**
+   * Runs `COPY (...) TO STDOUT` and yields its text as it arrives. On PGlite the whole result
+   * comes as one piece (`copyHoldsResult`): callers that need flat memory page their query.
+   */
+  copyOut(sql: string): AsyncIterable<Buffer>;
+  /**
+   * Runs `COPY ... FROM STDIN` with `data` (COPY text, whole lines) and returns the rows copied.
+   * On PGlite the text goes in several COPY statements of a few MiB each.
+   */
+  copyIn(sql: string, data: AsyncIterable<Buffer>): Promise<number>;
+  readonly copyHoldsResult: boolean;
+}
+
+export interface TransactionOptions {
+  /**
+   * A `REPEATABLE READ READ ONLY` transaction: every statement sees one snapshot, and writers go
+   * on meanwhile. (PGlite holds its one session for a transaction: nothing changes under it.)
+   */
+  readonly snapshot?: boolean;
+}
+
 /** A connection held for a while (one session); statements run in order on it. */
 export interface Session extends Queryable {
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
 }
 
 /**
@@ -39,7 +65,11 @@ export interface ConnectionPool extends Session {
     params?: readonly unknown[],
   ): Promise<QueryResult<R>>;
   /** Several statements in one tenant transaction. */
-  scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  scopedTransaction<T>(
+    settings: TenantSettings,
+    fn: (tx: Transaction) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T>;
 }
 
 /** The statement that applies TenantSettings; role first, so the rest already runs as that role. */

@@ -1,4 +1,7 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFromStdin, to as copyToStdout } from 'pg-copy-streams';
 import { databaseUnavailable, isConnectionFailure, rethrowConnectionFailure } from './connection-failure.js';
 import {
   APPLY_TENANT_SETTINGS,
@@ -12,6 +15,8 @@ import {
   type Row,
   type Session,
   type TenantSettings,
+  type Transaction,
+  type TransactionOptions,
   tenantSettingsParams,
 } from './database.js';
 import { FairCheckout } from './fair-checkout.js';
@@ -22,8 +27,11 @@ const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
 
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
+const SNAPSHOT_BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
 /** Run first in a pipeline, BEGIN turns its implicit transaction into an explicit one that outlives the Sync. */
 const BEGIN: readonly Statement[] = [{ text: 'BEGIN', values: [] }];
+const BEGIN_SNAPSHOT: readonly Statement[] = [{ text: SNAPSHOT_BEGIN, values: [] }];
 
 function adapt(target: PgQueryable): Queryable {
   return {
@@ -39,12 +47,38 @@ function adapt(target: PgQueryable): Queryable {
  * it (an await forgotten in the callback) is refused, instead of running on whatever the
  * connection does next, which may be another tenant's transaction (PGlite refuses it too).
  */
-class LentClient implements Queryable {
+class LentClient implements Transaction {
+  readonly #client: pg.ClientBase;
   readonly #queryable: Queryable;
   #closed = false;
+  readonly copyHoldsResult = false;
 
   constructor(client: pg.ClientBase) {
+    this.#client = client;
     this.#queryable = adapt(client);
+  }
+
+  async *copyOut(sql: string): AsyncIterable<Buffer> {
+    this.assertOpen();
+    const stream = this.#client.query(copyToStdout(sql));
+    let finished = false;
+    try {
+      for await (const piece of stream as AsyncIterable<Buffer>) yield piece;
+      finished = true;
+    } finally {
+      // Left mid-COPY, the connection would go on receiving rows nobody reads: PostgreSQL has no
+      // way to stop a COPY TO but ending the session, and the pool then discards the connection.
+      if (!finished) await (this.#client as pg.Client).end().catch(() => undefined);
+    }
+  }
+
+  async copyIn(sql: string, data: AsyncIterable<Buffer>): Promise<number> {
+    this.assertOpen();
+    const stream = this.#client.query(copyFromStdin(sql));
+    // A failed source destroys the COPY stream, which sends CopyFail: the COPY (and the
+    // transaction) fail, and the connection stays usable.
+    await pipeline(Readable.from(data, { objectMode: false }), stream);
+    return stream.rowCount;
   }
 
   async query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
@@ -63,10 +97,14 @@ class LentClient implements Queryable {
   }
 }
 
+function beginFor(client: pg.ClientBase, options: TransactionOptions | undefined): () => Promise<unknown> {
+  return () => client.query(options?.snapshot ? SNAPSHOT_BEGIN : 'BEGIN');
+}
+
 /** `begin` opens the transaction (by default a plain BEGIN); a failure anywhere rolls it back. */
 async function inTransaction<T>(
   client: pg.ClientBase,
-  fn: (tx: Queryable) => Promise<T>,
+  fn: (tx: Transaction) => Promise<T>,
   begin: () => Promise<unknown> = () => client.query('BEGIN'),
 ): Promise<T> {
   const lent = new LentClient(client);
@@ -96,9 +134,9 @@ class ClientSession implements Session {
     return this.#lent.query<R>(sql, params);
   }
 
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
     this.#lent.assertOpen();
-    return inTransaction(this.#client, fn);
+    return inTransaction(this.#client, fn, beginFor(this.#client, options));
   }
 
   close(): void {
@@ -122,8 +160,8 @@ class PostgresPool implements ConnectionPool {
     return this.withClient((client) => adapt(client).query<R>(sql, params));
   }
 
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.withClient((client) => inTransaction(client, fn));
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    return this.withClient((client) => inTransaction(client, fn, beginFor(client, options)));
   }
 
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
@@ -171,11 +209,16 @@ class PostgresPool implements ConnectionPool {
   }
 
   /** BEGIN and the tenant settings go in one pipeline: the transaction costs one round trip more than its statements (COMMIT). */
-  scopedTransaction<T>(settings: TenantSettings, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  scopedTransaction<T>(
+    settings: TenantSettings,
+    fn: (tx: Transaction) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T> {
+    const begin = options?.snapshot ? BEGIN_SNAPSHOT : BEGIN;
     return this.withClient(
       (client) =>
         inTransaction(client, fn, () =>
-          pipelinedQuery(client, BEGIN, this.#setupFor(settings)[0]!, this.#statementCacheSize),
+          pipelinedQuery(client, begin, this.#setupFor(settings)[0]!, this.#statementCacheSize),
         ),
       settings.tenantId,
     );

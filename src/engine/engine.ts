@@ -15,6 +15,7 @@ import { TenantDataAccess } from '../isolation/tenant-db.js';
 import { TenantLocks } from '../isolation/tenant-locks.js';
 import { TenantProvisioner } from '../isolation/tenant-provisioner.js';
 import type { LifecycleDeps } from '../lifecycle/lifecycle-deps.js';
+import type { BackupDeps } from '../lifecycle/tenant-backup.js';
 import { TenantUsageMeter } from '../lifecycle/tenant-usage.js';
 import { recordCrossTenant } from '../resolve/cross-tenant-audit.js';
 import { TenantCache } from '../resolve/tenant-cache.js';
@@ -29,6 +30,7 @@ import { TenantLimiter } from '../runtime/tenant-limiter.js';
 import { isReservedSlug } from '../tenants/slug.js';
 import { TenantEditor } from '../tenants/tenant-editor.js';
 import { TenantStore } from '../tenants/tenant-store.js';
+import { TENANTRY_VERSION } from '../version.js';
 import { ConfigReloader } from './config-reloader.js';
 import { openDatabase } from './open-database.js';
 
@@ -114,6 +116,8 @@ export class Engine {
   readonly resolver: TenantResolver;
   readonly usage: TenantUsageMeter;
   readonly lifecycle: LifecycleDeps;
+  /** What backups and restores work with: the lifecycle's components and the tenants' data. */
+  readonly archives: BackupDeps;
   readonly reloader: ConfigReloader;
   readonly #ownsDatabase: boolean;
 
@@ -207,6 +211,7 @@ export class Engine {
       servers: this.servers,
       storage: this.schemas,
     };
+    this.archives = { ...this.lifecycle, data: this.data, tenantryVersion: TENANTRY_VERSION };
     this.reloader = new ConfigReloader(this);
   }
 

@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { TENANTRY_VERSION } from '../version.js';
 
 /** Tenantry's mark: three tenants side by side on one foundation, in the docs' top bar and tab. */
 const LOGO_SVG = Buffer.from(
@@ -41,7 +42,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       openapi: '3.1.0',
       info: {
         title: 'Tenantry',
-        version: '0.1.0',
+        version: TENANTRY_VERSION,
         description: 'Multi-tenant backend: admin and tenant routes',
       },
       components: { securitySchemes: SECURITY_SCHEMES },

@@ -7,6 +7,8 @@ import type {
   QueryResult,
   Row,
   TenantSettings,
+  Transaction,
+  TransactionOptions,
 } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
 import type { EntityDb } from '../entities/entity-db.js';
@@ -145,6 +147,43 @@ export class TenantDataAccess {
       this.#handles.set(tenant, handle);
     }
     return handle;
+  }
+
+  /**
+   * One transaction of `tenant` for the lifecycle's bulk work (backup, restore): the tenant's
+   * settings like any request, COPY in and out, and no statement timeout (a COPY of a large
+   * tenant outlasts any request's limit). With `owner`, it runs on the owner's pool as the owner
+   * (a restore stages rows in temporary tables, which the runtime role may not create) and turns
+   * to the runtime role with `asRuntimeRole` for what row security must check. Not for request code.
+   */
+  bulkTransaction<T>(
+    tenant: Tenant,
+    fn: (tx: Transaction) => Promise<T>,
+    options: TransactionOptions & { readonly owner?: boolean } = {},
+  ): Promise<T> {
+    const placement = placementOf(tenant);
+    const settings: TenantSettings = {
+      ...tenantSettings(tenant, this.#config).settings,
+      ...(options.owner ? { role: 'none' } : {}),
+      statementTimeoutMs: 0,
+    };
+    const kind = options.owner ? 'owner' : 'runtime';
+    if (!placement.database) {
+      return this.#db[kind].scopedTransaction(settings, fn, options);
+    }
+    if (!this.#databases) throw new Error('database tenants need PostgreSQL');
+    return this.#databases.use(databaseLocation(placement), kind, (pool) =>
+      pool.scopedTransaction(settings, fn, options),
+    );
+  }
+
+  get runtimeRole(): string {
+    return this.#config.database.runtimeRole;
+  }
+
+  /** Switches a bulk transaction run as the owner to the runtime role, for the rest of it. */
+  async asRuntimeRole(tx: Queryable): Promise<void> {
+    await tx.query("SELECT set_config('role', $1, true)", [this.runtimeRole]);
   }
 
   #create(tenant: Tenant): TenantDb {

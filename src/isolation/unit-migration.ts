@@ -176,7 +176,8 @@ async function lockedTenantVersion(tx: Queryable, tenantId: string): Promise<num
     [tenantId],
   );
   const row = rows[0];
-  if (!row || row.status === 'deleted' || row.status === 'provisioning') return 'gone';
+  if (!row || row.status === 'deleted' || row.status === 'provisioning' || row.status === 'restoring')
+    return 'gone';
   return row.schema_version === null ? null : Number(row.schema_version);
 }
 

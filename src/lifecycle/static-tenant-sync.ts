@@ -12,6 +12,7 @@ import type { EngineLogger } from '../runtime/engine-logger.js';
 import { CONFIG_FILE_CONTEXT } from '../tenants/managed-tenants.js';
 import {
   CONFIG_SECTIONS,
+  isBeingBuilt,
   type ManagedField,
   TENANT_COLUMNS,
   type Tenant,
@@ -217,7 +218,7 @@ async function releaseUndeclared(
   const source = deps.config.source ?? 'config';
   for (const [slug, state] of known) {
     if (declaredSlugs.has(slug) || state.managedBy === null) continue;
-    if (state.tenant.status === 'provisioning') {
+    if (isBeingBuilt(state.tenant.status)) {
       report.skipped.push(slug);
       deps.logger.warn(
         { tenant: slug },
@@ -252,7 +253,7 @@ async function releaseMovedHosts(
   const latest = new Map<string, Tenant>();
   for (const entry of declared) {
     const state = known.get(entry.slug);
-    if (!state || state.tenant.status === 'provisioning') continue;
+    if (!state || isBeingBuilt(state.tenant.status)) continue;
     const kept = state.tenant.hosts.filter((host) => (wantedHosts.get(host) ?? entry.slug) === entry.slug);
     if (kept.length < state.tenant.hosts.length) {
       const updated = await deps.tenants
@@ -305,7 +306,7 @@ async function syncDeclared(
   report: SyncReport,
 ): Promise<void> {
   const { logger } = deps;
-  if (tenant.status === 'provisioning') {
+  if (isBeingBuilt(tenant.status)) {
     report.skipped.push(entry.slug);
     logger.warn(
       { tenant: entry.slug },

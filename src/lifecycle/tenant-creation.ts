@@ -29,7 +29,7 @@ export interface CreatedTenant {
 }
 
 /** A creation, checked: everything the transactions below need, nothing left to validate. */
-interface Checked {
+export interface CheckedTenant {
   readonly id: string;
   readonly slug: string;
   readonly name: string;
@@ -39,7 +39,8 @@ interface Checked {
   readonly server: string | undefined;
 }
 
-function check(deps: LifecycleDeps, input: CreateTenantInput): Checked {
+/** Validates a new tenant's input against the rules; gives it its id. */
+export function checkNewTenant(deps: LifecycleDeps, input: CreateTenantInput): CheckedTenant {
   const data = validate(CreateTenantInputSchema, input);
   const rules = deps.rules();
   const slug = checkSlug(data.slug, rules);
@@ -70,7 +71,7 @@ export async function createTenant(
   input: CreateTenantInput,
   context: ActionContext,
 ): Promise<CreatedTenant> {
-  const tenant = check(deps, input);
+  const tenant = checkNewTenant(deps, input);
   // The key's slow hash runs on the thread pool while schema or database tenants are built.
   const preparing = prepareApiKey(deps.keyIterations());
   preparing.catch(() => undefined);
@@ -119,10 +120,10 @@ export async function createTenant(
 }
 
 /** Inserts the tenant with its hosts, its slug and hosts checked free; returns its database server. */
-async function reserve(
+export async function reserve(
   deps: LifecycleDeps,
   tx: Queryable,
-  tenant: Checked,
+  tenant: CheckedTenant,
   status: TenantStatus,
 ): Promise<string | null> {
   // Row tenants share the row-level tables: they are at those tables' version, read with a share

@@ -5,6 +5,7 @@ import type { ActionContext } from '../runtime/actor.js';
 import { assertNotDeclared } from '../tenants/managed-tenants.js';
 import { isUuid } from '../tenants/slug.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { isBeingBuilt } from '../tenants/tenant.js';
 import { clip } from '../tenants/tenant-store.js';
 import { type LifecycleDeps, lifecycleChange } from './lifecycle-deps.js';
 
@@ -20,7 +21,7 @@ export async function deleteTenant(
   options: { purge?: boolean | undefined } = {},
 ): Promise<Tenant> {
   const found = options.purge ? await toPurge(deps, idOrSlug) : await deps.store.get(idOrSlug);
-  if (options.purge && (found.status === 'deleted' || found.status === 'provisioning')) {
+  if (options.purge && (found.status === 'deleted' || isBeingBuilt(found.status))) {
     await deps.db.owner.query(
       'UPDATE tenantry.tenants SET purge_requested_at = coalesce(purge_requested_at, now()) WHERE id = $1',
       [found.id],
@@ -92,7 +93,7 @@ export async function purgeTenant(deps: LifecycleDeps, id: string, context: Acti
   await deps.locks.with(id, async (session) => {
     const tenant = await deps.store.findById(id, session);
     if (!tenant) return;
-    if (tenant.status !== 'deleted' && tenant.status !== 'provisioning') {
+    if (tenant.status !== 'deleted' && !isBeingBuilt(tenant.status)) {
       throw new TenantryError('conflict', 'only a deleted tenant can be purged', { field: 'status' });
     }
     await deps.provisioner.deprovision(session, tenant, rowEntities);

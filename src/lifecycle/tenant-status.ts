@@ -2,6 +2,7 @@ import { revokeTenantSessions } from '../auth/session-store.js';
 import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { isBeingBuilt } from '../tenants/tenant.js';
 import { type LifecycleDeps, lifecycleChange } from './lifecycle-deps.js';
 
 /**
@@ -22,8 +23,10 @@ export async function setTenantStatus(
     { action, target: current.slug, tenantId: current.id },
     async (tx, record) => {
       const locked = await deps.store.lockLive(tx, current.id, idOrSlug);
-      if (locked.status === 'provisioning') {
-        throw new TenantryError('conflict', 'the tenant is still being provisioned', { field: 'status' });
+      if (isBeingBuilt(locked.status)) {
+        throw new TenantryError('conflict', `the tenant is still being built (${locked.status})`, {
+          field: 'status',
+        });
       }
       if (locked.status === status) return locked;
       // An operator's decision replaces the sync's: a tenant deactivated by hand stays so.

@@ -14,6 +14,7 @@ import {
 import type { TenantDataAccess } from '../isolation/tenant-db.js';
 import { type StorageMeasurement, StorageMeter } from '../runtime/storage-meter.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { isBeingBuilt } from '../tenants/tenant.js';
 
 /** What a tenant uses, one member per kind of quota. */
 export interface TenantUsage {
@@ -64,8 +65,8 @@ export class TenantUsageMeter {
    * while it is younger than the measurement interval (`fresh` measures again).
    */
   async of(tenant: Tenant, options: { fresh?: boolean } = {}): Promise<TenantUsage> {
-    if (tenant.status === 'provisioning')
-      throw new TenantryError('conflict', 'the tenant is still being provisioned');
+    if (isBeingBuilt(tenant.status))
+      throw new TenantryError('conflict', `the tenant is still being built (${tenant.status})`);
     const db = this.#deps.data.forTenant(tenant);
     const [counts, storage, liveKeys, users] = await Promise.all([
       this.#tenantTables(tenant).then((names) => countTenantRows(db, db, names)),

@@ -4,6 +4,7 @@ import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { isUuid } from '../tenants/slug.js';
 import type { Tenant } from '../tenants/tenant.js';
+import { isBeingBuilt } from '../tenants/tenant.js';
 import type { TenantStore } from '../tenants/tenant-store.js';
 import type { TenantCache } from './tenant-cache.js';
 
@@ -239,7 +240,7 @@ export class TenantResolver {
     const tenantId = await this.#tenantIdForHost(host);
     if (tenantId === undefined) return this.#slugOfHost(host) === undefined ? undefined : 'unknown';
     const tenant = await this.tenantById(tenantId);
-    if (!tenant || tenant.status === 'deleted' || tenant.status === 'provisioning') return 'unknown';
+    if (!tenant || tenant.status === 'deleted' || isBeingBuilt(tenant.status)) return 'unknown';
     return { source: 'host', tenant };
   }
 

@@ -10,6 +10,7 @@ import type { TenantConfigView } from './tenant-config-paths.js';
 
 const Status = Type.Union([
   Type.Literal('provisioning'),
+  Type.Literal('restoring'),
   Type.Literal('active'),
   Type.Literal('inactive'),
   Type.Literal('deleted'),

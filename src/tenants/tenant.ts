@@ -1,6 +1,14 @@
 import Type, { type Static } from 'typebox';
 
-export type TenantStatus = 'provisioning' | 'active' | 'inactive' | 'deleted';
+export type TenantStatus = 'provisioning' | 'restoring' | 'active' | 'inactive' | 'deleted';
+
+/**
+ * A tenant still being built (`provisioning`) or filled from an archive (`restoring`): it never
+ * resolves, and no operation but its own, a repair or a purge touches it.
+ */
+export function isBeingBuilt(status: TenantStatus): boolean {
+  return status === 'provisioning' || status === 'restoring';
+}
 /** Where a tenant's rows live: shared tables, a schema of its own, or a database of its own. */
 export type IsolationLevel = 'row' | 'schema' | 'database';
 

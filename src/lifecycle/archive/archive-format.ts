@@ -49,8 +49,8 @@ export interface ArchiveHeader {
   readonly createdAt: string;
   /** The tenant as it was: id, slug, name, status, plan, config, isolation level. */
   readonly tenant: Readonly<Record<string, unknown>>;
-  /** The entity declaration the rows follow, and its version in the entity ledger. */
-  readonly entities: { readonly version: number; readonly declaration: unknown };
+  /** The entity declaration the rows follow, its version in the entity ledger and its digest. */
+  readonly entities: { readonly version: number; readonly digest?: string; readonly declaration: unknown };
   /** Every section, in the order the archive holds them. */
   readonly sections: readonly Section[];
   readonly includesAudit: boolean;
