@@ -18,6 +18,10 @@ export interface CliContext {
   readonly stderr: NodeJS.WritableStream;
   readonly stdin: NodeJS.ReadableStream;
   readonly io: { readonly shutdownSignal?: Promise<unknown> | undefined };
+  /** The directory relative paths are read from. */
+  readonly cwd: string;
+  /** True when stderr is a terminal: long work draws a progress bar there. */
+  readonly interactive: boolean;
   /** The environment the command reads (the process's, unless a test gives its own). */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The configuration, with `--config` and the command's overrides. */

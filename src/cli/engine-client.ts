@@ -4,11 +4,16 @@ import { remoteOperations } from '../control/control-client.js';
 import { Engine } from '../engine/engine.js';
 import { DataDirInUseError } from '../engine/open-database.js';
 import type { InputOf, Operation, OutputOf } from '../operations/operation.js';
-import { runOperation } from '../operations/run-operation.js';
+import { type RunOptions, runOperation } from '../operations/run-operation.js';
 import type { Actor } from '../runtime/actor.js';
 
 /** Runs one operation of the catalogue, typed by its schemas. */
-export type OperationRunner = <O extends Operation>(operation: O, input: InputOf<O>) => Promise<OutputOf<O>>;
+export type OperationRunner = <O extends Operation>(
+  operation: O,
+  input: InputOf<O>,
+  /** Progress comes in process only; through the control socket the server runs it unseen. */
+  options?: RunOptions,
+) => Promise<OutputOf<O>>;
 
 export function cliActor(): Actor {
   let id = 'unknown';
@@ -38,8 +43,8 @@ export async function withOperations<T>(
   }
   const context = { actor: cliActor() };
   try {
-    return await fn((operation, input) =>
-      runOperation(engine, operation, input, { kind: 'operator', context }),
+    return await fn((operation, input, options) =>
+      runOperation(engine, operation, input, { kind: 'operator', context }, options),
     );
   } finally {
     await engine.close();

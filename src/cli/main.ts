@@ -44,6 +44,8 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
     stdin: io.stdin ?? process.stdin,
     io,
     env: io.env ?? process.env,
+    cwd: io.cwd ?? process.cwd(),
+    interactive: (stderr as NodeJS.WriteStream).isTTY === true,
     config: (options, overrides = {}) =>
       loadConfig({
         ...(options.config === undefined ? {} : { file: options.config }),

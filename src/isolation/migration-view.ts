@@ -107,6 +107,7 @@ export const MigrateReportSchema = Type.Object({
       {
         repaired: TenantIds,
         purged: TenantIds,
+        removed: Type.Optional(TenantIds),
         failed: Type.Array(Type.Object({ tenantId: Type.String({ format: 'uuid' }), error: Type.String() })),
       },
       { description: 'Half-done tenants finished after a complete run (absent after a partial one)' },
@@ -119,6 +120,7 @@ export type MigrateReportView = Static<typeof MigrateReportSchema>;
 interface PendingTenants {
   readonly repaired: readonly string[];
   readonly purged: readonly string[];
+  readonly removed?: readonly string[];
   readonly failed: readonly { readonly tenantId: string; readonly error: string }[];
 }
 
@@ -142,6 +144,7 @@ export function migrateReportView(
           pending: {
             repaired: [...pending.repaired],
             purged: [...pending.purged],
+            removed: [...(pending.removed ?? [])],
             failed: pending.failed.map((failure) => ({ ...failure })),
           },
         }),

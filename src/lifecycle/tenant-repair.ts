@@ -4,10 +4,11 @@ import type { ActionContext } from '../runtime/actor.js';
 import type { Tenant, TenantStatus } from '../tenants/tenant.js';
 import { activateProvisioned, type LifecycleDeps, lifecycleChange } from './lifecycle-deps.js';
 import { purgePending, purgeTenant } from './tenant-removal.js';
+import { removeRestoring } from './tenant-restore.js';
 
 export interface RepairReport {
   readonly tenant: Tenant;
-  readonly action: 'provisioned' | 'purged' | 'checked' | 'none';
+  readonly action: 'provisioned' | 'purged' | 'removed' | 'checked' | 'none';
   readonly detail: string;
   /** A new key for a tenant whose provisioning was finished, shown once. */
   readonly apiKey?: IssuedApiKey;
@@ -17,12 +18,15 @@ export interface RepairReport {
 export interface PendingReport {
   readonly repaired: string[];
   readonly purged: string[];
+  /** Unfinished restores removed. */
+  readonly removed: string[];
   readonly failed: { tenantId: string; error: string }[];
 }
 
 /**
  * Finishes what a crash interrupted for one tenant: a `provisioning` tenant is built and
- * activated (with a new API key, shown once: nobody ever saw the first one); a deleted tenant
+ * activated (with a new API key, shown once: nobody ever saw the first one); a `restoring` one is
+ * removed; a deleted tenant
  * waiting for its purge is purged; a live tenant's tables are checked against its version.
  */
 export async function repairTenant(
@@ -40,6 +44,15 @@ export async function repairTenant(
     return { tenant, action: 'none', detail: 'deleted without purge: nothing to repair' };
   }
   if (tenant.status === 'provisioning') return finishProvisioning(deps, tenant, context);
+  if (tenant.status === 'restoring') {
+    // The archive is not at hand: an unfinished restore is removed (a rerun of it starts over).
+    await removeRestoring(deps, tenant, context);
+    return {
+      tenant: { ...tenant, status: 'deleted' },
+      action: 'removed',
+      detail: 'an unfinished restore was removed; run the restore again',
+    };
+  }
   const differences = await deps.storage.check(tenant);
   return {
     tenant,
@@ -108,15 +121,16 @@ export async function finishPendingTenants(
 ): Promise<PendingReport> {
   const { rows } = await deps.db.owner.query<{ id: string; status: TenantStatus }>(
     `SELECT id, status FROM tenantry.tenants
-      WHERE status = 'provisioning' OR purge_requested_at IS NOT NULL ORDER BY id`,
+      WHERE status IN ('provisioning', 'restoring') OR purge_requested_at IS NOT NULL ORDER BY id`,
   );
-  const result: PendingReport = { repaired: [], purged: [], failed: [] };
+  const result: PendingReport = { repaired: [], purged: [], removed: [], failed: [] };
   for (const row of rows) {
     if (await deps.locks.isBusy(row.id)) continue;
     try {
       const report = await repairTenant(deps, row.id, context);
       if (report.action === 'provisioned') result.repaired.push(row.id);
       if (report.action === 'purged') result.purged.push(row.id);
+      if (report.action === 'removed') result.removed.push(row.id);
     } catch (error) {
       result.failed.push({ tenantId: row.id, error: error instanceof Error ? error.message : String(error) });
     }

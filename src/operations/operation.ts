@@ -38,6 +38,15 @@ export interface HttpRoute {
   readonly respond?: { readonly schema: TSchema; readonly from: (output: never) => unknown };
 }
 
+/** How far a long operation is (a backup's rows, a restore's rows): front ends draw it. */
+export interface OperationProgress {
+  readonly done: number;
+  /** Undefined while unknown. */
+  readonly total?: number;
+  /** What is counted: `rows`, `tenants`. */
+  readonly unit: string;
+}
+
 /** What an operation runs with: the engine, who asks, and the tenant it acts in. */
 export interface OperationCall {
   readonly engine: Engine;
@@ -52,6 +61,8 @@ export interface OperationCall {
   principal(tenant: Tenant): Principal;
   /** Whether the caller is an operator (not a tenant actor). */
   readonly operator: boolean;
+  /** Reports progress to whoever follows the call (a terminal's bar, a job); may go nowhere. */
+  readonly progress: (progress: OperationProgress) => void;
 }
 
 /**

@@ -5,7 +5,13 @@ import type { ActionContext } from '../runtime/actor.js';
 import { countQuotaRefusal } from '../runtime/quota.js';
 import type { Tenant } from '../tenants/tenant.js';
 import { validate } from '../validation.js';
-import type { InputOf, Operation, OperationCall, OutputOf } from './operation.js';
+import type { InputOf, Operation, OperationCall, OperationProgress, OutputOf } from './operation.js';
+
+export interface RunOptions {
+  readonly onProgress?: (progress: OperationProgress) => void;
+}
+
+const ignore = () => undefined;
 
 /** Who runs an operation. */
 export type Caller =
@@ -29,11 +35,15 @@ export async function runOperation<O extends Operation>(
   operation: O,
   input: unknown,
   caller: Caller,
+  options: RunOptions = {},
 ): Promise<OutputOf<O>> {
   allow(operation, caller);
   const checked = validate(operation.input, input ?? {}) as InputOf<O>;
   try {
-    return (await operation.run(checked, callFor(engine, caller))) as OutputOf<O>;
+    return (await operation.run(
+      checked,
+      callFor(engine, caller, options.onProgress ?? ignore),
+    )) as OutputOf<O>;
   } catch (error) {
     countQuotaRefusal(engine.metrics, error);
     throw error;
@@ -54,10 +64,15 @@ function allow(operation: Operation, caller: Caller): void {
   }
 }
 
-function callFor(engine: Engine, caller: Caller): OperationCall {
+function callFor(
+  engine: Engine,
+  caller: Caller,
+  progress: (progress: OperationProgress) => void,
+): OperationCall {
   if (caller.kind === 'tenant') {
     return {
       engine,
+      progress,
       context: caller.principal.context,
       operator: false,
       async tenant(named) {
@@ -71,6 +86,7 @@ function callFor(engine: Engine, caller: Caller): OperationCall {
   }
   return {
     engine,
+    progress,
     context: caller.context,
     operator: true,
     async tenant(named, options) {

@@ -127,9 +127,10 @@ function printReport(out: Output, report: MigrateReportView): void {
   else if (report.failed.length > 0)
     out.error('fix the failures and run `tenantry migrate` again: it resumes');
   const pending = report.pending;
-  if (pending && pending.repaired.length + pending.purged.length + pending.failed.length > 0) {
+  const removed = pending?.removed?.length ?? 0;
+  if (pending && pending.repaired.length + pending.purged.length + removed + pending.failed.length > 0) {
     out.line(
-      `half-done tenants: ${pending.repaired.length} provisioned, ${pending.purged.length} purged, ${pending.failed.length} failed`,
+      `half-done tenants: ${pending.repaired.length} provisioned, ${pending.purged.length} purged, ${removed} unfinished restores removed, ${pending.failed.length} failed`,
     );
     for (const failure of pending.failed)
       out.error(`failed to finish tenant ${failure.tenantId}: ${failure.error}`);

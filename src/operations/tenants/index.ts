@@ -1,3 +1,4 @@
+import { backupTenant, restoreTenantOperation } from './backup-tenant.js';
 import { replaceTenant, updateTenant } from './change-tenant.js';
 import { createTenant } from './create-tenant.js';
 import { deleteTenant } from './delete-tenant.js';
@@ -20,6 +21,8 @@ export const tenantOperations = [
   deactivateTenant,
   deleteTenant,
   repairTenant,
+  backupTenant,
+  restoreTenantOperation,
   tenantUsage,
   showTenantConfig,
   changeTenantConfig,

@@ -8,7 +8,7 @@ import { BY_TENANT, TenantRef } from '../refs.js';
 export const repairTenant = defineOperation({
   name: 'tenants.repair',
   summary:
-    'Finish a tenant a crash left half done (provisioning, purge), or check its tables against its entity version',
+    'Finish a tenant a crash left half done (provisioning, purge; an unfinished restore is removed), or check its tables against its entity version',
   access: { operator: true },
   input: Type.Object({ tenant: TenantRef }, { additionalProperties: false }),
   output: Type.Object({
@@ -16,6 +16,7 @@ export const repairTenant = defineOperation({
     action: Type.Union([
       Type.Literal('provisioned'),
       Type.Literal('purged'),
+      Type.Literal('removed'),
       Type.Literal('checked'),
       Type.Literal('none'),
     ]),
