@@ -9,6 +9,7 @@ export const MANAGEMENT_PERMISSIONS = [
   'clients:read',
   'clients:manage',
   'audit:read',
+  'data:export',
 ] as const;
 
 export const ENTITY_ACTIONS = ['read', 'create', 'update', 'delete'] as const;

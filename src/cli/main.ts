@@ -11,6 +11,7 @@ import { clientCommands } from './commands/client-commands.js';
 import { doctorCommand } from './commands/doctor-command.js';
 import { fleetCommands } from './commands/fleet-commands.js';
 import { identityCommands } from './commands/identity-commands.js';
+import { jobCommands } from './commands/job-commands.js';
 import { keyCommands } from './commands/key-commands.js';
 import { serverCommands } from './commands/server-commands.js';
 import { tenantCommands } from './commands/tenant-commands.js';
@@ -74,6 +75,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   fleetCommands(program, cli);
   identityCommands(program, cli);
   clientCommands(program, cli);
+  jobCommands(program, cli);
   doctorCommand(program, cli);
 
   try {

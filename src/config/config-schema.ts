@@ -154,6 +154,20 @@ export const CacheConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const BackupsConfigSchema = Type.Object(
+  {
+    /** Where jobs put what they make (backups, exports); default `<dataDir>/backups`. */
+    directory: Type.Optional(Type.String({ minLength: 1 })),
+    /** How often every tenant is backed up (`30m`, `6h`, `1d`); absent: never on a schedule. */
+    schedule: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}[mhd]$' })),
+    /** Scheduled backups kept per tenant, the newest ones (default 7). */
+    keep: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    /** Exports a tenant may start per hour (default 6). */
+    exportsPerHour: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -165,6 +179,7 @@ export const ConfigFileSchema = Type.Object(
     rateLimits: Type.Optional(RateLimitsConfigSchema),
     auth: Type.Optional(AuthConfigSchema),
     cache: Type.Optional(CacheConfigSchema),
+    backups: Type.Optional(BackupsConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
@@ -233,6 +248,13 @@ export interface TenantryConfig {
     readonly public: boolean;
   };
   readonly logRetentionDays: number;
+  readonly backups: {
+    readonly directory: string;
+    /** Undefined: no scheduled backups. */
+    readonly scheduleMs: number | undefined;
+    readonly keep: number;
+    readonly exportsPerHour: number;
+  };
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;
   readonly cache: {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_STATEMENT_CACHE_SIZE } from '../db/database.js';
 import { normaliseEntities } from '../entities/entity-config.js';
@@ -159,11 +159,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
   const logLevel = logLevelFromEnv(env);
   const urls = databaseUrls(env, file);
   const tenancy = tenancyOf(file, baseDomain, urls.url);
+  const dataDir = resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data');
   const config: TenantryConfig = {
     source: path,
     server: serverSection(file, env, options, baseDomain),
     database: databaseSection(file, urls),
-    dataDir: resolve(cwd, env.TENANTRY_DATA_DIR || file.dataDir || './tenantry-data'),
+    dataDir,
     adminToken,
     apiKeys: {
       iterations: file.apiKeys?.iterations ?? MIN_KEY_ITERATIONS,
@@ -187,6 +188,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       public: file.metrics?.public ?? false,
     },
     logRetentionDays: integerFromEnv(env, 'LOG_RETENTION_DAYS', 1, 36_500) ?? 90,
+    backups: {
+      directory: resolve(cwd, file.backups?.directory ?? join(dataDir, 'backups')),
+      scheduleMs: file.backups?.schedule === undefined ? undefined : durationMs(file.backups.schedule),
+      keep: file.backups?.keep ?? 7,
+      exportsPerHour: file.backups?.exportsPerHour ?? 6,
+    },
     redisUrl: redisUrlFromEnv(env),
     cache: cacheSection(file, env),
     auth: authSection(file),
@@ -198,6 +205,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     },
   };
   return deepFreeze(config);
+}
+
+/** `30m`, `6h`, `1d` in milliseconds (the schema checked the form). */
+function durationMs(text: string): number {
+  const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[text.at(-1) as 'm' | 'h' | 'd'];
+  return Number(text.slice(0, -1)) * unit;
 }
 
 function baseDomainOf(file: ConfigFile): string {

@@ -294,6 +294,33 @@ export const controlPlaneMigrations: readonly Migration[] = [
         CHECK (status IN ('provisioning', 'restoring', 'active', 'inactive', 'deleted'));
     `,
   },
+  {
+    version: 8,
+    name: 'jobs: long operations run in the background, followed by id',
+    sql: `
+      -- A job is run by the process that accepted it; heartbeat_at says it is still at it (a job
+      -- whose heartbeat stopped was interrupted: its process died). file: what it made (a backup,
+      -- an export), downloadable while it exists. A purged tenant's jobs stay, their tenant null:
+      -- a backup outlives its tenant.
+      CREATE TABLE tenantry.jobs (
+        id uuid PRIMARY KEY,
+        kind text NOT NULL,
+        tenant_id uuid REFERENCES tenantry.tenants (id) ON DELETE SET NULL,
+        status text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        actor text NOT NULL,
+        input jsonb NOT NULL DEFAULT '{}'::jsonb,
+        progress jsonb,
+        result jsonb,
+        error jsonb,
+        file text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz,
+        heartbeat_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX jobs_tenant_idx ON tenantry.jobs (tenant_id, kind, created_at);
+      CREATE INDEX jobs_running_idx ON tenantry.jobs (kind) WHERE status = 'running';
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

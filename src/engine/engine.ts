@@ -14,6 +14,8 @@ import { TenantDatabases } from '../isolation/tenant-databases.js';
 import { TenantDataAccess } from '../isolation/tenant-db.js';
 import { TenantLocks } from '../isolation/tenant-locks.js';
 import { TenantProvisioner } from '../isolation/tenant-provisioner.js';
+import { JobRunner } from '../lifecycle/jobs/job-runner.js';
+import { JobStore } from '../lifecycle/jobs/job-store.js';
 import type { LifecycleDeps } from '../lifecycle/lifecycle-deps.js';
 import type { BackupDeps } from '../lifecycle/tenant-backup.js';
 import { TenantUsageMeter } from '../lifecycle/tenant-usage.js';
@@ -118,6 +120,8 @@ export class Engine {
   readonly lifecycle: LifecycleDeps;
   /** What backups and restores work with: the lifecycle's components and the tenants' data. */
   readonly archives: BackupDeps;
+  /** Long operations in the background (backups and exports started over HTTP, scheduled backups). */
+  readonly jobs: JobRunner;
   readonly reloader: ConfigReloader;
   readonly #ownsDatabase: boolean;
 
@@ -212,6 +216,7 @@ export class Engine {
       storage: this.schemas,
     };
     this.archives = { ...this.lifecycle, data: this.data, tenantryVersion: TENANTRY_VERSION };
+    this.jobs = new JobRunner(new JobStore(this.db.owner), (error) => this.onBackgroundError(error));
     this.reloader = new ConfigReloader(this);
   }
 
@@ -284,6 +289,8 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    // A job in flight finishes first: one cut short would only be `interrupted`, and need a rerun.
+    await this.jobs.idle();
     this.tenantCache.close();
     this.limiter.close();
     await this.apiKeys.close();

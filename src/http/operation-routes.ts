@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import type { Engine } from '../engine/engine.js';
@@ -62,7 +63,9 @@ function registerRoute(
       ...(query ? { querystring: query } : {}),
       ...(body ? { body } : {}),
       response: {
-        [status]: status === 204 ? Type.Null() : (route.respond?.schema ?? operation.output),
+        ...(route.download
+          ? {}
+          : { [status]: status === 204 ? Type.Null() : (route.respond?.schema ?? operation.output) }),
         ...problemResponses,
       },
     },
@@ -80,6 +83,13 @@ function registerRoute(
       const query = request.query as Record<string, unknown>;
       for (const member of fromQuery) if (query[member] !== undefined) input[member] = query[member];
       const output = await runOperation(engine, operation, input, callerOf(request));
+      if (route.download) {
+        const file = route.download(output as never);
+        return reply
+          .header('content-type', file.type)
+          .header('content-disposition', `attachment; filename="${file.name}"`)
+          .send(createReadStream(file.file));
+      }
       if (route.location) reply.header('location', route.location(output as never));
       if (status === 204) return reply.code(204).send();
       reply.code(status);

@@ -70,7 +70,7 @@ export function archivedColumns(entity: Entity): string[] {
 }
 
 /** The entity version a tenant's tables are at. */
-async function tenantVersion(deps: LifecycleDeps, tenant: Tenant): Promise<EntityVersion> {
+export async function tenantVersion(deps: LifecycleDeps, tenant: Tenant): Promise<EntityVersion> {
   const number =
     tenant.isolation === 'row' ? await storageVersion(deps.db.owner, 'row') : tenant.schemaVersion;
   const version = (await loadVersions(deps.db.owner)).find((entry) => entry.version === number);

@@ -2,6 +2,8 @@ import { auditOperations } from './audit/index.js';
 import { clientOperations } from './clients/index.js';
 import { doctorOperations } from './doctor/index.js';
 import { groupOperations } from './groups/index.js';
+import { exportOperations } from './jobs/export.js';
+import { jobOperations } from './jobs/jobs.js';
 import { keyOperations } from './keys/index.js';
 import { migrationOperations } from './migrations/index.js';
 import type { Operation } from './operation.js';
@@ -26,6 +28,8 @@ export const catalogue = [
   ...serverOperations,
   ...migrationOperations,
   ...auditOperations,
+  ...jobOperations,
+  ...exportOperations,
   ...doctorOperations,
 ] as const;
 

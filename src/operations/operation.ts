@@ -28,12 +28,21 @@ export interface HttpRoute {
   readonly scope: 'admin' | 'tenant';
   readonly params?: Readonly<Record<string, string>>;
   readonly query?: readonly string[];
-  /** Default 200; 201 for a creation, 204 sends no body. */
-  readonly status?: 200 | 201 | 204;
+  /** Default 200; 201 for a creation, 202 for a job started, 204 sends no body. */
+  readonly status?: 200 | 201 | 202 | 204;
   /** A creation's `Location` header, from its output. */
   readonly location?: (output: never) => string;
   /** A summary when the route differs from the operation's own. */
   readonly summary?: string;
+  /**
+   * Answers with a file instead of JSON: the output names it (a job's backup or export). The
+   * library and the CLI get the output itself.
+   */
+  readonly download?: (output: never) => {
+    readonly file: string;
+    readonly name: string;
+    readonly type: string;
+  };
   /** What is answered: the output by default, or a part of it (`/api/v1/keys` lists keys as `items`). */
   readonly respond?: { readonly schema: TSchema; readonly from: (output: never) => unknown };
 }
