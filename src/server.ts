@@ -7,6 +7,8 @@ import { startControlSocket } from './control/control-server.js';
 import type { Engine } from './engine/engine.js';
 import { ConfigError } from './errors.js';
 import { buildApp } from './http/app.js';
+import { backupKey } from './lifecycle/archive/archive-encryption.js';
+import { scheduledBackups } from './lifecycle/scheduled-backups.js';
 import type { StaticSyncReport } from './lifecycle/static-tenant-sync.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
 import { type ConfigReloadReport, engineOf, Tenantry } from './tenantry.js';
@@ -89,7 +91,20 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     if (engine.db.driver === 'pglite') control = await startControlSocket(engine, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
     // Cluster-wide jobs: whichever server process is due runs them, once.
-    const scheduler = new Scheduler(engine.db.owner, [auditPruning(config.logRetentionDays)], {
+    const scheduled = [auditPruning(config.logRetentionDays)];
+    if (config.backups.scheduleMs !== undefined) {
+      const key = backupKey(undefined);
+      scheduled.push(
+        scheduledBackups(
+          engine.archives,
+          engine.jobs,
+          { directory: config.backups.directory, keep: config.backups.keep, ...(key ? { key } : {}) },
+          config.backups.scheduleMs,
+          (error) => app.log.error({ err: error }, 'scheduled backups could not start'),
+        ),
+      );
+    }
+    const scheduler = new Scheduler(engine.db.owner, scheduled, {
       onRun: (run) => app.log.info({ job: run.job, ...run.result }, 'scheduled job ran'),
       onError: (error) =>
         app.log.warn({ err: error }, 'scheduled job failed; it runs again at the next check'),

@@ -7,6 +7,11 @@ export interface ScheduledJob {
   readonly everyMs: number;
   /** Runs inside the job's transaction; what it writes commits with the record of the run. */
   run(tx: Queryable): Promise<Record<string, unknown>>;
+  /**
+   * Runs after that transaction committed, in this process only: long work (it must not hold the
+   * transaction, nor, on PGlite, the one session) is started from here, as a background job.
+   */
+  afterCommit?(result: Record<string, unknown>): void;
 }
 
 export interface JobRun {
@@ -75,7 +80,10 @@ export class Scheduler {
         );
         return { job: job.name, ran: true, result };
       });
-      if (run.ran) this.#options.onRun?.(run);
+      if (run.ran) {
+        if (run.result) job.afterCommit?.(run.result);
+        this.#options.onRun?.(run);
+      }
       runs.push(run);
     }
     return runs;

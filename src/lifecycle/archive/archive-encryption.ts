@@ -174,3 +174,12 @@ export class ArchiveDecryptor extends Transform {
 export function archiveError(what: string): TenantryError {
   return new TenantryError('validation_failed', `the archive is refused: ${what}`, { field: 'archive' });
 }
+
+/** The key given, else `TENANTRY_BACKUP_KEY` of the environment, else none (an unencrypted archive). */
+export function backupKey(
+  given: string | undefined,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Buffer | undefined {
+  const text = given ?? env[BACKUP_KEY_VARIABLE];
+  return text === undefined || text === '' ? undefined : parseBackupKey(text);
+}

@@ -41,10 +41,16 @@ export class JobRunner {
     input: object,
     work: (context: JobContext) => Promise<JobOutcome>,
   ): Promise<Job> {
-    const job = await this.#store.create(kind, tenantId, actor, input);
-    const running = this.#run(job, work).finally(() => this.#running.delete(running));
+    // Tracked from the first moment: `idle` must wait for a job still being recorded too.
+    const created = this.#store.create(kind, tenantId, actor, input);
+    const running: Promise<void> = created
+      .then(
+        (job) => this.#run(job, work),
+        () => undefined,
+      )
+      .finally(() => this.#running.delete(running));
     this.#running.add(running);
-    return job;
+    return created;
   }
 
   async #run(job: Job, work: (context: JobContext) => Promise<JobOutcome>): Promise<void> {

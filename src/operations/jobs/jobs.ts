@@ -2,12 +2,13 @@ import { mkdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import Type from 'typebox';
 import { TenantryError } from '../../errors.js';
+import { backupKey } from '../../lifecycle/archive/archive-encryption.js';
 import type { Job } from '../../lifecycle/jobs/job-store.js';
 import { backupTenantToFile } from '../../lifecycle/tenant-backup.js';
 import { actorLabel } from '../../runtime/actor.js';
 import { defineOperation } from '../operation.js';
 import { BY_TENANT, TenantRef } from '../refs.js';
-import { backupKey, backupReportView } from '../tenants/backup-tenant.js';
+import { backupReportView } from '../tenants/backup-tenant.js';
 import { adminDownloadPath, DownloadSchema, JobViewSchema, jobView } from './job-view.js';
 
 const JobId = Type.String({ format: 'uuid', description: 'The job’s id' });

@@ -4,7 +4,7 @@ import { isAbsolute } from 'node:path';
 import Type, { type Static } from 'typebox';
 import { IssuedKeySchema, issuedKeyView } from '../../auth/api-key-view.js';
 import { TenantryError } from '../../errors.js';
-import { parseBackupKey } from '../../lifecycle/archive/archive-encryption.js';
+import { backupKey } from '../../lifecycle/archive/archive-encryption.js';
 import { type BackupReport, backupTenantToFile } from '../../lifecycle/tenant-backup.js';
 import { type RestoreReport, restoreTenant } from '../../lifecycle/tenant-restore.js';
 import { TenantViewSchema, tenantView } from '../../tenants/tenant-view.js';
@@ -80,12 +80,6 @@ export function restoreReportView(report: RestoreReport): RestoreReportView {
     skippedHosts: [...report.skippedHosts],
     notRestored: { ...report.notRestored },
   };
-}
-
-/** The key given, else the environment's, else none (an unencrypted archive). */
-export function backupKey(given: string | undefined): Buffer | undefined {
-  const text = given ?? process.env.TENANTRY_BACKUP_KEY;
-  return text === undefined || text === '' ? undefined : parseBackupKey(text);
 }
 
 function absolute(file: string): string {
