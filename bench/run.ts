@@ -29,6 +29,9 @@
  *                                      # --hotpath-tenant-pool=10: connections per tenant database)
  *   npm run bench -- provisioning      # creating a row, schema and database tenant; the key hash alone
  *                                      # (--provisioning-samples=30)
+ *   npm run bench -- backup            # one tenant's backup and restore vs pg_dump -Fc / pg_restore at 1M
+ *                                      # rows, with peak RSS; a row tenant's backup among 1,000 row tenants
+ *                                      # (--backup-rows=1000000 --backup-row-tenant-rows=100000 --backup-tenants=1000)
  *   npm run bench -- fleet             # fleet operations: migrate 1,000 schema tenants, no-op migrate,
  *                                      # provisioning per level, 200 database tenants in use (~7 min)
  *
@@ -50,6 +53,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchAllocation } from './allocation.js';
 import { benchApiKeyVerify } from './api-key-verify.js';
+import { runBackup } from './backup.js';
 import { benchCallgrind, callgrindServers } from './callgrind.js';
 import { runEntities } from './entities.js';
 import { abortFleet, runFleet } from './fleet.js';
@@ -78,6 +82,7 @@ const EXTRA = [
   'allocation',
   'spread-cost',
   'provisioning',
+  'backup',
 ] as const;
 type Benchmark = (typeof BENCHMARKS)[number] | (typeof EXTRA)[number];
 
@@ -113,6 +118,9 @@ const { values, positionals } = parseArgs({
     'spread-rate': { type: 'string', default: '800' },
     'spread-total': { type: 'string', default: '10000' },
     'provisioning-samples': { type: 'string', default: '30' },
+    'backup-rows': { type: 'string', default: '1000000' },
+    'backup-row-tenant-rows': { type: 'string', default: '100000' },
+    'backup-tenants': { type: 'string', default: '1000' },
     'hotpath-rate': { type: 'string', default: '0' },
     'hotpath-tsx': { type: 'boolean', default: false },
     'hotpath-tenant-pool': { type: 'string', default: '10' },
@@ -245,6 +253,18 @@ async function main(): Promise<void> {
           tenantDatabasePool: positiveInteger('hotpath-tenant-pool', values['hotpath-tenant-pool']),
           log,
         }),
+      );
+    } else if (benchmark === 'backup') {
+      sections.push(
+        await runBackup(
+          {
+            rows: positiveInteger('backup-rows', values['backup-rows']),
+            rowTenantRows: positiveInteger('backup-row-tenant-rows', values['backup-row-tenant-rows']),
+            tenants: positiveInteger('backup-tenants', values['backup-tenants']),
+            rounds: positiveInteger('rounds', values.rounds),
+          },
+          log,
+        ),
       );
     } else if (benchmark === 'provisioning') {
       sections.push(

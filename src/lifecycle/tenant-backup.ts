@@ -38,6 +38,8 @@ export interface BackupOptions {
   readonly includeAudit?: boolean;
   /** The 32-byte backup key: the archive is encrypted with it when given. */
   readonly key?: Buffer;
+  /** gzip level, 1 to 9 (default 3). */
+  readonly compressionLevel?: number;
   readonly onProgress?: (progress: BackupProgress) => void;
 }
 
@@ -134,7 +136,10 @@ export async function backupTenant(
       sections: [...dataSections, ...controlSections],
       includesAudit: options.includeAudit === true,
     },
-    options.key ? { key: options.key } : {},
+    {
+      ...(options.key ? { key: options.key } : {}),
+      ...(options.compressionLevel === undefined ? {} : { compressionLevel: options.compressionLevel }),
+    },
   );
   const summaries: (SectionSummary & { section: string })[] = [];
   let done = 0;
@@ -146,7 +151,7 @@ export async function backupTenant(
     tenant,
     async (tx) => {
       await tx.query(CANONICAL_SETTINGS);
-      total = await plannedRows(tx, schema, entities, tenant.id);
+      total = await plannedRows(tx, tenant, schema, entities);
       for (const section of dataSections) {
         const key = `data/${section.name}`;
         const summary = await writer.writeSection(
@@ -268,19 +273,30 @@ async function* counted(
   report(rows);
 }
 
-/** Rows the backup will write: counted for row tenants, the planner's estimate otherwise. */
+/**
+ * Rows the backup will write, for progress: counted for a row tenant (its rows share the tables),
+ * the planner's estimate for a table of its own (a count would read the whole table once more).
+ */
 async function plannedRows(
   tx: Queryable,
+  tenant: Tenant,
   schema: string,
   entities: readonly Entity[],
-  tenantId: string,
 ): Promise<number> {
   if (entities.length === 0) return 0;
+  if (tenant.isolation !== 'row') {
+    const { rows } = await tx.query<{ rows: string }>(
+      `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint::text AS rows FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2::text[])`,
+      [schema, entities.map((entity) => entity.name)],
+    );
+    return Number(rows[0]?.rows ?? 0);
+  }
   const { rows } = await tx.query<{ rows: string }>(
     `SELECT (${entities
       .map((entity) => `(SELECT count(*) FROM ${qualified(schema, entity.name)} WHERE tenant_id = $1)`)
       .join(' + ')})::text AS rows`,
-    [tenantId],
+    [tenant.id],
   );
   return Number(rows[0]?.rows ?? 0);
 }

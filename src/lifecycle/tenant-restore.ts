@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { type IssuedApiKey, insertApiKey, prepareApiKey } from '../auth/api-key-store.js';
 import type { Session, Transaction } from '../db/database.js';
-import { quoteIdent } from '../db/identifiers.js';
+import { qualified, quoteIdent } from '../db/identifiers.js';
+import { addConstraintSql, createIndexSql, tableModel } from '../entities/entity-ddl.js';
 import { storageVersion } from '../entities/entity-ledger.js';
 import { type EntityVersion, loadVersions } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
@@ -238,34 +239,12 @@ async function loadData(
   options: RestoreOptions,
 ): Promise<{ rows: number; records: ControlRecords }> {
   await tx.query(CANONICAL_SETTINGS);
-  const archived = new Map(archive.entities.map((entity) => [entity.name, entity]));
-  const staged = new Map<string, string>();
-  let rows = 0;
   let event = await cursor.advance();
-  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
-    const stage = `tenantry_restore_${staged.size}`;
-    await tx.query(stagingTableSql(stage, archived.get(section.name)!));
-    await tx.query(`GRANT SELECT ON pg_temp.${quoteIdent(stage)} TO ${quoteIdent(deps.data.runtimeRole)}`);
-    const copied = await tx.copyIn(
-      copyIntoStagingSql(stage, section),
-      progressOf(cursor.chunks(), rows, options),
-    );
-    rows += copied;
-    staged.set(section.name, stage);
-    // The cursor is at the section's end now.
-    event = await cursor.advance();
-  }
-  // The staged rows go into the tenant's tables as the runtime role: row security checks each one.
-  await deps.data.asRuntimeRole(tx);
-  const schema = placementOf(tenant).schema;
-  const fills = fillOrder(target.entities).map(({ entity, late }) => {
-    const stage = staged.get(entity.name);
-    return stage
-      ? fillStatements(schema, tenant.id, entity, late, archived.get(entity.name), stage)
-      : undefined;
-  });
-  for (const fill of fills) if (fill) await tx.query(fill.insert);
-  for (const fill of fills) if (fill?.update) await tx.query(fill.update);
+  const direct = tenant.isolation !== 'row' && archive.version === target.version;
+  const loaded = direct
+    ? await copyIntoOwnTables(tx, tenant, target, cursor, options)
+    : await copyThroughStaging(tx, deps, tenant, archive, target, cursor, options);
+  event = cursor.current;
   const records = emptyControlRecords();
   for (let section = sectionOf(event); section; section = sectionOf(event)) {
     const name = section.name;
@@ -279,7 +258,114 @@ async function loadData(
     event = await cursor.advance();
   }
   if (event?.kind !== 'end') throw new Error('the archive ended without its manifest');
-  return { rows, records };
+  return { rows: loaded, records };
+}
+
+/**
+ * Rows into staging tables, then into the tenant's tables as the runtime role: row security checks
+ * every row (the tables may hold other tenants' rows), and an older entity version is converted.
+ * Returns the rows copied; the cursor is left on the first event after the data sections.
+ */
+async function copyThroughStaging(
+  tx: Transaction,
+  deps: BackupDeps,
+  tenant: Tenant,
+  archive: EntityVersion,
+  target: EntityVersion,
+  cursor: EventCursor,
+  options: RestoreOptions,
+): Promise<number> {
+  const archived = new Map(archive.entities.map((entity) => [entity.name, entity]));
+  const staged = new Map<string, string>();
+  let rows = 0;
+  let event = cursor.current;
+  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
+    const stage = `tenantry_restore_${staged.size}`;
+    await tx.query(stagingTableSql(stage, archived.get(section.name)!));
+    await tx.query(`GRANT SELECT ON pg_temp.${quoteIdent(stage)} TO ${quoteIdent(deps.data.runtimeRole)}`);
+    rows += await tx.copyIn(copyIntoStagingSql(stage, section), progressOf(cursor.chunks(), rows, options));
+    staged.set(section.name, stage);
+    // The cursor is at the section's end now.
+    event = await cursor.advance();
+  }
+  await deps.data.asRuntimeRole(tx);
+  const schema = placementOf(tenant).schema;
+  const fills = fillOrder(target.entities).map(({ entity, late }) => {
+    const stage = staged.get(entity.name);
+    return stage
+      ? fillStatements(schema, tenant.id, entity, late, archived.get(entity.name), stage)
+      : undefined;
+  });
+  for (const fill of fills) if (fill) await tx.query(fill.insert);
+  for (const fill of fills) if (fill?.update) await tx.query(fill.update);
+  return rows;
+}
+
+/**
+ * A schema or database tenant at the archive's own version: its tables are its alone and empty,
+ * so rows are copied straight into them, as pg_restore does. The owner copies (COPY FROM under row
+ * security is refused), each line given the new tenant's id; foreign keys and secondary indexes
+ * are dropped first and made again after, checking every reference once. All in the one
+ * transaction: a failure leaves the tables as they were.
+ */
+async function copyIntoOwnTables(
+  tx: Transaction,
+  tenant: Tenant,
+  target: EntityVersion,
+  cursor: EventCursor,
+  options: RestoreOptions,
+): Promise<number> {
+  const schema = placementOf(tenant).schema;
+  const models = target.entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
+  for (const model of models) {
+    const table = qualified(schema, model.entity.name);
+    for (const fk of model.foreignKeys)
+      await tx.query(`ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
+    for (const index of model.indexes) await tx.query(`DROP INDEX ${qualified(schema, index.name)}`);
+  }
+  let rows = 0;
+  let event = cursor.current;
+  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
+    const table = qualified(schema, section.name);
+    const columns = ['tenant_id', ...section.columns].map(quoteIdent).join(', ');
+    rows += await tx.copyIn(
+      `COPY ${table} (${columns}) FROM STDIN`,
+      withTenantColumn(progressOf(cursor.chunks(), rows, options), tenant.id),
+    );
+    event = await cursor.advance();
+  }
+  for (const model of models) {
+    const table = qualified(schema, model.entity.name);
+    for (const index of model.indexes) await tx.query(createIndexSql(table, index));
+  }
+  for (const model of models) {
+    const table = qualified(schema, model.entity.name);
+    for (const fk of model.foreignKeys) await tx.query(addConstraintSql(table, fk, schema));
+  }
+  return rows;
+}
+
+/** COPY text with `<tenant id>\t` put before every line. */
+async function* withTenantColumn(chunks: AsyncIterable<Buffer>, tenantId: string): AsyncIterable<Buffer> {
+  const prefix = Buffer.from(`${tenantId}\t`);
+  let atLineStart = true;
+  for await (const chunk of chunks) {
+    const parts: Buffer[] = [];
+    let from = 0;
+    while (from < chunk.length) {
+      if (atLineStart) parts.push(prefix);
+      const end = chunk.indexOf(0x0a, from);
+      if (end === -1) {
+        parts.push(chunk.subarray(from));
+        atLineStart = false;
+        break;
+      }
+      parts.push(chunk.subarray(from, end + 1));
+      atLineStart = true;
+      from = end + 1;
+    }
+    yield Buffer.concat(parts);
+  }
 }
 
 function sectionOf(event: ArchiveEvent | undefined): Section | undefined {

