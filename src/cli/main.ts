@@ -6,6 +6,7 @@ import { SchemaDriftError } from '../entities/entity-schema.js';
 import { ConfigError, isTenantryError } from '../errors.js';
 import { TENANTRY_VERSION } from '../version.js';
 import { type CliContext, ExitCode } from './cli-context.js';
+import { adoptCommand } from './commands/adopt-command.js';
 import { backupCommands } from './commands/backup-commands.js';
 import { clientCommands } from './commands/client-commands.js';
 import { doctorCommand } from './commands/doctor-command.js';
@@ -76,6 +77,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   identityCommands(program, cli);
   clientCommands(program, cli);
   jobCommands(program, cli);
+  adoptCommand(program, cli);
   doctorCommand(program, cli);
 
   try {

@@ -10,7 +10,7 @@ import { TenantBusyError } from '../isolation/tenant-locks.js';
 import { placementOf } from '../isolation/tenant-placement.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
-import type { IsolationLevel, Tenant } from '../tenants/tenant.js';
+import { type IsolationLevel, isBeingBuilt, type Tenant } from '../tenants/tenant.js';
 import { translateConstraintError } from '../tenants/tenant-rules.js';
 import type { ArchiveHeader, Section } from './archive/archive-format.js';
 import { type ArchiveEvent, readArchive } from './archive/archive-reader.js';
@@ -32,7 +32,7 @@ import {
   fillStatements,
   stagingTableSql,
 } from './restore-plan.js';
-import { type BackupDeps, CANONICAL_SETTINGS } from './tenant-backup.js';
+import { type BackupDeps, CANONICAL_SETTINGS, tenantVersion } from './tenant-backup.js';
 import { checkNewTenant, reserve } from './tenant-creation.js';
 
 export interface RestoreOptions {
@@ -44,13 +44,20 @@ export interface RestoreOptions {
   readonly key?: Buffer;
   /** Restore without the users whose emails other accounts hold (refused otherwise). */
   readonly skipConflictingUsers?: boolean;
+  /**
+   * Restore over an existing tenant (`as`, else the archive's own tenant): its rows become the
+   * archive's, in one transaction; its users, keys and hosts stay as they are.
+   */
+  readonly replace?: boolean;
   /** Rows copied so far, after each piece of the archive. */
   readonly onProgress?: (progress: { readonly rows: number }) => void;
 }
 
 export interface RestoreReport {
   readonly tenant: Tenant;
-  readonly apiKey: IssuedApiKey;
+  /** A new tenant's key, shown once; none when a tenant's rows were replaced. */
+  readonly apiKey?: IssuedApiKey;
+  readonly replaced: boolean;
   readonly rows: number;
   readonly entityVersion: { readonly archive: number; readonly restored: number };
   readonly users: number;
@@ -103,11 +110,31 @@ export async function restoreTenant(
   context: ActionContext,
   options: RestoreOptions = {},
 ): Promise<RestoreReport> {
-  const cursor = new EventCursor(readArchive(input, options.key ? { key: options.key } : {}));
+  return restoreFromEvents(
+    deps,
+    readArchive(input, options.key ? { key: options.key } : {}),
+    context,
+    options,
+  );
+}
+
+/**
+ * `restoreTenant` from archive events made some other way (adopting a database streams its
+ * tables as an archive's sections): the same checks, the same unroutable tenant until the end.
+ */
+export async function restoreFromEvents(
+  deps: BackupDeps,
+  events: AsyncIterator<ArchiveEvent>,
+  context: ActionContext,
+  options: RestoreOptions & { readonly auditAction?: string } = {},
+): Promise<RestoreReport> {
+  const cursor = new EventCursor(events);
   try {
     const first = await cursor.advance();
     if (first?.kind !== 'header') throw new Error('an archive starts with its header');
-    return await restoreFrom(deps, first.header, cursor, context, options);
+    return options.replace
+      ? await restoreOver(deps, first.header, cursor, context, options)
+      : await restoreFrom(deps, first.header, cursor, context, options);
   } finally {
     await cursor.close();
   }
@@ -142,7 +169,11 @@ async function restoreFrom(
   await removeUnfinishedRestore(deps, checked.slug, context);
   const prepared = prepareApiKey(deps.keyIterations());
   prepared.catch(() => undefined);
-  const audit = { action: 'tenant.restore', target: checked.slug, tenantId: checked.id };
+  const audit = {
+    action: (options as { auditAction?: string }).auditAction ?? 'tenant.restore',
+    target: checked.slug,
+    tenantId: checked.id,
+  };
   return deps.locks.with(checked.id, async (session) => {
     const server = await session
       .transaction((tx) => reserve(deps, tx, checked, 'restoring'))
@@ -187,6 +218,7 @@ async function restoreFrom(
           return {
             tenant: await deps.store.load(tx, tenant.id),
             apiKey: issued,
+            replaced: false,
             rows: loaded.rows,
             entityVersion: { archive: archive.version, restored: target.version },
             users,
@@ -274,6 +306,7 @@ async function copyThroughStaging(
   target: EntityVersion,
   cursor: EventCursor,
   options: RestoreOptions,
+  clearFirst = false,
 ): Promise<number> {
   const archived = new Map(archive.entities.map((entity) => [entity.name, entity]));
   const staged = new Map<string, string>();
@@ -290,6 +323,7 @@ async function copyThroughStaging(
   }
   await deps.data.asRuntimeRole(tx);
   const schema = placementOf(tenant).schema;
+  if (clearFirst) await clearTenantRows(tx, schema, tenant.id, target);
   const fills = fillOrder(target.entities).map(({ entity, late }) => {
     const stage = staged.get(entity.name);
     return stage
@@ -343,6 +377,122 @@ async function copyIntoOwnTables(
     for (const fk of model.foreignKeys) await tx.query(addConstraintSql(table, fk, schema));
   }
   return rows;
+}
+
+/**
+ * Deletes the tenant's rows from its tables, as the runtime role (row security keeps the delete to
+ * the tenant). References that would refuse it (`restrict`) are emptied first where they may be;
+ * tables go referencing-first.
+ */
+async function clearTenantRows(
+  tx: Transaction,
+  schema: string,
+  tenantId: string,
+  target: EntityVersion,
+): Promise<void> {
+  const order = fillOrder(target.entities);
+  const where = `tenant_id = '${tenantId}'::uuid`;
+  for (const { entity } of order) {
+    const restricting = entity.fields.filter(
+      (field) => field.ref && !field.required && (field.ref.onDelete ?? 'restrict') === 'restrict',
+    );
+    if (restricting.length === 0) continue;
+    await tx.query(
+      `UPDATE ${qualified(schema, entity.name)} SET ${restricting.map((field) => `${quoteIdent(field.name)} = NULL`).join(', ')} WHERE ${where}`,
+    );
+  }
+  for (const { entity } of [...order].reverse()) {
+    await tx.query(`DELETE FROM ${qualified(schema, entity.name)} WHERE ${where}`);
+  }
+}
+
+/**
+ * Restores an archive over an existing tenant: the rows are staged beside its tables while it goes
+ * on serving, then in the same transaction its rows are deleted and the archive's inserted (an
+ * older entity version converted), committed only once every checksum matched. A failure, or a
+ * kill, leaves the tenant's rows as they were. Its users, keys and hosts are left as they are.
+ */
+async function restoreOver(
+  deps: BackupDeps,
+  header: ArchiveHeader,
+  cursor: EventCursor,
+  context: ActionContext,
+  options: RestoreOptions,
+): Promise<RestoreReport> {
+  if (options.isolation !== undefined || options.server !== undefined) {
+    throw new TenantryError(
+      'validation_failed',
+      'a replace keeps the tenant where it is: isolation and server apply to a new tenant only',
+      { field: options.isolation !== undefined ? 'isolation' : 'server' },
+    );
+  }
+  const ledger = await loadVersions(deps.db.owner);
+  const archive = archiveEntities(header, ledger);
+  checkDataSections(header, archive);
+  const source = header.tenant as { id?: unknown; slug?: unknown };
+  const named = options.as ?? (typeof source.id === 'string' ? source.id : '');
+  const tenant =
+    (await deps.store.find(named)) ??
+    (options.as === undefined && typeof source.slug === 'string'
+      ? await deps.store.find(source.slug)
+      : undefined);
+  if (!tenant) {
+    throw new TenantryError(
+      'tenant_not_found',
+      `no tenant "${named}" to replace: restore it as a new tenant`,
+    );
+  }
+  if (isBeingBuilt(tenant.status)) {
+    throw new TenantryError('conflict', `the tenant is still being built (${tenant.status})`);
+  }
+  const target = await tenantVersion(deps, tenant);
+  assertNotNewer(archive, target);
+  const audit = { action: 'tenant.restore.replace', target: tenant.slug, tenantId: tenant.id };
+  return deps.locks.with(tenant.id, async (session) => {
+    try {
+      const rows = await deps.data.bulkTransaction(
+        tenant,
+        async (tx) => {
+          await tx.query(CANONICAL_SETTINGS);
+          await cursor.advance();
+          const copied = await copyThroughStaging(tx, deps, tenant, archive, target, cursor, options, true);
+          // The control sections are read to the manifest: nothing commits before it matched.
+          let event = cursor.current;
+          while (event && event.kind !== 'end') event = await cursor.advance();
+          if (event?.kind !== 'end') throw new Error('the archive ended without its manifest');
+          return copied;
+        },
+        { owner: true },
+      );
+      return await lifecycleChange(
+        deps,
+        context,
+        { ...audit, details: { rows, entityVersion: archive.version } },
+        async (tx, record) => {
+          record.announce({ kind: 'tenant', tenantId: tenant.id });
+          return {
+            tenant: await deps.store.load(tx, tenant.id),
+            replaced: true,
+            rows,
+            entityVersion: { archive: archive.version, restored: target.version },
+            users: 0,
+            skippedUsers: [],
+            hosts: [],
+            skippedHosts: [],
+            notRestored: {},
+          };
+        },
+        session,
+      );
+    } catch (error) {
+      await recordAudit(session, context, {
+        ...audit,
+        outcome: 'failure',
+        details: { code: error instanceof TenantryError ? error.code : 'failed' },
+      }).catch(() => undefined);
+      throw error;
+    }
+  });
 }
 
 /** COPY text with `<tenant id>\t` put before every line. */

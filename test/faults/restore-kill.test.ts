@@ -22,6 +22,8 @@ entities:
       parent: { type: ref, to: notes, onDelete: set-null }
 `;
 const ROWS = 300_000;
+/** A restore's COPY of rows, into staging tables or straight into a new tenant's tables. */
+const COPYING = "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY %' AND query LIKE '% FROM STDIN'";
 
 /**
  * kill -9 of a backup or a restore, at the points where it could leave something half done:
@@ -98,9 +100,7 @@ describe.runIf(DRIVERS.includes('postgres'))('kill -9 during backup and restore'
     ]);
     await eventually(
       'the restore copying rows',
-      async () =>
-        ((await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY pg_temp.%'")).rowCount ??
-          0) > 0,
+      async () => ((await client.query(COPYING)).rowCount ?? 0) > 0,
       60_000,
     );
     await killed(child);
@@ -137,9 +137,7 @@ describe.runIf(DRIVERS.includes('postgres'))('kill -9 during backup and restore'
     const child = spawnTenantry(['tenants', 'restore', archive, '--as', 'big-repair', '--isolation', 'row']);
     await eventually(
       'the restore copying rows',
-      async () =>
-        ((await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY pg_temp.%'")).rowCount ??
-          0) > 0,
+      async () => ((await client.query(COPYING)).rowCount ?? 0) > 0,
       60_000,
     );
     await killed(child);
@@ -153,6 +151,31 @@ describe.runIf(DRIVERS.includes('postgres'))('kill -9 during backup and restore'
       left!.id,
     ]);
     expect(rows.rows[0].n).toBe(0);
+  }, 180_000);
+
+  it('a replace killed while it copies leaves the tenant’s rows as they were', async () => {
+    const bigId = (await statusOf('big'))!.id;
+    const count = async () =>
+      (await client.query('SELECT count(*)::int AS n FROM app.notes WHERE tenant_id = $1', [bigId])).rows[0]
+        .n;
+    await client.query(
+      'DELETE FROM app.notes WHERE tenant_id = $1 AND id IN (SELECT id FROM app.notes WHERE tenant_id = $1 LIMIT 10)',
+      [bigId],
+    );
+    expect(await count()).toBe(ROWS - 10);
+    const child = spawnTenantry(['tenants', 'restore', archive, '--replace']);
+    await eventually(
+      'the replace copying rows',
+      async () => ((await client.query(COPYING)).rowCount ?? 0) > 0,
+      60_000,
+    );
+    await killed(child);
+    expect(await count()).toBe(ROWS - 10);
+    expect((await statusOf('big'))?.status).toBe('active');
+    const rerun = await runCli(['tenants', 'restore', archive, '--replace', '--json'], env);
+    expect(rerun.stderr).toBe('');
+    expect(JSON.parse(rerun.stdout)).toMatchObject({ replaced: true, rows: ROWS });
+    expect(await count()).toBe(ROWS);
   }, 180_000);
 
   it('a backup killed midway leaves no file under its name', async () => {

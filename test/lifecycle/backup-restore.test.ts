@@ -155,7 +155,7 @@ describe.each(DRIVERS)('backup and restore (%s)', (driver) => {
         // The new key reaches the restored rows, and only them.
         const list = await env.inject({
           url: '/api/v1/people?sort=name',
-          headers: { 'x-api-key': restored.apiKey.key },
+          headers: { 'x-api-key': restored.apiKey!.key },
         });
         expect(list.statusCode).toBe(200);
         expect((list.json() as { items: { name: string }[] }).items.map((item) => item.name)).toEqual([
@@ -168,6 +168,76 @@ describe.each(DRIVERS)('backup and restore (%s)', (driver) => {
     },
     120_000,
   );
+
+  it.each(levels)(
+    'replaces a %s tenant’s rows with the archive’s in one step, keeping its users and keys',
+    async (level) => {
+      const tenant = await seed(env, `replace-${level}`, level);
+      const bystander = await seed(env, `replace-by-${level}`, level);
+      const before = await backup(tenant.slug, `replace-${level}-a.tar.gz`);
+      const bystanderBefore = await backup(bystander.slug, `replace-by-${level}-a.tar.gz`);
+      // The customer's mistake: rows deleted, changed and added after the backup.
+      const people = await env.inject({ url: '/api/v1/people', headers: { 'x-api-key': tenant.key } });
+      const [first] = (people.json() as { items: { id: string }[] }).items;
+      await env.inject({
+        method: 'DELETE',
+        url: `/api/v1/people/${first!.id}`,
+        headers: { 'x-api-key': tenant.key },
+      });
+      await api(env, tenant.key, 'POST', '/api/v1/projects', { name: 'made after the backup' });
+      await api(env, tenant.key, 'POST', '/api/v1/users', {
+        email: `later@${tenant.slug}.test`,
+        password: 'a long password 2',
+      });
+      const changed = await backup(tenant.slug, `replace-${level}-b.tar.gz`);
+      expect(dataChecksums(changed)).not.toEqual(dataChecksums(before));
+
+      // A damaged archive changes nothing.
+      const bytes = await readFile(join(dir, `replace-${level}-a.tar.gz`));
+      await writeFile(join(dir, `replace-${level}-cut.tar.gz`), bytes.subarray(0, bytes.length - 100));
+      await expect(restore(`replace-${level}-cut.tar.gz`, { replace: true })).rejects.toMatchObject({
+        field: 'archive',
+      });
+      expect(dataChecksums(await backup(tenant.slug, `replace-${level}-c.tar.gz`))).toEqual(
+        dataChecksums(changed),
+      );
+
+      const replaced = await restore(`replace-${level}-a.tar.gz`, { replace: true });
+      expect(replaced).toMatchObject({
+        replaced: true,
+        rows: 7,
+        tenant: { id: tenant.id, status: 'active' },
+      });
+      expect(replaced.apiKey).toBeUndefined();
+      expect(dataChecksums(await backup(tenant.slug, `replace-${level}-d.tar.gz`))).toEqual(
+        dataChecksums(before),
+      );
+      // Its key, and the user made after the backup, are still there.
+      const list = await env.inject({ url: '/api/v1/users', headers: { 'x-api-key': tenant.key } });
+      expect(list.statusCode).toBe(200);
+      expect(list.body).toContain(`later@${tenant.slug}.test`);
+      expect(dataChecksums(await backup(bystander.slug, `replace-by-${level}-b.tar.gz`))).toEqual(
+        dataChecksums(bystanderBefore),
+      );
+    },
+    120_000,
+  );
+
+  it('refuses to replace with a new isolation level, or a tenant that does not exist', async () => {
+    const tenant = await seed(env, 'replace-refused', 'row');
+    await backup(tenant.slug, 'replace-refused.tar.gz');
+    await expect(
+      restore('replace-refused.tar.gz', { replace: true, isolation: 'schema' }),
+    ).rejects.toMatchObject({
+      code: 'validation_failed',
+      field: 'isolation',
+    });
+    await expect(
+      restore('replace-refused.tar.gz', { replace: true, as: 'nobody-here' }),
+    ).rejects.toMatchObject({
+      code: 'tenant_not_found',
+    });
+  });
 
   it('restores users, roles and groups under new ids, and refuses taken emails unless told', async () => {
     const tenant = await seed(env, 'people-src', 'row');

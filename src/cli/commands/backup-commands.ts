@@ -79,6 +79,7 @@ interface RestoreOptions extends GlobalOptions {
   isolation?: 'row' | 'schema' | 'database';
   server?: string;
   skipConflictingUsers?: boolean;
+  replace?: boolean;
 }
 
 function restoreCommand(tenants: Command, cli: CliContext): void {
@@ -86,7 +87,7 @@ function restoreCommand(tenants: Command, cli: CliContext): void {
   command(
     tenants,
     'restore',
-    'restore an archive into a new tenant, at any isolation level; prints its new API key (shown once)',
+    'restore an archive into a new tenant at any isolation level, printing its new API key (shown once), or over an existing one (--replace)',
   )
     .argument('<file>', 'the archive')
     .option('--as <slug>', "the new tenant's slug (default: the archive's, when it is free)")
@@ -101,6 +102,10 @@ function restoreCommand(tenants: Command, cli: CliContext): void {
     .option(
       '--skip-conflicting-users',
       'leave out users whose emails other accounts hold (refused otherwise)',
+    )
+    .option(
+      '--replace',
+      "replace the rows of an existing tenant (--as, else the archive's own) in one step; its users, keys and hosts stay",
     )
     .action(async (file: string, options: RestoreOptions) => {
       const key = keyFromEnv(cli);
@@ -118,6 +123,7 @@ function restoreCommand(tenants: Command, cli: CliContext): void {
               ...(options.isolation === undefined ? {} : { isolation: options.isolation }),
               ...(options.server === undefined ? {} : { server: options.server }),
               ...(options.skipConflictingUsers ? { skipConflictingUsers: true } : {}),
+              ...(options.replace ? { replace: true } : {}),
               ...(key ? { key } : {}),
             },
             { onProgress: (event) => progress.update(event) },
@@ -129,6 +135,10 @@ function restoreCommand(tenants: Command, cli: CliContext): void {
       out.line(
         `rows:      ${report.rows} (entity version ${report.entityVersion.archive} -> ${report.entityVersion.restored})`,
       );
+      if (report.replaced) {
+        out.line("replaced:  its rows are the archive's now; its users, keys and hosts are as they were");
+        return;
+      }
       out.line(
         `users:     ${report.users} restored${report.skippedUsers.length > 0 ? `, left out (email taken): ${report.skippedUsers.join(', ')}` : ''}`,
       );
@@ -137,8 +147,10 @@ function restoreCommand(tenants: Command, cli: CliContext): void {
       const notRestored = Object.entries(report.notRestored).map(([section, count]) => `${count} ${section}`);
       if (notRestored.length > 0)
         out.line(`not restored: ${notRestored.join(', ')} (a new tenant gets new credentials)`);
-      out.line(`api key:   ${report.apiKey.key}`);
-      out.error(report.apiKey.warning);
+      if (report.apiKey) {
+        out.line(`api key:   ${report.apiKey.key}`);
+        out.error(report.apiKey.warning);
+      }
     });
 }
 

@@ -55,7 +55,8 @@ export function backupReportView(report: BackupReport, file: string, bytes: numb
 
 export const RestoreReportSchema = Type.Object({
   tenant: TenantViewSchema,
-  apiKey: IssuedKeySchema,
+  apiKey: Type.Optional(IssuedKeySchema),
+  replaced: Type.Boolean({ description: 'True when an existing tenant’s rows were replaced (no new key)' }),
   rows: Type.Integer(),
   entityVersion: Type.Object({ archive: Type.Integer(), restored: Type.Integer() }),
   users: Type.Integer({ description: 'Users restored' }),
@@ -71,7 +72,8 @@ export type RestoreReportView = Static<typeof RestoreReportSchema>;
 export function restoreReportView(report: RestoreReport): RestoreReportView {
   return {
     tenant: tenantView(report.tenant),
-    apiKey: issuedKeyView(report.apiKey),
+    ...(report.apiKey ? { apiKey: issuedKeyView(report.apiKey) } : {}),
+    replaced: report.replaced,
     rows: report.rows,
     entityVersion: { ...report.entityVersion },
     users: report.users,
@@ -130,13 +132,22 @@ export const restoreTenantOperation = defineOperation({
       ),
       server: Type.Optional(Type.String({ maxLength: 40 })),
       skipConflictingUsers: Type.Optional(Type.Boolean()),
+      replace: Type.Optional(
+        Type.Boolean({
+          description:
+            'Replace the rows of an existing tenant (`as`, else the archive’s own) in one transaction; its users, keys and hosts stay',
+        }),
+      ),
       key: Type.Optional(Key),
     },
     { additionalProperties: false },
   ),
   output: RestoreReportSchema,
-  audit: ['tenant.restore'],
-  async run({ file, key, as, isolation, server, skipConflictingUsers }, { engine, context, progress }) {
+  audit: ['tenant.restore', 'tenant.restore.replace'],
+  async run(
+    { file, key, as, isolation, server, skipConflictingUsers, replace },
+    { engine, context, progress },
+  ) {
     const source = absolute(file);
     const found = await stat(source).catch(() => undefined);
     if (!found?.isFile()) {
@@ -151,6 +162,7 @@ export const restoreTenantOperation = defineOperation({
       ...(server === undefined ? {} : { server }),
       ...(encryption ? { key: encryption } : {}),
       skipConflictingUsers: skipConflictingUsers === true,
+      replace: replace === true,
     });
     return restoreReportView(report);
   },

@@ -1,3 +1,4 @@
+import { adoptTenant } from './adopt-tenant.js';
 import { backupTenant, restoreTenantOperation } from './backup-tenant.js';
 import { replaceTenant, updateTenant } from './change-tenant.js';
 import { createTenant } from './create-tenant.js';
@@ -23,6 +24,7 @@ export const tenantOperations = [
   repairTenant,
   backupTenant,
   restoreTenantOperation,
+  adoptTenant,
   tenantUsage,
   showTenantConfig,
   changeTenantConfig,
