@@ -41,6 +41,27 @@ export interface StartServerOptions {
   readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
 
+/** The server's scheduled work: audit pruning, and the backups of `backups.schedule`. */
+function clusterScheduler(engine: Engine, config: TenantryConfig, app: FastifyInstance): Scheduler {
+  const scheduled = [auditPruning(config.logRetentionDays)];
+  if (config.backups.scheduleMs !== undefined) {
+    const key = backupKey(undefined);
+    scheduled.push(
+      scheduledBackups(
+        engine.archives,
+        engine.jobs,
+        { directory: config.backups.directory, keep: config.backups.keep, ...(key ? { key } : {}) },
+        config.backups.scheduleMs,
+        (error) => app.log.error({ err: error }, 'scheduled backups could not start'),
+      ),
+    );
+  }
+  return new Scheduler(engine.db.owner, scheduled, {
+    onRun: (run) => app.log.info({ job: run.job, ...run.result }, 'scheduled job ran'),
+    onError: (error) => app.log.warn({ err: error }, 'scheduled job failed; it runs again at the next check'),
+  });
+}
+
 /**
  * Starts `tenantry serve`: migrates the control plane, opens the HTTP server and, on the
  * embedded database, the control socket the CLI uses while the server holds the data.
@@ -91,24 +112,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     if (engine.db.driver === 'pglite') control = await startControlSocket(engine, config.dataDir);
     const address = await app.listen({ port: config.server.port, host: config.server.host });
     // Cluster-wide jobs: whichever server process is due runs them, once.
-    const scheduled = [auditPruning(config.logRetentionDays)];
-    if (config.backups.scheduleMs !== undefined) {
-      const key = backupKey(undefined);
-      scheduled.push(
-        scheduledBackups(
-          engine.archives,
-          engine.jobs,
-          { directory: config.backups.directory, keep: config.backups.keep, ...(key ? { key } : {}) },
-          config.backups.scheduleMs,
-          (error) => app.log.error({ err: error }, 'scheduled backups could not start'),
-        ),
-      );
-    }
-    const scheduler = new Scheduler(engine.db.owner, scheduled, {
-      onRun: (run) => app.log.info({ job: run.job, ...run.result }, 'scheduled job ran'),
-      onError: (error) =>
-        app.log.warn({ err: error }, 'scheduled job failed; it runs again at the next check'),
-    });
+    const scheduler = clusterScheduler(engine, config, app);
     scheduler.start();
     let closing: Promise<void> | undefined;
     return {

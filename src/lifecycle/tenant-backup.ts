@@ -71,6 +71,20 @@ export function archivedColumns(entity: Entity): string[] {
     .map((column) => column.name);
 }
 
+/** The tenant as the header records it. */
+function tenantRecord(tenant: Tenant): Record<string, unknown> {
+  return {
+    id: tenant.id,
+    slug: tenant.slug,
+    name: tenant.name,
+    status: tenant.status,
+    isolation: tenant.isolation,
+    server: tenant.server,
+    plan: tenant.config.plan ?? null,
+    config: tenant.config,
+  };
+}
+
 /** The entity version a tenant's tables are at. */
 export async function tenantVersion(deps: LifecycleDeps, tenant: Tenant): Promise<EntityVersion> {
   const number =
@@ -118,16 +132,7 @@ export async function backupTenant(
     {
       tenantryVersion: deps.tenantryVersion,
       createdAt: new Date().toISOString(),
-      tenant: {
-        id: tenant.id,
-        slug: tenant.slug,
-        name: tenant.name,
-        status: tenant.status,
-        isolation: tenant.isolation,
-        server: tenant.server,
-        plan: tenant.config.plan ?? null,
-        config: tenant.config,
-      },
+      tenant: tenantRecord(tenant),
       entities: {
         version: version.version,
         digest: version.digest,

@@ -1,19 +1,17 @@
 import type { Readable } from 'node:stream';
-import { type IssuedApiKey, insertApiKey, prepareApiKey } from '../auth/api-key-store.js';
+import { insertApiKey, prepareApiKey } from '../auth/api-key-store.js';
 import type { Session, Transaction } from '../db/database.js';
-import { qualified, quoteIdent } from '../db/identifiers.js';
-import { addConstraintSql, createIndexSql, tableModel } from '../entities/entity-ddl.js';
 import { storageVersion } from '../entities/entity-ledger.js';
 import { type EntityVersion, loadVersions } from '../entities/entity-versions.js';
 import { TenantryError } from '../errors.js';
 import { TenantBusyError } from '../isolation/tenant-locks.js';
-import { placementOf } from '../isolation/tenant-placement.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
-import { type IsolationLevel, isBeingBuilt, type Tenant } from '../tenants/tenant.js';
+import type { IsolationLevel, Tenant } from '../tenants/tenant.js';
 import { translateConstraintError } from '../tenants/tenant-rules.js';
-import type { ArchiveHeader, Section } from './archive/archive-format.js';
+import type { ArchiveHeader } from './archive/archive-format.js';
 import { type ArchiveEvent, readArchive } from './archive/archive-reader.js';
+import { EventCursor, sectionOf } from './archive/event-cursor.js';
 import { type LifecycleDeps, lifecycleChange } from './lifecycle-deps.js';
 import {
   addControlRecord,
@@ -23,78 +21,14 @@ import {
   insertControlRecords,
   takenEmails,
 } from './restore-control.js';
-import {
-  archiveEntities,
-  assertNotNewer,
-  checkDataSections,
-  copyIntoStagingSql,
-  fillOrder,
-  fillStatements,
-  stagingTableSql,
-} from './restore-plan.js';
-import { type BackupDeps, CANONICAL_SETTINGS, tenantVersion } from './tenant-backup.js';
-import { checkNewTenant, reserve } from './tenant-creation.js';
+import { copyIntoOwnTables, copyThroughStaging } from './restore-load.js';
+import { archiveEntities, assertNotNewer, checkDataSections } from './restore-plan.js';
+import { restoreOver } from './restore-replace.js';
+import type { RestoreOptions, RestoreReport } from './restore-types.js';
+import { type BackupDeps, CANONICAL_SETTINGS } from './tenant-backup.js';
+import { type CheckedTenant, checkNewTenant, reserve } from './tenant-creation.js';
 
-export interface RestoreOptions {
-  /** The new tenant's slug (default: the archive's, when it is free). */
-  readonly as?: string;
-  /** Default: the archive's level (row when that cannot be had here, PGlite and database). */
-  readonly isolation?: IsolationLevel;
-  readonly server?: string;
-  readonly key?: Buffer;
-  /** Restore without the users whose emails other accounts hold (refused otherwise). */
-  readonly skipConflictingUsers?: boolean;
-  /**
-   * Restore over an existing tenant (`as`, else the archive's own tenant): its rows become the
-   * archive's, in one transaction; its users, keys and hosts stay as they are.
-   */
-  readonly replace?: boolean;
-  /** Rows copied so far, after each piece of the archive. */
-  readonly onProgress?: (progress: { readonly rows: number }) => void;
-}
-
-export interface RestoreReport {
-  readonly tenant: Tenant;
-  /** A new tenant's key, shown once; none when a tenant's rows were replaced. */
-  readonly apiKey?: IssuedApiKey;
-  readonly replaced: boolean;
-  readonly rows: number;
-  readonly entityVersion: { readonly archive: number; readonly restored: number };
-  readonly users: number;
-  readonly skippedUsers: readonly string[];
-  readonly hosts: readonly string[];
-  readonly skippedHosts: readonly string[];
-  /** Records of the archive a new tenant does not get back (keys, clients, audit), by section. */
-  readonly notRestored: Readonly<Record<string, number>>;
-}
-
-/** Pulls the reader's events one at a time: a section's chunks feed one COPY while the loop waits. */
-class EventCursor {
-  readonly #events: AsyncIterator<ArchiveEvent>;
-  current: ArchiveEvent | undefined;
-
-  constructor(events: AsyncIterator<ArchiveEvent>) {
-    this.#events = events;
-  }
-
-  async advance(): Promise<ArchiveEvent | undefined> {
-    const next = await this.#events.next();
-    this.current = next.done ? undefined : next.value;
-    return this.current;
-  }
-
-  /** The chunks of the current section, up to its `section-end` (where the cursor is left). */
-  async *chunks(): AsyncIterable<Buffer> {
-    while (this.current?.kind === 'chunk') {
-      yield this.current.data;
-      await this.advance();
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.#events.return?.(undefined);
-  }
-}
+export type { RestoreOptions, RestoreReport } from './restore-types.js';
 
 /**
  * Restores an archive into a new tenant, at any isolation level and on any server, whatever the
@@ -150,20 +84,8 @@ async function restoreFrom(
   const ledger = await loadVersions(deps.db.owner);
   const archive = archiveEntities(header, ledger);
   checkDataSections(header, archive);
-  const source = header.tenant as { slug?: unknown; name?: unknown; isolation?: unknown; config?: unknown };
-  const isolation =
-    options.isolation ??
-    (source.isolation === 'database' && deps.db.driver === 'pglite'
-      ? 'row'
-      : ((source.isolation as IsolationLevel | undefined) ?? 'row'));
-  const slug = options.as ?? (typeof source.slug === 'string' ? source.slug : '');
-  const checked = checkNewTenant(deps, {
-    slug,
-    name: typeof source.name === 'string' && source.name.length > 0 ? source.name : slug,
-    isolation,
-    ...(options.server === undefined ? {} : { server: options.server }),
-    config: (source.config ?? {}) as never,
-  });
+  const checked = newTenantOf(deps, header, options);
+  const isolation = checked.isolation;
   const target = await targetVersion(deps, isolation, ledger);
   assertNotNewer(archive, target);
   await removeUnfinishedRestore(deps, checked.slug, context);
@@ -242,6 +164,24 @@ async function restoreFrom(
   });
 }
 
+/** The new tenant an archive makes: its own slug, name, level and config unless the options say otherwise. */
+function newTenantOf(deps: BackupDeps, header: ArchiveHeader, options: RestoreOptions): CheckedTenant {
+  const source = header.tenant as { slug?: unknown; name?: unknown; isolation?: unknown; config?: unknown };
+  const isolation =
+    options.isolation ??
+    (source.isolation === 'database' && deps.db.driver === 'pglite'
+      ? 'row'
+      : ((source.isolation as IsolationLevel | undefined) ?? 'row'));
+  const slug = options.as ?? (typeof source.slug === 'string' ? source.slug : '');
+  return checkNewTenant(deps, {
+    slug,
+    name: typeof source.name === 'string' && source.name.length > 0 ? source.name : slug,
+    isolation,
+    ...(options.server === undefined ? {} : { server: options.server }),
+    config: (source.config ?? {}) as never,
+  });
+}
+
 /** The entity version the new tenant's tables are at: the row tables' for a row tenant, the code's otherwise. */
 async function targetVersion(
   deps: BackupDeps,
@@ -291,248 +231,6 @@ async function loadData(
   }
   if (event?.kind !== 'end') throw new Error('the archive ended without its manifest');
   return { rows: loaded, records };
-}
-
-/**
- * Rows into staging tables, then into the tenant's tables as the runtime role: row security checks
- * every row (the tables may hold other tenants' rows), and an older entity version is converted.
- * Returns the rows copied; the cursor is left on the first event after the data sections.
- */
-async function copyThroughStaging(
-  tx: Transaction,
-  deps: BackupDeps,
-  tenant: Tenant,
-  archive: EntityVersion,
-  target: EntityVersion,
-  cursor: EventCursor,
-  options: RestoreOptions,
-  clearFirst = false,
-): Promise<number> {
-  const archived = new Map(archive.entities.map((entity) => [entity.name, entity]));
-  const staged = new Map<string, string>();
-  let rows = 0;
-  let event = cursor.current;
-  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
-    const stage = `tenantry_restore_${staged.size}`;
-    await tx.query(stagingTableSql(stage, archived.get(section.name)!));
-    await tx.query(`GRANT SELECT ON pg_temp.${quoteIdent(stage)} TO ${quoteIdent(deps.data.runtimeRole)}`);
-    rows += await tx.copyIn(copyIntoStagingSql(stage, section), progressOf(cursor.chunks(), rows, options));
-    staged.set(section.name, stage);
-    // The cursor is at the section's end now.
-    event = await cursor.advance();
-  }
-  await deps.data.asRuntimeRole(tx);
-  const schema = placementOf(tenant).schema;
-  if (clearFirst) await clearTenantRows(tx, schema, tenant.id, target);
-  const fills = fillOrder(target.entities).map(({ entity, late }) => {
-    const stage = staged.get(entity.name);
-    return stage
-      ? fillStatements(schema, tenant.id, entity, late, archived.get(entity.name), stage)
-      : undefined;
-  });
-  for (const fill of fills) if (fill) await tx.query(fill.insert);
-  for (const fill of fills) if (fill?.update) await tx.query(fill.update);
-  return rows;
-}
-
-/**
- * A schema or database tenant at the archive's own version: its tables are its alone and empty,
- * so rows are copied straight into them, as pg_restore does. The owner copies (COPY FROM under row
- * security is refused), each line given the new tenant's id; foreign keys and secondary indexes
- * are dropped first and made again after, checking every reference once. All in the one
- * transaction: a failure leaves the tables as they were.
- */
-async function copyIntoOwnTables(
-  tx: Transaction,
-  tenant: Tenant,
-  target: EntityVersion,
-  cursor: EventCursor,
-  options: RestoreOptions,
-): Promise<number> {
-  const schema = placementOf(tenant).schema;
-  const models = target.entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
-  for (const model of models) {
-    const table = qualified(schema, model.entity.name);
-    for (const fk of model.foreignKeys)
-      await tx.query(`ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
-    for (const index of model.indexes) await tx.query(`DROP INDEX ${qualified(schema, index.name)}`);
-  }
-  let rows = 0;
-  let event = cursor.current;
-  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
-    const table = qualified(schema, section.name);
-    const columns = ['tenant_id', ...section.columns].map(quoteIdent).join(', ');
-    rows += await tx.copyIn(
-      `COPY ${table} (${columns}) FROM STDIN`,
-      withTenantColumn(progressOf(cursor.chunks(), rows, options), tenant.id),
-    );
-    event = await cursor.advance();
-  }
-  for (const model of models) {
-    const table = qualified(schema, model.entity.name);
-    for (const index of model.indexes) await tx.query(createIndexSql(table, index));
-  }
-  for (const model of models) {
-    const table = qualified(schema, model.entity.name);
-    for (const fk of model.foreignKeys) await tx.query(addConstraintSql(table, fk, schema));
-  }
-  return rows;
-}
-
-/**
- * Deletes the tenant's rows from its tables, as the runtime role (row security keeps the delete to
- * the tenant). References that would refuse it (`restrict`) are emptied first where they may be;
- * tables go referencing-first.
- */
-async function clearTenantRows(
-  tx: Transaction,
-  schema: string,
-  tenantId: string,
-  target: EntityVersion,
-): Promise<void> {
-  const order = fillOrder(target.entities);
-  const where = `tenant_id = '${tenantId}'::uuid`;
-  for (const { entity } of order) {
-    const restricting = entity.fields.filter(
-      (field) => field.ref && !field.required && (field.ref.onDelete ?? 'restrict') === 'restrict',
-    );
-    if (restricting.length === 0) continue;
-    await tx.query(
-      `UPDATE ${qualified(schema, entity.name)} SET ${restricting.map((field) => `${quoteIdent(field.name)} = NULL`).join(', ')} WHERE ${where}`,
-    );
-  }
-  for (const { entity } of [...order].reverse()) {
-    await tx.query(`DELETE FROM ${qualified(schema, entity.name)} WHERE ${where}`);
-  }
-}
-
-/**
- * Restores an archive over an existing tenant: the rows are staged beside its tables while it goes
- * on serving, then in the same transaction its rows are deleted and the archive's inserted (an
- * older entity version converted), committed only once every checksum matched. A failure, or a
- * kill, leaves the tenant's rows as they were. Its users, keys and hosts are left as they are.
- */
-async function restoreOver(
-  deps: BackupDeps,
-  header: ArchiveHeader,
-  cursor: EventCursor,
-  context: ActionContext,
-  options: RestoreOptions,
-): Promise<RestoreReport> {
-  if (options.isolation !== undefined || options.server !== undefined) {
-    throw new TenantryError(
-      'validation_failed',
-      'a replace keeps the tenant where it is: isolation and server apply to a new tenant only',
-      { field: options.isolation !== undefined ? 'isolation' : 'server' },
-    );
-  }
-  const ledger = await loadVersions(deps.db.owner);
-  const archive = archiveEntities(header, ledger);
-  checkDataSections(header, archive);
-  const source = header.tenant as { id?: unknown; slug?: unknown };
-  const named = options.as ?? (typeof source.id === 'string' ? source.id : '');
-  const tenant =
-    (await deps.store.find(named)) ??
-    (options.as === undefined && typeof source.slug === 'string'
-      ? await deps.store.find(source.slug)
-      : undefined);
-  if (!tenant) {
-    throw new TenantryError(
-      'tenant_not_found',
-      `no tenant "${named}" to replace: restore it as a new tenant`,
-    );
-  }
-  if (isBeingBuilt(tenant.status)) {
-    throw new TenantryError('conflict', `the tenant is still being built (${tenant.status})`);
-  }
-  const target = await tenantVersion(deps, tenant);
-  assertNotNewer(archive, target);
-  const audit = { action: 'tenant.restore.replace', target: tenant.slug, tenantId: tenant.id };
-  return deps.locks.with(tenant.id, async (session) => {
-    try {
-      const rows = await deps.data.bulkTransaction(
-        tenant,
-        async (tx) => {
-          await tx.query(CANONICAL_SETTINGS);
-          await cursor.advance();
-          const copied = await copyThroughStaging(tx, deps, tenant, archive, target, cursor, options, true);
-          // The control sections are read to the manifest: nothing commits before it matched.
-          let event = cursor.current;
-          while (event && event.kind !== 'end') event = await cursor.advance();
-          if (event?.kind !== 'end') throw new Error('the archive ended without its manifest');
-          return copied;
-        },
-        { owner: true },
-      );
-      return await lifecycleChange(
-        deps,
-        context,
-        { ...audit, details: { rows, entityVersion: archive.version } },
-        async (tx, record) => {
-          record.announce({ kind: 'tenant', tenantId: tenant.id });
-          return {
-            tenant: await deps.store.load(tx, tenant.id),
-            replaced: true,
-            rows,
-            entityVersion: { archive: archive.version, restored: target.version },
-            users: 0,
-            skippedUsers: [],
-            hosts: [],
-            skippedHosts: [],
-            notRestored: {},
-          };
-        },
-        session,
-      );
-    } catch (error) {
-      await recordAudit(session, context, {
-        ...audit,
-        outcome: 'failure',
-        details: { code: error instanceof TenantryError ? error.code : 'failed' },
-      }).catch(() => undefined);
-      throw error;
-    }
-  });
-}
-
-/** COPY text with `<tenant id>\t` put before every line. */
-async function* withTenantColumn(chunks: AsyncIterable<Buffer>, tenantId: string): AsyncIterable<Buffer> {
-  const prefix = Buffer.from(`${tenantId}\t`);
-  let atLineStart = true;
-  for await (const chunk of chunks) {
-    const parts: Buffer[] = [];
-    let from = 0;
-    while (from < chunk.length) {
-      if (atLineStart) parts.push(prefix);
-      const end = chunk.indexOf(0x0a, from);
-      if (end === -1) {
-        parts.push(chunk.subarray(from));
-        atLineStart = false;
-        break;
-      }
-      parts.push(chunk.subarray(from, end + 1));
-      atLineStart = true;
-      from = end + 1;
-    }
-    yield Buffer.concat(parts);
-  }
-}
-
-function sectionOf(event: ArchiveEvent | undefined): Section | undefined {
-  return event && (event.kind === 'chunk' || event.kind === 'section-end') ? event.section : undefined;
-}
-
-async function* progressOf(
-  chunks: AsyncIterable<Buffer>,
-  before: number,
-  options: RestoreOptions,
-): AsyncIterable<Buffer> {
-  let rows = before;
-  for await (const chunk of chunks) {
-    for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) rows += 1;
-    options.onProgress?.({ rows });
-    yield chunk;
-  }
 }
 
 /** Drops what a restore built and removes its tenant; idempotent. */

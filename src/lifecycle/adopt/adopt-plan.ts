@@ -144,101 +144,125 @@ export function planAdoption(source: SourceSchema): AdoptPlan {
   const entities: EntityProposals = {};
   const tables: TablePlan[] = [];
   for (const table of adoptable) {
-    const entity = entityNames.get(table.name)!;
-    const key = keyOf.get(table.name)!;
-    const fields: Record<string, FieldProposal> = {};
-    const columns: ColumnSource[] = [];
-    const fieldNames = new Set<string>(TAKEN_FIELD_NAMES);
-    const ref = (column: string) => `t.${quoteIdent(column)}`;
-    columns.push({
-      column: 'id',
-      sql: key.typeName === 'uuid' ? ref(key.name) : legacyIdSql(table.name, ref(key.name)),
+    const { entity, fields, columns } = planTable(table, {
+      keyOf,
+      entityNames,
+      enums: source.enums,
+      notes,
+      unmapped,
     });
-    if (key.typeName !== 'uuid') {
-      const mapped = mapColumn(key);
-      const type = mapped?.type === 'integer' ? 'integer' : 'text';
-      fields.legacy_id = { type, required: true, unique: true };
-      fieldNames.add('legacy_id');
-      columns.push({
-        column: 'legacy_id',
-        sql: type === 'integer' ? `${ref(key.name)}::bigint` : `${ref(key.name)}::text`,
-      });
-      notes.push(
-        `${table.name}.${key.name} (${key.type}) is kept as ${entity}.legacy_id; rows get new UUID ids`,
-      );
-    }
-    let createdAt: string | undefined;
-    let updatedAt: string | undefined;
-    for (const column of table.columns) {
-      if (column.name === key.name) continue;
-      const mapped = mapColumn(column);
-      if ((column.name === 'created_at' || column.name === 'updated_at') && mapped?.type === 'timestamp') {
-        if (column.name === 'created_at') createdAt = `coalesce(${ref(column.name)}::timestamptz, now())`;
-        else updatedAt = `coalesce(${ref(column.name)}::timestamptz, now())`;
-        continue;
-      }
-      const foreignKey = table.foreignKeys.find(
-        (fk) => fk.columns.length === 1 && fk.columns[0] === column.name && keyOf.has(fk.refTable),
-      );
-      const name = identifier(column.name, fieldNames, 'value');
-      if (name !== column.name) notes.push(`${table.name}.${column.name} becomes field ${entity}.${name}`);
-      if (foreignKey) {
-        const target = keyOf.get(foreignKey.refTable)!;
-        if (foreignKey.refColumns[0] !== target.name) {
-          unmapped.push({
-            table: table.name,
-            column: column.name,
-            reason: 'it references a column that is not its table’s key',
-          });
-          continue;
-        }
-        fieldNames.add(name);
-        fields[name] = {
-          type: 'ref',
-          to: entityNames.get(foreignKey.refTable)!,
-          ...(column.notNull ? { required: true } : {}),
-          onDelete: column.notNull ? 'restrict' : 'set-null',
-        };
-        columns.push({
-          column: name,
-          sql:
-            target.typeName === 'uuid'
-              ? ref(column.name)
-              : `CASE WHEN ${ref(column.name)} IS NULL THEN NULL ELSE ${legacyIdSql(foreignKey.refTable, ref(column.name))} END`,
-        });
-        continue;
-      }
-      if (!mapped) {
-        unmapped.push({
-          table: table.name,
-          column: column.name,
-          reason: `type ${column.type} has no entity field type`,
-        });
-        continue;
-      }
-      fieldNames.add(name);
-      const fallback = literalDefault(column, mapped.type);
-      fields[name] = {
-        type: mapped.type,
-        ...(column.notNull ? { required: true } : {}),
-        ...(table.unique.has(column.name) && mapped.type !== 'json' ? { unique: true } : {}),
-        ...(column.maxLength !== null ? { maxLength: column.maxLength } : {}),
-        ...(mapped.type === 'enum' ? { values: [...(source.enums.get(column.typeName) ?? [])] } : {}),
-        ...(fallback === undefined ? {} : { default: fallback }),
-      };
-      columns.push({ column: name, sql: mapped.sql(ref(column.name)) });
-      const multi = table.foreignKeys.find((fk) => fk.columns.length > 1 && fk.columns.includes(column.name));
-      if (multi)
-        notes.push(
-          `${table.name}.${column.name} is part of a reference of several columns: kept as a plain field`,
-        );
-    }
-    columns.push({ column: 'created_at', sql: createdAt ?? 'now()' });
-    columns.push({ column: 'updated_at', sql: updatedAt ?? 'now()' });
     entities[entity] = { scope: 'tenant', fields };
     tables.push({ table: table.name, entity, columns, rows: table.rows });
   }
   return { schema: source.schema, entities, tables, unmapped, notes };
+}
+
+interface PlanContext {
+  readonly keyOf: ReadonlyMap<string, SourceColumn>;
+  readonly entityNames: ReadonlyMap<string, string>;
+  readonly enums: SourceSchema['enums'];
+  readonly notes: string[];
+  readonly unmapped: Unmapped[];
+}
+
+/** One table's entity: its fields, and the source expressions of its archived columns. */
+function planTable(
+  table: SourceTable,
+  context: PlanContext,
+): { entity: string; fields: Record<string, FieldProposal>; columns: ColumnSource[] } {
+  const { keyOf, entityNames, notes, unmapped } = context;
+  const entity = entityNames.get(table.name)!;
+  const key = keyOf.get(table.name)!;
+  const fields: Record<string, FieldProposal> = {};
+  const columns: ColumnSource[] = [];
+  const fieldNames = new Set<string>(TAKEN_FIELD_NAMES);
+  const ref = (column: string) => `t.${quoteIdent(column)}`;
+  columns.push({
+    column: 'id',
+    sql: key.typeName === 'uuid' ? ref(key.name) : legacyIdSql(table.name, ref(key.name)),
+  });
+  if (key.typeName !== 'uuid') {
+    const mapped = mapColumn(key);
+    const type = mapped?.type === 'integer' ? 'integer' : 'text';
+    fields.legacy_id = { type, required: true, unique: true };
+    fieldNames.add('legacy_id');
+    columns.push({
+      column: 'legacy_id',
+      sql: type === 'integer' ? `${ref(key.name)}::bigint` : `${ref(key.name)}::text`,
+    });
+    notes.push(
+      `${table.name}.${key.name} (${key.type}) is kept as ${entity}.legacy_id; rows get new UUID ids`,
+    );
+  }
+  let createdAt: string | undefined;
+  let updatedAt: string | undefined;
+  for (const column of table.columns) {
+    if (column.name === key.name) continue;
+    const mapped = mapColumn(column);
+    if ((column.name === 'created_at' || column.name === 'updated_at') && mapped?.type === 'timestamp') {
+      if (column.name === 'created_at') createdAt = `coalesce(${ref(column.name)}::timestamptz, now())`;
+      else updatedAt = `coalesce(${ref(column.name)}::timestamptz, now())`;
+      continue;
+    }
+    const foreignKey = table.foreignKeys.find(
+      (fk) => fk.columns.length === 1 && fk.columns[0] === column.name && keyOf.has(fk.refTable),
+    );
+    const name = identifier(column.name, fieldNames, 'value');
+    if (name !== column.name) notes.push(`${table.name}.${column.name} becomes field ${entity}.${name}`);
+    if (foreignKey) {
+      const target = keyOf.get(foreignKey.refTable)!;
+      if (foreignKey.refColumns[0] !== target.name) {
+        unmapped.push({
+          table: table.name,
+          column: column.name,
+          reason: 'it references a column that is not its table’s key',
+        });
+        continue;
+      }
+      fieldNames.add(name);
+      fields[name] = {
+        type: 'ref',
+        to: entityNames.get(foreignKey.refTable)!,
+        ...(column.notNull ? { required: true } : {}),
+        onDelete: column.notNull ? 'restrict' : 'set-null',
+      };
+      columns.push({
+        column: name,
+        sql:
+          target.typeName === 'uuid'
+            ? ref(column.name)
+            : `CASE WHEN ${ref(column.name)} IS NULL THEN NULL ELSE ${legacyIdSql(foreignKey.refTable, ref(column.name))} END`,
+      });
+      continue;
+    }
+    if (!mapped) {
+      unmapped.push({
+        table: table.name,
+        column: column.name,
+        reason: `type ${column.type} has no entity field type`,
+      });
+      continue;
+    }
+    fieldNames.add(name);
+    const fallback = literalDefault(column, mapped.type);
+    fields[name] = {
+      type: mapped.type,
+      ...(column.notNull ? { required: true } : {}),
+      ...(table.unique.has(column.name) && mapped.type !== 'json' ? { unique: true } : {}),
+      ...(column.maxLength !== null ? { maxLength: column.maxLength } : {}),
+      ...(mapped.type === 'enum' ? { values: [...(context.enums.get(column.typeName) ?? [])] } : {}),
+      ...(fallback === undefined ? {} : { default: fallback }),
+    };
+    columns.push({ column: name, sql: mapped.sql(ref(column.name)) });
+    const multi = table.foreignKeys.find((fk) => fk.columns.length > 1 && fk.columns.includes(column.name));
+    if (multi)
+      notes.push(
+        `${table.name}.${column.name} is part of a reference of several columns: kept as a plain field`,
+      );
+  }
+  columns.push({ column: 'created_at', sql: createdAt ?? 'now()' });
+  columns.push({ column: 'updated_at', sql: updatedAt ?? 'now()' });
+  return { entity, fields, columns };
 }
 
 function keyColumn(table: SourceTable): SourceColumn {

@@ -65,6 +65,7 @@ export async function* readArchive(
   let chunkIndex = 0;
   let current: { section: Section; hash: Hash; rows: number; bytes: number } | undefined;
   const seen = new Map<string, SectionSummary>();
+  const opened = (section: Section) => ({ section, hash: createHash('sha256'), rows: 0, bytes: 0 });
   const endSection = function* (): Generator<ArchiveEvent> {
     if (!current) return;
     const summary = { rows: current.rows, bytes: current.bytes, sha256: current.hash.digest('hex') };
@@ -86,12 +87,7 @@ export async function* readArchive(
       if (name === MANIFEST_ENTRY) {
         yield* endSection();
         for (sectionIndex += 1; sectionIndex < header.sections.length; sectionIndex += 1) {
-          current = {
-            section: header.sections[sectionIndex]!,
-            hash: createHash('sha256'),
-            rows: 0,
-            bytes: 0,
-          };
+          current = opened(header.sections[sectionIndex]!);
           yield* endSection();
         }
         manifest = checkManifest(await readDocument(entry as AsyncIterable<Buffer>, name));
@@ -109,15 +105,10 @@ export async function* readArchive(
         );
         if (at === -1) throw archiveError(`section ${key} is not the next one its header declares`);
         for (sectionIndex += 1; sectionIndex < at; sectionIndex += 1) {
-          current = {
-            section: header.sections[sectionIndex]!,
-            hash: createHash('sha256'),
-            rows: 0,
-            bytes: 0,
-          };
+          current = opened(header.sections[sectionIndex]!);
           yield* endSection();
         }
-        current = { section: header.sections[at]!, hash: createHash('sha256'), rows: 0, bytes: 0 };
+        current = opened(header.sections[at]!);
         chunkIndex = 0;
       }
       if (chunk.index !== chunkIndex) throw archiveError(`${name} is out of order`);
