@@ -215,18 +215,24 @@ export async function runBackup(options: BackupBenchOptions, log: (line: string)
     }
 
     const ms = (values: { ms: number }[]) => median(values.map((value) => value.ms));
+    /** Each round's ratio, lowest and highest: how far one round can be trusted on this machine. */
+    const spread = (ours: { ms: number }[], theirs: { ms: number }[]) => {
+      const ratios = ours.map((value, index) => value.ms / theirs[index]!.ms);
+      return `${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}`;
+    };
     const rss = (values: { rssMb: number }[]) => Math.max(...values.map((value) => value.rssMb));
     const lines = [
       `### Backup and restore (${options.rows.toLocaleString('en')} rows, schema tenant; ${options.rounds} interleaved rounds, medians)`,
       '',
-      '| | Tenantry | pg_dump -Fc / pg_restore | ratio (Tenantry / pg) | RSS: Tenantry rise / pg peak |',
-      '| --- | ---: | ---: | ---: | ---: |',
-      `| backup | ${fmt(ms(sides.tenantryBackup))} ms | ${fmt(ms(sides.pgDump))} ms | ${fmt(ms(sides.tenantryBackup) / ms(sides.pgDump), 2)} | ${fmt(rss(sides.tenantryBackup))} / ${fmt(rss(sides.pgDump))} MB |`,
-      `| restore | ${fmt(ms(sides.tenantryRestore))} ms | ${fmt(ms(sides.pgRestore))} ms | ${fmt(ms(sides.tenantryRestore) / ms(sides.pgRestore), 2)} | ${fmt(rss(sides.tenantryRestore))} / ${fmt(rss(sides.pgRestore))} MB |`,
-      `| file size | ${fmt(sizes.tenantry / 1_048_576, 1)} MB | ${fmt(sizes.pgDump / 1_048_576, 1)} MB | ${fmt(sizes.tenantry / sizes.pgDump, 2)} | |`,
+      '| | Tenantry | pg_dump -Fc / pg_restore | ratio (Tenantry / pg) | rounds | RSS: Tenantry rise / pg peak |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      `| backup | ${fmt(ms(sides.tenantryBackup))} ms | ${fmt(ms(sides.pgDump))} ms | ${fmt(ms(sides.tenantryBackup) / ms(sides.pgDump), 2)} | ${spread(sides.tenantryBackup, sides.pgDump)} | ${fmt(rss(sides.tenantryBackup))} / ${fmt(rss(sides.pgDump))} MB |`,
+      `| restore | ${fmt(ms(sides.tenantryRestore))} ms | ${fmt(ms(sides.pgRestore))} ms | ${fmt(ms(sides.tenantryRestore) / ms(sides.pgRestore), 2)} | ${spread(sides.tenantryRestore, sides.pgRestore)} | ${fmt(rss(sides.tenantryRestore))} / ${fmt(rss(sides.pgRestore))} MB |`,
+      `| file size | ${fmt(sizes.tenantry / 1_048_576, 1)} MB | ${fmt(sizes.pgDump / 1_048_576, 1)} MB | ${fmt(sizes.tenantry / sizes.pgDump, 2)} | | |`,
       '',
       `Row tenant of ${options.rowTenantRows.toLocaleString('en')} rows: backup ${fmt(median(alone))} ms alone, ` +
-        `${fmt(median(among))} ms among ${options.tenants} row tenants (ratio ${fmt(median(among) / median(alone), 2)}, target ≤ 1.2).`,
+        `${fmt(median(among))} ms among ${options.tenants} row tenants (ratio ${fmt(median(among) / median(alone), 2)}, target ≤ 1.2; ` +
+        `alone ${alone.map((value) => fmt(value)).join(', ')} ms; among ${among.map((value) => fmt(value)).join(', ')} ms).`,
     ];
     return lines.join('\n');
   } finally {

@@ -32,7 +32,7 @@ export async function copyThroughStaging(
     const stage = `tenantry_restore_${staged.size}`;
     await tx.query(stagingTableSql(stage, archived.get(section.name)!));
     await tx.query(`GRANT SELECT ON pg_temp.${quoteIdent(stage)} TO ${quoteIdent(deps.data.runtimeRole)}`);
-    rows += await tx.copyIn(copyIntoStagingSql(stage, section), progressOf(cursor.chunks(), rows, options));
+    rows += await tx.copyIn(copyIntoStagingSql(stage, section), progressOf(cursor.chunks(), options));
     staged.set(section.name, stage);
     // The cursor is at the section's end now.
     event = await cursor.advance();
@@ -54,8 +54,8 @@ export async function copyThroughStaging(
 /**
  * A schema or database tenant at the archive's own version: its tables are its alone and empty,
  * so rows are copied straight into them, as pg_restore does. The owner copies (COPY FROM under row
- * security is refused), each line given the new tenant's id; foreign keys and secondary indexes
- * are dropped first and made again after, checking every reference once. All in the one
+ * security is refused), the new tenant's id filled in by a default; foreign keys, keys, unique
+ * constraints and indexes are dropped first and made again after, checking every row once. All in the one
  * transaction: a failure leaves the tables as they were.
  */
 export async function copyIntoOwnTables(
@@ -67,25 +67,37 @@ export async function copyIntoOwnTables(
 ): Promise<number> {
   const schema = placementOf(tenant).schema;
   const models = target.entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
+  // Keys and unique constraints are built once from all rows (sorted, in parallel), not row by row.
+  const keys = (model: (typeof models)[number]) =>
+    model.constraints.filter((constraint) => /^(PRIMARY KEY|UNIQUE) /.test(constraint.definition));
   for (const model of models) {
     const table = qualified(schema, model.entity.name);
     for (const fk of model.foreignKeys)
       await tx.query(`ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
+  }
+  for (const model of models) {
+    const table = qualified(schema, model.entity.name);
     for (const index of model.indexes) await tx.query(`DROP INDEX ${qualified(schema, index.name)}`);
+    for (const key of keys(model))
+      await tx.query(`ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(key.name)}`);
   }
   let rows = 0;
   let event = cursor.current;
   for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
     const table = qualified(schema, section.name);
-    const columns = ['tenant_id', ...section.columns].map(quoteIdent).join(', ');
+    // Every row is the new tenant's: its id comes from the column's default for the length of the
+    // copy (the archive's rows carry no tenant id), which costs nothing per row.
+    await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id SET DEFAULT '${tenant.id}'::uuid`);
     rows += await tx.copyIn(
-      `COPY ${table} (${columns}) FROM STDIN`,
-      withTenantColumn(progressOf(cursor.chunks(), rows, options), tenant.id),
+      `COPY ${table} (${section.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
+      progressOf(cursor.chunks(), options),
     );
+    await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id DROP DEFAULT`);
     event = await cursor.advance();
   }
   for (const model of models) {
     const table = qualified(schema, model.entity.name);
+    for (const key of keys(model)) await tx.query(addConstraintSql(table, key, schema));
     for (const index of model.indexes) await tx.query(createIndexSql(table, index));
   }
   for (const model of models) {
@@ -122,38 +134,10 @@ async function clearTenantRows(
   }
 }
 
-/** COPY text with `<tenant id>\t` put before every line. */
-async function* withTenantColumn(chunks: AsyncIterable<Buffer>, tenantId: string): AsyncIterable<Buffer> {
-  const prefix = Buffer.from(`${tenantId}\t`);
-  let atLineStart = true;
+async function* progressOf(chunks: AsyncIterable<Buffer>, options: RestoreOptions): AsyncIterable<Buffer> {
+  // Told after each piece; the caller measures (the operation reads how far the file is read).
   for await (const chunk of chunks) {
-    const parts: Buffer[] = [];
-    let from = 0;
-    while (from < chunk.length) {
-      if (atLineStart) parts.push(prefix);
-      const end = chunk.indexOf(0x0a, from);
-      if (end === -1) {
-        parts.push(chunk.subarray(from));
-        atLineStart = false;
-        break;
-      }
-      parts.push(chunk.subarray(from, end + 1));
-      atLineStart = true;
-      from = end + 1;
-    }
-    yield Buffer.concat(parts);
-  }
-}
-
-async function* progressOf(
-  chunks: AsyncIterable<Buffer>,
-  before: number,
-  options: RestoreOptions,
-): AsyncIterable<Buffer> {
-  let rows = before;
-  for await (const chunk of chunks) {
-    for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) rows += 1;
-    options.onProgress?.({ rows });
+    options.onProgress?.();
     yield chunk;
   }
 }

@@ -15,8 +15,8 @@ export interface RestoreOptions {
    * archive's, in one transaction; its users, keys and hosts stay as they are.
    */
   readonly replace?: boolean;
-  /** Rows copied so far, after each piece of the archive. */
-  readonly onProgress?: (progress: { readonly rows: number }) => void;
+  /** Called after each piece of the archive goes in (the caller measures how far it is). */
+  readonly onProgress?: () => void;
 }
 
 export interface RestoreReport {

@@ -187,4 +187,34 @@ describe.each(DRIVERS)('tenantry tenants backup|restore, on %s', (driver) => {
     }
     expect(existsSync(file)).toBe(true);
   }, 120_000);
+
+  it("refuses an archive of another Tenantry's entities, and creates nothing", async () => {
+    const other = mkdtempSync(join(tmpdir(), 'tenantry-backup-other-'));
+    const database = driver === 'postgres' ? await createDatabase() : undefined;
+    try {
+      const otherEnv: Record<string, string | undefined> = {
+        ...env,
+        TENANTRY_CONFIG: join(other, 'tenantry.config.yaml'),
+        ...(driver === 'pglite' ? { TENANTRY_DATA_DIR: join(other, 'data') } : {}),
+        ...(database ? { DATABASE_URL: database.url } : {}),
+      };
+      // Version 1 there, as here, but of other entities.
+      writeFileSync(
+        otherEnv.TENANTRY_CONFIG!,
+        'entities:\n  memos:\n    scope: tenant\n    fields:\n      text: { type: text }\n',
+      );
+      expect((await runCli(['init-db'], otherEnv)).code).toBe(0);
+      expect((await runCli(['tenants', 'create', 'Foreign', 'foreign-cli'], otherEnv)).code).toBe(0);
+      const file = join(dir, 'foreign.tgz');
+      expect((await runCli(['tenants', 'backup', 'foreign-cli', '-o', file], otherEnv)).code).toBe(0);
+      const refused = await cli(['tenants', 'restore', file]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/an archive of another Tenantry's entities/);
+      const list = JSON.parse((await cli(['tenants', 'list', '--json'])).stdout) as { slug: string }[];
+      expect(list.map((tenant) => tenant.slug)).not.toContain('foreign-cli');
+    } finally {
+      await database?.drop();
+      rmSync(other, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
