@@ -280,6 +280,12 @@ export class Engine {
       bus.subscribe((change) => {
         if (change === 'all' || change.kind === 'entities')
           engine.schemas.load(false).catch(onBackgroundError);
+        // Notifications may have been missed: server URLs are read again at their next use.
+        if (change === 'all') engine.servers.forget();
+        else if (change.kind === 'server') {
+          engine.servers.forget(change.name);
+          engine.databases?.releaseServer(change.name).catch(onBackgroundError);
+        }
       });
       return engine;
     } catch (error) {

@@ -9,6 +9,7 @@ import { TenantryError } from '../errors.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { auditedChange } from '../runtime/audited-change.js';
 import type { ChangeBus } from '../runtime/change-bus.js';
+import { tenantDatabaseName } from './tenant-placement.js';
 
 /** The control plane's own server: tenant databases go there unless other servers are added. */
 export const MAIN_SERVER = 'main';
@@ -176,28 +177,7 @@ export class DatabaseServers {
         { field: 'name' },
       );
     }
-    for (const [field, value] of [
-      ['url', input.url],
-      ['adminUrl', input.adminUrl],
-    ] as const) {
-      if (value === undefined && field === 'adminUrl') continue;
-      if (typeof value !== 'string' || !/^postgres(ql)?:\/\//.test(value) || !URL.canParse(value)) {
-        throw new TenantryError('validation_failed', `${field} must be a postgres:// connection string`, {
-          field,
-        });
-      }
-    }
-    const role = this.#config.database.runtimeRole;
-    try {
-      await checkReachable(input.adminUrl ?? input.url, role, true);
-      if (input.adminUrl && input.adminUrl !== input.url) await checkReachable(input.url, role, false);
-    } catch (error) {
-      throw new TenantryError(
-        'validation_failed',
-        `server "${input.name}" at ${maskUrl(input.url)} cannot be used: ${error instanceof Error ? error.message : String(error)}`,
-        { field: 'url' },
-      );
-    }
+    await this.#checkUrls(input.name, input.url, input.adminUrl);
     const translate = (error: unknown) =>
       isSqlState(error, 'UNIQUE_VIOLATION')
         ? new TenantryError('conflict', `server "${input.name}" already exists`, { field: 'name' })
@@ -218,6 +198,108 @@ export class DatabaseServers {
     const added = (await this.list()).find((server) => server.name === input.name);
     if (!added) throw new TenantryError('conflict', 'the server was removed while it was added');
     return added;
+  }
+
+  /** Both URLs must be postgres:// strings of a server that answers, may create databases and grant the runtime role. */
+  async #checkUrls(name: string, url: string, adminUrl: string | undefined): Promise<void> {
+    for (const [field, value] of [
+      ['url', url],
+      ['adminUrl', adminUrl],
+    ] as const) {
+      if (value === undefined && field === 'adminUrl') continue;
+      if (typeof value !== 'string' || !/^postgres(ql)?:\/\//.test(value) || !URL.canParse(value)) {
+        throw new TenantryError('validation_failed', `${field} must be a postgres:// connection string`, {
+          field,
+        });
+      }
+    }
+    const role = this.#config.database.runtimeRole;
+    try {
+      await checkReachable(adminUrl ?? url, role, true);
+      if (adminUrl && adminUrl !== url) await checkReachable(url, role, false);
+    } catch (error) {
+      throw new TenantryError(
+        'validation_failed',
+        `server "${name}" at ${maskUrl(url)} cannot be used: ${error instanceof Error ? error.message : String(error)}`,
+        { field: 'url' },
+      );
+    }
+  }
+
+  /**
+   * Changes how a server is reached (it moved, its password changed). The new URLs are checked
+   * like a new server's, and must reach every database the server holds for Tenantry (its
+   * tenants' and templates'): a URL of another server is refused before anything changes. Every
+   * process drops its cached URLs and its pools to that server when the change commits.
+   */
+  async update(
+    input: { name: string; url: string; adminUrl?: string | undefined },
+    context: ActionContext,
+  ): Promise<ServerInfo> {
+    if (input.name === MAIN_SERVER) {
+      throw new TenantryError(
+        'validation_failed',
+        'the main server is reached by DATABASE_URL and DATABASE_ADMIN_URL: change those',
+        { field: 'name' },
+      );
+    }
+    await this.#row(input.name, undefined);
+    await this.#checkUrls(input.name, input.url, input.adminUrl);
+    const { rows } = await this.#db.owner.query<{ id: string | null; template: string | null }>(
+      `SELECT id, NULL AS template FROM tenantry.tenants
+        WHERE server = $1 AND isolation = 'database' AND status NOT IN ('provisioning', 'restoring')
+       UNION ALL SELECT NULL, name FROM tenantry.database_templates WHERE server = $1`,
+      [input.name],
+    );
+    const expected = rows.map((row) => row.template ?? tenantDatabaseName(row.id!));
+    if (expected.length > 0) {
+      const client = newClient({
+        connectionString: input.adminUrl ?? input.url,
+        connectionTimeoutMillis: 5_000,
+      });
+      let found: string[];
+      try {
+        await client.connect();
+        found = (
+          await client.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname = ANY($1)', [
+            expected,
+          ])
+        ).rows.map((row) => row.datname);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      const missing = expected.filter((name) => !found.includes(name));
+      if (missing.length > 0) {
+        throw new TenantryError(
+          'validation_failed',
+          `the new URL does not reach ${missing.length} of the ${expected.length} databases server "${input.name}" holds (${missing.slice(0, 3).join(', ')}): is it another server?`,
+          { field: 'url' },
+        );
+      }
+    }
+    await auditedChange(
+      { bus: this.#bus },
+      this.#db.owner,
+      context,
+      { action: 'server.update', target: input.name },
+      async (tx, record) => {
+        await tx.query('UPDATE tenantry.database_servers SET url = $2, admin_url = $3 WHERE name = $1', [
+          input.name,
+          input.url,
+          input.adminUrl ?? null,
+        ]);
+        record.announce({ kind: 'server', name: input.name });
+      },
+    );
+    const updated = (await this.list()).find((server) => server.name === input.name);
+    if (!updated) throw new TenantryError('conflict', 'the server was removed while it was updated');
+    return updated;
+  }
+
+  /** Forgets a server's cached URLs (they changed), or every server's: the next use reads them again. */
+  forget(name?: string): void {
+    if (name === undefined) this.#cache.clear();
+    else this.#cache.delete(name);
   }
 
   /**

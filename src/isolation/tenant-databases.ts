@@ -205,6 +205,15 @@ export class TenantDatabases {
     if (this.#entries.get(key) === entry) await this.#close(entry);
   }
 
+  /** Closes the pools of every database on `server` (its URLs changed); each waits for its leases. */
+  async releaseServer(server: string): Promise<void> {
+    const prefix = `${server}/`;
+    const locations = [...this.#entries.keys()]
+      .filter((key) => key.startsWith(prefix))
+      .map((key) => ({ server, database: key.slice(prefix.length) }));
+    await Promise.all(locations.map((location) => this.release(location)));
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweeper);

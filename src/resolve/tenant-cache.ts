@@ -81,7 +81,12 @@ export class TenantCache {
     this.#slugs = new LRUCache({ max, ttl: kept });
     bus.subscribe((change) => {
       // Who may do what inside a tenant says nothing about which tenant a request names.
-      if (change !== 'all' && (change.kind === 'access' || change.kind === 'cache')) return;
+      // Nor does where a server is reached.
+      if (
+        change !== 'all' &&
+        (change.kind === 'access' || change.kind === 'cache' || change.kind === 'server')
+      )
+        return;
       this.#generation += 1;
       this.#hosts.clear();
       this.#slugs.clear();

@@ -12,7 +12,9 @@ export type Change =
    * A tenant's cached value (or, without key, all of them: a clear, or the tenant was deleted) is
    * gone. `origin` names the cache that sent it (it applied the change already).
    */
-  | { readonly kind: 'cache'; readonly tenantId: string; readonly key?: string; readonly origin?: string };
+  | { readonly kind: 'cache'; readonly tenantId: string; readonly key?: string; readonly origin?: string }
+  /** A database server's connection strings changed: its cached URLs and pools are stale. */
+  | { readonly kind: 'server'; readonly name: string };
 
 export type ChangeHandler = (change: Change | 'all') => void;
 
@@ -24,6 +26,8 @@ function parseChange(payload: string): Change | undefined {
     if (value.kind === 'tenant' && typeof value.tenantId === 'string')
       return { kind: 'tenant', tenantId: value.tenantId };
     if (value.kind === 'entities') return { kind: 'entities' };
+    if (value.kind === 'server' && typeof value.name === 'string')
+      return { kind: 'server', name: value.name };
     if (value.kind === 'cache' && typeof value.tenantId === 'string') {
       return {
         kind: 'cache',

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TENANT_LOCK_NAMESPACE } from '../../src/db/advisory-locks.js';
 import { tenantDatabaseName, tenantSchemaName } from '../../src/isolation/tenant-placement.js';
 import { startServer } from '../../src/server.js';
+import { engineOf } from '../../src/tenantry.js';
 import { BIN } from '../helpers/cli.js';
+import { eventually } from '../helpers/eventually.js';
 import { type CreatedTenant, entitiesA, entitiesB, FleetFixture } from '../helpers/fleet.js';
 import { DRIVERS } from '../helpers/harness.js';
 import { withServer } from '../helpers/postgres.js';
@@ -465,6 +467,30 @@ describe.runIf(hasPostgres)('database servers and templates, on postgres', () =>
         });
         expect(created.statusCode, created.body).toBe(201);
       }
+      // The server moves: the running server hears of it, and its tenant is served at the new URL.
+      const moved = 'postgres://postgres@127.0.0.1:5432/postgres';
+      const updated = await fleet.cli(['servers', 'update', 'second', moved, '--json'], config);
+      expect(updated.code, updated.stderr).toBe(0);
+      expect(JSON.parse(updated.stdout)).toMatchObject({ name: 'second', url: moved });
+      await eventually(
+        'the running server uses the new URL',
+        async () => (await engineOf(server.tenantry).servers.urls('second')).url === moved,
+      );
+      const listed = await server.app.inject({
+        url: '/api/v1/projects',
+        headers: { 'x-api-key': chosen.key },
+      });
+      expect(listed.statusCode, listed.body).toBe(200);
+      const unreachable = await fleet.cli(
+        ['servers', 'update', 'second', 'postgres://postgres@127.0.0.1:1/postgres'],
+        config,
+      );
+      expect(unreachable.code).toBe(1);
+      expect(unreachable.stderr).toContain('cannot be used');
+      const main = await fleet.cli(['servers', 'update', 'main', moved], config);
+      expect(main.code).toBe(1);
+      expect(main.stderr).toContain('DATABASE_URL');
+      expect((await fleet.cli(['servers', 'update', 'second', second], config)).code).toBe(0);
     } finally {
       await server.close();
     }

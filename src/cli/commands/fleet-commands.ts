@@ -1,6 +1,11 @@
 import type { Command } from 'commander';
 import { listAudit } from '../../operations/audit/list-audit.js';
-import { addServer, listServers, removeServer } from '../../operations/servers/server-operations.js';
+import {
+  addServer,
+  listServers,
+  removeServer,
+  updateServer,
+} from '../../operations/servers/server-operations.js';
 import { type CliContext, command, type GlobalOptions, positiveInteger } from '../cli-context.js';
 import { cliActor } from '../engine-client.js';
 import { migrateCommand } from './migrate-command.js';
@@ -70,6 +75,17 @@ export function fleetCommands(program: Command, cli: CliContext): void {
       );
       if (options.json) return out.json(added);
       out.line(`added server ${name} (${added.url})`);
+    });
+  command(servers, 'update', 'change how a server is reached (the new URLs must reach its databases)')
+    .option('--admin-url <url>', 'owner connection string, when the runtime one cannot create databases')
+    .argument('<name>')
+    .argument('<url>', 'connection string for the runtime role (postgres://...)')
+    .action(async (name: string, url: string, options: GlobalOptions & { adminUrl?: string }) => {
+      const updated = await cli.operations(options, (run) =>
+        run(updateServer, { name, url, ...(options.adminUrl ? { adminUrl: options.adminUrl } : {}) }),
+      );
+      if (options.json) return out.json(updated);
+      out.line(`server ${name} is reached at ${updated.url} now`);
     });
   command(servers, 'remove', 'remove a server that holds no tenant')
     .argument('<name>')

@@ -1,3 +1,3 @@
-import { addServer, listServers, removeServer } from './server-operations.js';
+import { addServer, listServers, removeServer, updateServer } from './server-operations.js';
 
-export const serverOperations = [listServers, addServer, removeServer] as const;
+export const serverOperations = [listServers, addServer, updateServer, removeServer] as const;

@@ -34,6 +34,27 @@ export const addServer = defineOperation({
   run: async (input, { engine, context }) => serverView(await engine.servers.add(input, context)),
 });
 
+export const updateServer = defineOperation({
+  name: 'servers.update',
+  summary:
+    'Change how a database server is reached; the new URLs must reach the databases it holds, and every process uses them at once',
+  access: { operator: true },
+  input: Type.Object(
+    {
+      name: ServerName,
+      url: Type.String({ maxLength: 2048, description: 'The runtime role’s connection string' }),
+      adminUrl: Type.Optional(
+        Type.String({ maxLength: 2048, description: 'The owner’s connection string (default: url)' }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  output: ServerViewSchema,
+  audit: ['server.update'],
+  http: [{ method: 'PUT', path: '/admin/servers/:name', scope: 'admin', params: { name: 'name' } }],
+  run: async (input, { engine, context }) => serverView(await engine.servers.update(input, context)),
+});
+
 export const removeServer = defineOperation({
   name: 'servers.remove',
   summary: 'Remove a database server that holds no tenant',
