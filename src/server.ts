@@ -8,6 +8,7 @@ import type { Engine } from './engine/engine.js';
 import { ConfigError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { backupKey } from './lifecycle/archive/archive-encryption.js';
+import { exportPruning } from './lifecycle/export-retention.js';
 import { scheduledBackups } from './lifecycle/scheduled-backups.js';
 import type { StaticSyncReport } from './lifecycle/static-tenant-sync.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
@@ -41,9 +42,12 @@ export interface StartServerOptions {
   readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
 
-/** The server's scheduled work: audit pruning, and the backups of `backups.schedule`. */
+/** The server's scheduled work: audit and export pruning, and the backups of `backups.schedule`. */
 function clusterScheduler(engine: Engine, config: TenantryConfig, app: FastifyInstance): Scheduler {
-  const scheduled = [auditPruning(config.logRetentionDays)];
+  const scheduled = [
+    auditPruning(config.logRetentionDays),
+    exportPruning(config.backups.exportRetentionHours),
+  ];
   if (config.backups.scheduleMs !== undefined) {
     const key = backupKey(undefined);
     scheduled.push(

@@ -164,6 +164,8 @@ export const BackupsConfigSchema = Type.Object(
     keep: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     /** Exports a tenant may start per hour (default 6). */
     exportsPerHour: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
+    /** How long a finished export can be downloaded before its file is deleted (default 168: a week). */
+    exportRetentionHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 87_600 })),
   },
   { additionalProperties: false },
 );
@@ -254,6 +256,7 @@ export interface TenantryConfig {
     readonly scheduleMs: number | undefined;
     readonly keep: number;
     readonly exportsPerHour: number;
+    readonly exportRetentionHours: number;
   };
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;

@@ -193,6 +193,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       scheduleMs: file.backups?.schedule === undefined ? undefined : durationMs(file.backups.schedule),
       keep: file.backups?.keep ?? 7,
       exportsPerHour: file.backups?.exportsPerHour ?? 6,
+      exportRetentionHours: file.backups?.exportRetentionHours ?? 168,
     },
     redisUrl: redisUrlFromEnv(env),
     cache: cacheSection(file, env),

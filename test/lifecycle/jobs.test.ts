@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { extract as createExtract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyArchive } from '../../src/lifecycle/archive/archive-reader.js';
+import { exportPruning } from '../../src/lifecycle/export-retention.js';
 import { restoreTenant } from '../../src/lifecycle/tenant-restore.js';
 import { EXAMPLE_ENTITIES } from '../helpers/entities.js';
 import { eventually } from '../helpers/eventually.js';
@@ -212,5 +214,49 @@ describe.each(DRIVERS)('jobs: backups and exports over HTTP (%s)', (driver) => {
       headers: { 'x-api-key': readerKey },
     });
     expect(forbidden.statusCode).toBe(403);
+  });
+});
+
+describe.each(DRIVERS)('export retention (%s)', (driver) => {
+  let env: TestEnv;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tenantry-export-retention-'));
+    env = await startTestEnv(driver, { entities: EXAMPLE_ENTITIES, backups: { directory: dir } } as never);
+  }, 60_000);
+
+  afterAll(async () => {
+    await env?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('deletes export files past their retention, and a late download is told the file is gone', async () => {
+    const tenant = await env.createTenant('retention-acme');
+    const started = await env.inject({
+      method: 'POST',
+      url: '/api/v1/export',
+      headers: { 'x-api-key': tenant.key },
+    });
+    const { id } = started.json() as JobJson;
+    await env.engine.jobs.idle();
+    const [job] = await env.engine.jobs.store.list({ kind: 'export' });
+    expect(job?.file && existsSync(job.file)).toBe(true);
+    const pruning = exportPruning(24);
+    // Young: kept.
+    expect(await env.engine.db.owner.transaction((tx) => pruning.run(tx))).toMatchObject({ deleted: 0 });
+    await env.engine.db.owner.query(
+      "UPDATE tenantry.jobs SET finished_at = now() - interval '25 hours' WHERE id = $1",
+      [id],
+    );
+    expect(await env.engine.db.owner.transaction((tx) => pruning.run(tx))).toMatchObject({ deleted: 1 });
+    expect(existsSync(job!.file!)).toBe(false);
+    const late = await env.inject({
+      url: `/api/v1/export/${id}/download`,
+      headers: { 'x-api-key': tenant.key },
+    });
+    expect(late.statusCode).toBe(404);
+    const shown = await env.inject({ url: `/api/v1/export/${id}`, headers: { 'x-api-key': tenant.key } });
+    expect(shown.json()).toMatchObject({ status: 'succeeded', download: null });
   });
 });
