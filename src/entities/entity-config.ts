@@ -48,10 +48,10 @@ export const EntitiesSchema = Type.Record(Type.String(), EntityDeclarationSchema
 export type EntityDeclarations = Static<typeof EntitiesSchema>;
 type FieldDeclaration = Static<typeof FieldDeclarationSchema>;
 
-const IDENTIFIER = /^[a-z][a-z0-9_]{0,47}$/;
+export const IDENTIFIER = /^[a-z][a-z0-9_]{0,47}$/;
 
 /** PostgreSQL's reserved key words (`pg_get_keywords()`, categories R and T). */
-const SQL_RESERVED = new Set([
+export const SQL_RESERVED = new Set([
   'all',
   'analyse',
   'analyze',
@@ -155,10 +155,10 @@ const SQL_RESERVED = new Set([
 ]);
 
 /** Resources Tenantry serves itself under /api/v1: an entity may not take their names. */
-export const BUILT_IN_RESOURCES = new Set(['users', 'roles', 'groups', 'keys', 'clients', 'auth']);
+export const BUILT_IN_RESOURCES = new Set(['users', 'roles', 'groups', 'keys', 'clients', 'auth', 'export']);
 
 /** Columns every table has, and list-query parameters a field name would collide with. */
-const RESERVED_FIELD_NAMES = new Set([
+export const RESERVED_FIELD_NAMES = new Set([
   'id',
   'tenant_id',
   'created_at',

@@ -212,7 +212,7 @@ const badEntityNames: BadCase[] = [
       message: /reserved word/,
     }),
   ),
-  ...['users', 'roles', 'groups', 'keys', 'clients', 'auth'].map(
+  ...['users', 'roles', 'groups', 'keys', 'clients', 'auth', 'export'].map(
     (name): BadCase => ({
       what: `entity name "${name}", a built-in resource`,
       entities: { [name]: { scope: 'tenant', fields: {} } },

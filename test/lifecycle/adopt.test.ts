@@ -35,6 +35,7 @@ const LEGACY_SCHEMA = `
     id uuid PRIMARY KEY,
     title text NOT NULL,
     "limit" integer,
+    "order" integer,
     parent uuid REFERENCES documents (id)
   );
   CREATE TABLE order_tags (order_id bigint REFERENCES orders (id), tag text, PRIMARY KEY (order_id, tag));
@@ -88,6 +89,7 @@ describe.runIf(DRIVERS.includes('postgres'))('adopting a single-tenant database'
     expect(plan.entities.documents?.fields).toMatchObject({
       title: { type: 'text', required: true },
       limit_value: { type: 'integer' },
+      order_value: { type: 'integer' },
       parent: { type: 'ref', to: 'documents', onDelete: 'set-null' },
     });
     expect(plan.entities.documents?.fields).not.toHaveProperty('legacy_id');

@@ -1,5 +1,11 @@
 import { quoteIdent } from '../../db/identifiers.js';
 import type { FieldType } from '../../entities/entity.js';
+import {
+  BUILT_IN_RESOURCES,
+  IDENTIFIER,
+  RESERVED_FIELD_NAMES,
+  SQL_RESERVED,
+} from '../../entities/entity-config.js';
 import type { SourceColumn, SourceSchema, SourceTable } from './source-schema.js';
 
 /** A field as a config file declares it (`type`, `required`, `unique`, `to`, ...). */
@@ -42,20 +48,6 @@ export interface AdoptPlan {
   readonly notes: readonly string[];
 }
 
-const IDENTIFIER = /^[a-z][a-z0-9_]{0,47}$/;
-/** Names Tenantry keeps for itself: an entity (its routes) or a field (its columns, list parameters). */
-const TAKEN_ENTITY_NAMES = new Set(['users', 'roles', 'groups', 'keys', 'clients', 'auth', 'export']);
-const TAKEN_FIELD_NAMES = new Set([
-  'id',
-  'tenant_id',
-  'created_at',
-  'updated_at',
-  'sort',
-  'limit',
-  'next',
-  'q',
-]);
-
 /** A name Tenantry accepts, made from a source name; the same source name gives the same name. */
 function identifier(raw: string, taken: ReadonlySet<string>, suffix: string): string {
   let name = raw
@@ -64,7 +56,9 @@ function identifier(raw: string, taken: ReadonlySet<string>, suffix: string): st
     .replace(/^[^a-z]+/, '')
     .slice(0, 40);
   if (name === '') name = 'x';
-  if (taken.has(name) || name.startsWith('pg_') || name.startsWith('tenantry')) name = `${name}_${suffix}`;
+  if (taken.has(name) || SQL_RESERVED.has(name) || name.startsWith('pg_') || name.startsWith('tenantry')) {
+    name = `${name}_${suffix}`;
+  }
   return IDENTIFIER.test(name) ? name : `x_${name}`.slice(0, 48);
 }
 
@@ -133,7 +127,7 @@ export function planAdoption(source: SourceSchema): AdoptPlan {
     return false;
   });
   const entityNames = new Map<string, string>();
-  const used = new Set<string>(TAKEN_ENTITY_NAMES);
+  const used = new Set<string>(BUILT_IN_RESOURCES);
   for (const table of adoptable) {
     const name = identifier(table.name, used, 'data');
     if (name !== table.name) notes.push(`table ${table.name} becomes entity ${name}`);
@@ -175,7 +169,7 @@ function planTable(
   const key = keyOf.get(table.name)!;
   const fields: Record<string, FieldProposal> = {};
   const columns: ColumnSource[] = [];
-  const fieldNames = new Set<string>(TAKEN_FIELD_NAMES);
+  const fieldNames = new Set<string>(RESERVED_FIELD_NAMES);
   const ref = (column: string) => `t.${quoteIdent(column)}`;
   columns.push({
     column: 'id',

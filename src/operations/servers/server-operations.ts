@@ -4,6 +4,18 @@ import { defineOperation } from '../operation.js';
 
 const ServerName = Type.String({ maxLength: 40 });
 
+/** A server's name and how it is reached. */
+const ServerInput = Type.Object(
+  {
+    name: ServerName,
+    url: Type.String({ maxLength: 2048, description: 'The runtime role’s connection string' }),
+    adminUrl: Type.Optional(
+      Type.String({ maxLength: 2048, description: 'The owner’s connection string (default: url)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const listServers = defineOperation({
   name: 'servers.list',
   summary: 'Database servers for database tenants, with how many tenants each holds',
@@ -18,16 +30,7 @@ export const addServer = defineOperation({
   name: 'servers.add',
   summary: 'Add a database server (it must answer and be allowed to create databases)',
   access: { operator: true },
-  input: Type.Object(
-    {
-      name: ServerName,
-      url: Type.String({ maxLength: 2048, description: 'The runtime role’s connection string' }),
-      adminUrl: Type.Optional(
-        Type.String({ maxLength: 2048, description: 'The owner’s connection string (default: url)' }),
-      ),
-    },
-    { additionalProperties: false },
-  ),
+  input: ServerInput,
   output: ServerViewSchema,
   audit: ['server.add'],
   http: [{ method: 'POST', path: '/admin/servers', scope: 'admin', status: 201 }],
@@ -39,16 +42,7 @@ export const updateServer = defineOperation({
   summary:
     'Change how a database server is reached; the new URLs must reach the databases it holds, and every process uses them at once',
   access: { operator: true },
-  input: Type.Object(
-    {
-      name: ServerName,
-      url: Type.String({ maxLength: 2048, description: 'The runtime role’s connection string' }),
-      adminUrl: Type.Optional(
-        Type.String({ maxLength: 2048, description: 'The owner’s connection string (default: url)' }),
-      ),
-    },
-    { additionalProperties: false },
-  ),
+  input: ServerInput,
   output: ServerViewSchema,
   audit: ['server.update'],
   http: [{ method: 'PUT', path: '/admin/servers/:name', scope: 'admin', params: { name: 'name' } }],
