@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { main } from '../../src/cli/main.js';
 import { defineConfig } from '../../src/config/load-config.js';
 import { DataDirMissingError } from '../../src/engine/open-database.js';
 import { Tenantry } from '../../src/tenantry.js';
-import { sink } from '../helpers/cli.js';
+import { BIN, sink } from '../helpers/cli.js';
 
 /** The CLI run in `cwd` with only `env`, the way a person runs it from a directory. */
 async function runIn(
@@ -101,5 +102,18 @@ describe('a CLI command where there is no embedded database', () => {
     const tenantry = await Tenantry.open({ config });
     await tenantry.close();
     expect(existsSync(join(config.dataDir, 'PG_VERSION'))).toBe(true);
+  });
+});
+
+describe('the tenantry binary', () => {
+  it('ends quietly when the reader of its output has gone (| head)', async () => {
+    const child = spawn(process.execPath, [BIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The reading end closes before the help is written: the write fails with EPIPE.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
   });
 });
