@@ -117,6 +117,55 @@ describe.each(DRIVERS)('jobs: backups and exports over HTTP (%s)', (driver) => {
     expect((await env.admin('POST', '/admin/tenants/no-such-tenant/backups', {})).statusCode).toBe(404);
   });
 
+  it('refuses forged credentials, a bad body and a huge one on the job and export routes, changing nothing', async () => {
+    const before = (await env.engine.jobs.store.list()).length;
+    // Host names one tenant, the key another: cross_tenant, whatever the route.
+    const forged = await env.inject({
+      method: 'POST',
+      url: '/api/v1/export',
+      headers: { host: `${other.slug}.localhost`, 'x-api-key': acme.key },
+    });
+    expect(forged.statusCode).toBe(403);
+    expect(forged.json()).toMatchObject({ code: 'cross_tenant' });
+    const badKey = await env.inject({
+      method: 'POST',
+      url: '/api/v1/export',
+      headers: { 'x-api-key': 'tny_nope_nope' },
+    });
+    expect(badKey.statusCode).toBe(401);
+    const unknownHost = await env.inject({
+      method: 'POST',
+      url: '/api/v1/export',
+      headers: { host: 'nobody.localhost' },
+    });
+    expect(unknownHost.statusCode).toBe(404);
+    const malformed = await env.inject({
+      method: 'POST',
+      url: `/admin/tenants/${acme.slug}/backups`,
+      headers: { authorization: adminHeaders.authorization, 'content-type': 'application/json' },
+      payload: '{"includeAudit": tru',
+    });
+    expect(malformed.statusCode).toBe(400);
+    const unknownMember = await env.admin('POST', `/admin/tenants/${acme.slug}/backups`, {
+      file: '/etc/passwd',
+    });
+    expect(unknownMember.statusCode).toBe(400);
+    const huge = await env.inject({
+      method: 'POST',
+      url: `/admin/tenants/${acme.slug}/backups`,
+      headers: { authorization: adminHeaders.authorization, 'content-type': 'application/json' },
+      payload: JSON.stringify({ includeAudit: true, padding: 'x'.repeat(2 * 1024 * 1024) }),
+    });
+    expect(huge.statusCode).toBe(413);
+    const otherTenantsKey = await env.inject({
+      method: 'POST',
+      url: `/admin/tenants/${acme.slug}/backups`,
+      headers: { 'x-api-key': other.key },
+    });
+    expect([401, 403]).toContain(otherTenantsKey.statusCode);
+    expect((await env.engine.jobs.store.list()).length).toBe(before);
+  });
+
   it('says a job whose process stopped beating was interrupted', async () => {
     await env.engine.db.owner.query(
       `INSERT INTO tenantry.jobs (id, kind, tenant_id, status, actor, heartbeat_at)
