@@ -17,6 +17,7 @@ describe.each(DRIVERS)('admin API for fleet operations, on %s', (driver) => {
       ['GET', '/admin/servers'],
       ['POST', '/admin/servers'],
       ['DELETE', '/admin/servers/main'],
+      ['PUT', '/admin/servers/main'],
       ['GET', '/admin/migrations/plan'],
       ['POST', '/admin/tenants/whoever/repair'],
       ['DELETE', '/admin/tenants/whoever?purge=true'],
@@ -106,6 +107,10 @@ describe.each(DRIVERS)('admin API for fleet operations, on %s', (driver) => {
     expect(main.statusCode).toBe(409);
     const none = await env.admin('DELETE', '/admin/servers/none');
     expect(none.statusCode).toBe(404);
+    const url = 'postgres://postgres@127.0.0.1:5432/postgres';
+    expect((await env.admin('PUT', '/admin/servers/none', { url })).statusCode).toBe(404);
+    expect((await env.admin('PUT', '/admin/servers/main', { url })).statusCode).toBe(400);
+    expect((await env.admin('PUT', '/admin/servers/none', { url: 42 })).statusCode).toBe(400);
     expect((await env.admin('GET', '/admin/servers')).json()).toHaveLength(1);
   });
 
