@@ -1,5 +1,5 @@
 import type { Queryable } from './database.js';
-import { quoteIdent } from './identifiers.js';
+import { quoteIdent, quoteLiteral } from './identifiers.js';
 import { isSqlState } from './sqlstate.js';
 
 /**
@@ -67,8 +67,4 @@ export async function ensureRuntimeLogin(
     await db.query(`ALTER ROLE ${name} PASSWORD ${quoteLiteral(password)}`);
   }
   return exists ? 'updated' : 'created';
-}
-
-function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }

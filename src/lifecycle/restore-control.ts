@@ -3,6 +3,7 @@ import { BUILT_IN_ROLES } from '../auth/permissions.js';
 import { normaliseEmail } from '../auth/user-email.js';
 import type { Queryable } from '../db/database.js';
 import { TenantryError } from '../errors.js';
+import { isUuid } from '../tenants/slug.js';
 import { assertHostsFree, checkHosts, insertHosts, type TenancyRules } from '../tenants/tenant-rules.js';
 
 /**
@@ -72,8 +73,6 @@ function bad(section: string, what: string): TenantryError {
   });
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 function text(section: string, value: unknown, name: string, max: number): string {
   if (typeof value !== 'string' || value.length > max)
     throw bad(section, `a record whose ${name} is not text`);
@@ -85,8 +84,7 @@ function optionalText(section: string, value: unknown, name: string, max: number
 }
 
 function id(section: string, value: unknown, name = 'id'): string {
-  if (typeof value !== 'string' || !UUID.test(value))
-    throw bad(section, `a record whose ${name} is not a UUID`);
+  if (typeof value !== 'string' || !isUuid(value)) throw bad(section, `a record whose ${name} is not a UUID`);
   return value;
 }
 

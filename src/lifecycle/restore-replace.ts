@@ -50,7 +50,7 @@ export async function restoreOver(
   if (isBeingBuilt(tenant.status)) {
     throw new TenantryError('conflict', `the tenant is still being built (${tenant.status})`);
   }
-  const target = await tenantVersion(deps, tenant);
+  const target = await tenantVersion(deps, tenant, ledger);
   assertNotNewer(archive, target);
   const audit = { action: 'tenant.restore.replace', target: tenant.slug, tenantId: tenant.id };
   return deps.locks.with(tenant.id, async (session) => {

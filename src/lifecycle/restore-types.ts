@@ -15,6 +15,8 @@ export interface RestoreOptions {
    * archive's, in one transaction; its users, keys and hosts stay as they are.
    */
   readonly replace?: boolean;
+  /** What the restore is audited as (adopting a database is `tenant.adopt`); `tenant.restore` by default. */
+  readonly auditAction?: string;
   /** Called after each piece of the archive goes in (the caller measures how far it is). */
   readonly onProgress?: () => void;
 }

@@ -4,6 +4,7 @@ import type { Queryable } from '../db/database.js';
 import type { ActionContext } from '../runtime/actor.js';
 import type { ScheduledJob } from '../runtime/scheduler.js';
 import type { JobContext, JobOutcome, JobRunner } from './jobs/job-runner.js';
+import { jobRunning } from './jobs/job-store.js';
 import { type BackupDeps, backupTenantToFile } from './tenant-backup.js';
 
 export interface ScheduledBackupSettings {
@@ -98,12 +99,7 @@ export function scheduledBackups(
     name: 'backups',
     everyMs,
     async run(tx) {
-      const { rows } = await tx.query(
-        `SELECT 1 FROM tenantry.jobs WHERE kind = $1 AND status = 'running'
-            AND heartbeat_at > now() - interval '30 seconds' LIMIT 1`,
-        [SCHEDULED_BACKUPS_JOB],
-      );
-      return rows.length > 0
+      return (await jobRunning(tx, SCHEDULED_BACKUPS_JOB))
         ? { started: false, reason: 'the previous run is still going' }
         : { started: true };
     },

@@ -14,8 +14,9 @@ import type { TenantDataAccess } from '../isolation/tenant-db.js';
 import { placementOf } from '../isolation/tenant-placement.js';
 import type { ActionContext } from '../runtime/actor.js';
 import { recordAudit } from '../runtime/audit-log.js';
+import { isUuid } from '../tenants/slug.js';
 import { isBeingBuilt, type Tenant } from '../tenants/tenant.js';
-import type { DataSection, Section, SectionSummary } from './archive/archive-format.js';
+import { countLines, type DataSection, type Section, type SectionSummary } from './archive/archive-format.js';
 import { ArchiveWriter } from './archive/archive-writer.js';
 import { CONTROL_PARTS, controlPartLines } from './archive/control-parts.js';
 import type { LifecycleDeps } from './lifecycle-deps.js';
@@ -62,8 +63,6 @@ export const CANONICAL_SETTINGS = `SELECT set_config('DateStyle', 'ISO, MDY', tr
 /** On PGlite a COPY result is held whole: a table leaves in pages of this many rows. */
 const PAGE_ROWS = 20_000;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /** The columns of an entity an archive holds, `id` first: all but `tenant_id` and the generated search column. */
 export function archivedColumns(entity: Entity): string[] {
   return tableModel(entity)
@@ -85,11 +84,15 @@ function tenantRecord(tenant: Tenant): Record<string, unknown> {
   };
 }
 
-/** The entity version a tenant's tables are at. */
-export async function tenantVersion(deps: LifecycleDeps, tenant: Tenant): Promise<EntityVersion> {
+/** The entity version a tenant's tables are at; `ledger` when the caller read it already. */
+export async function tenantVersion(
+  deps: LifecycleDeps,
+  tenant: Tenant,
+  ledger?: readonly EntityVersion[],
+): Promise<EntityVersion> {
   const number =
     tenant.isolation === 'row' ? await storageVersion(deps.db.owner, 'row') : tenant.schemaVersion;
-  const version = (await loadVersions(deps.db.owner)).find((entry) => entry.version === number);
+  const version = (ledger ?? (await loadVersions(deps.db.owner))).find((entry) => entry.version === number);
   if (!version) {
     throw new TenantryError(
       'conflict',
@@ -116,7 +119,7 @@ export async function backupTenant(
   if (isBeingBuilt(tenant.status)) {
     throw new TenantryError('conflict', `the tenant is still being built (${tenant.status})`);
   }
-  if (!UUID.test(tenant.id)) throw new Error(`unexpected tenant id ${tenant.id}`);
+  if (!isUuid(tenant.id)) throw new Error(`unexpected tenant id ${tenant.id}`);
   const version = await tenantVersion(deps, tenant);
   const entities = version.entities.filter((entity) => entity.scope === 'tenant');
   const dataSections: DataSection[] = entities.map((entity) => ({
@@ -252,16 +255,10 @@ async function* tableRows(
     yield page;
     const lastLine = page.lastIndexOf(0x0a, page.length - 2) + 1;
     const id = page.subarray(lastLine, page.indexOf(0x09, lastLine)).toString();
-    if (!UUID.test(id)) throw new Error(`unexpected id in COPY output: ${id.slice(0, 40)}`);
+    if (!isUuid(id)) throw new Error(`unexpected id in COPY output: ${id.slice(0, 40)}`);
     after = id;
     if (countLines(page) < PAGE_ROWS) return;
   }
-}
-
-function countLines(buffer: Buffer): number {
-  let count = 0;
-  for (let at = buffer.indexOf(0x0a); at !== -1; at = buffer.indexOf(0x0a, at + 1)) count += 1;
-  return count;
 }
 
 async function* counted(

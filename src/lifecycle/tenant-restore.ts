@@ -60,7 +60,7 @@ export async function restoreFromEvents(
   deps: BackupDeps,
   events: AsyncIterator<ArchiveEvent>,
   context: ActionContext,
-  options: RestoreOptions & { readonly auditAction?: string } = {},
+  options: RestoreOptions = {},
 ): Promise<RestoreReport> {
   const cursor = new EventCursor(events);
   try {
@@ -92,7 +92,7 @@ async function restoreFrom(
   const prepared = prepareApiKey(deps.keyIterations());
   prepared.catch(() => undefined);
   const audit = {
-    action: (options as { auditAction?: string }).auditAction ?? 'tenant.restore',
+    action: options.auditAction ?? 'tenant.restore',
     target: checked.slug,
     tenantId: checked.id,
   };

@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { Tenantry } from '../../src/tenantry.js';
-import { runCli } from '../helpers/cli.js';
+import { type CliDeployment, cliDeployment, runCli } from '../helpers/cli.js';
 import { ADMIN_TOKEN, DRIVERS } from '../helpers/harness.js';
-import { createDatabase } from '../helpers/postgres.js';
 
 const ENTITIES = `
 entities:
@@ -22,27 +20,14 @@ const NEWER_ENTITIES = `${ENTITIES}      pinned: { type: boolean, default: false
 describe.each(DRIVERS)('tenantry tenants backup|restore, on %s', (driver) => {
   let env: Record<string, string | undefined>;
   let dir: string;
-  let cleanup: () => Promise<void>;
+  let deployment: CliDeployment | undefined;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tenantry-backup-cli-'));
-    env = { TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN, TENANTRY_CONFIG: join(dir, 'tenantry.config.yaml') };
-    writeFileSync(env.TENANTRY_CONFIG!, ENTITIES);
-    if (driver === 'postgres') {
-      const database = await createDatabase();
-      env.DATABASE_URL = database.url;
-      cleanup = async () => {
-        await database.drop();
-        rmSync(dir, { recursive: true, force: true });
-      };
-    } else {
-      env.TENANTRY_DATA_DIR = join(dir, 'data');
-      cleanup = async () => rmSync(dir, { recursive: true, force: true });
-    }
-    expect((await runCli(['init-db'], env)).code).toBe(0);
+    deployment = await cliDeployment(driver, ENTITIES, { TENANTRY_ADMIN_TOKEN: ADMIN_TOKEN });
+    ({ env, dir } = deployment);
   }, 60_000);
   afterAll(async () => {
-    await cleanup?.();
+    await deployment?.close();
   });
 
   const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, { ...env, ...extra });
@@ -97,113 +82,93 @@ describe.each(DRIVERS)('tenantry tenants backup|restore, on %s', (driver) => {
     const file = join(dir, 'old.tgz');
     expect((await cli(['tenants', 'backup', 'old-cli', '-o', file])).code).toBe(0);
     // A second deployment, one entity version ahead, makes an archive this one cannot take.
-    const newer = mkdtempSync(join(tmpdir(), 'tenantry-backup-newer-'));
+    const newer = await cliDeployment(driver, ENTITIES);
+    const newerEnv = newer.env;
     try {
-      const newerEnv: Record<string, string | undefined> = {
-        ...env,
-        TENANTRY_CONFIG: join(newer, 'tenantry.config.yaml'),
-        ...(driver === 'pglite' ? { TENANTRY_DATA_DIR: join(newer, 'data') } : {}),
-      };
-      const database = driver === 'postgres' ? await createDatabase() : undefined;
-      if (database) newerEnv.DATABASE_URL = database.url;
+      // Rows at version 1, a reference among them, backed up before the entities change.
+      expect(
+        (await runCli(['tenants', 'create', 'Rows', 'rows-cli', '--isolation', 'schema'], newerEnv)).code,
+      ).toBe(0);
+      const library = await Tenantry.open({ config: loadConfig({ env: newerEnv }) });
       try {
-        writeFileSync(newerEnv.TENANTRY_CONFIG!, ENTITIES);
-        expect((await runCli(['init-db'], newerEnv)).code).toBe(0);
-        // Rows at version 1, a reference among them, backed up before the entities change.
-        expect(
-          (await runCli(['tenants', 'create', 'Rows', 'rows-cli', '--isolation', 'schema'], newerEnv)).code,
-        ).toBe(0);
-        const library = await Tenantry.open({ config: loadConfig({ env: newerEnv }) });
-        try {
-          await library.withTenant('rows-cli', async (db) => {
-            const { rows } = await db.query<{ id: string }>(
-              "INSERT INTO notes (tenant_id, id, title) VALUES (current_setting('tenantry.tenant_id')::uuid, gen_random_uuid(), 'root') RETURNING id",
-            );
-            await db.query(
-              "INSERT INTO notes (tenant_id, id, title, parent) SELECT current_setting('tenantry.tenant_id')::uuid, gen_random_uuid(), 'child ' || n, $1 FROM generate_series(1, 2) n",
-              [rows[0]!.id],
-            );
-          });
-        } finally {
-          await library.close();
-        }
-        const rowsFile = join(dir, 'rows-v1.tgz');
-        expect((await runCli(['tenants', 'backup', 'rows-cli', '-o', rowsFile], newerEnv)).code).toBe(0);
-        writeFileSync(newerEnv.TENANTRY_CONFIG!, NEWER_ENTITIES);
-        const migrated = await runCli(['migrate'], newerEnv);
-        expect(migrated.code).toBe(0);
-        expect(
-          (await runCli(['tenants', 'create', 'New', 'new-cli', '--isolation', 'schema'], newerEnv)).code,
-        ).toBe(0);
-        const newerFile = join(dir, 'newer.tgz');
-        expect((await runCli(['tenants', 'backup', 'new-cli', '-o', newerFile], newerEnv)).code).toBe(0);
-        const refused = await cli(['tenants', 'restore', newerFile, '--as', 'from-newer']);
-        expect(refused.code).toBe(2);
-        expect(refused.stderr).toMatch(/entity version 2, newer than this deployment's latest \(1\)/);
-
-        // The older archive goes forward into the newer deployment: the new field takes its default.
-        for (const isolation of ['schema', 'row']) {
-          const forward = await runCli(
-            [
-              'tenants',
-              'restore',
-              rowsFile,
-              '--as',
-              `forward-${isolation}`,
-              '--isolation',
-              isolation,
-              '--json',
-            ],
-            newerEnv,
+        await library.withTenant('rows-cli', async (db) => {
+          const { rows } = await db.query<{ id: string }>(
+            "INSERT INTO notes (tenant_id, id, title) VALUES (current_setting('tenantry.tenant_id')::uuid, gen_random_uuid(), 'root') RETURNING id",
           );
-          expect(forward.stderr).toBe('');
-          expect(JSON.parse(forward.stdout)).toMatchObject({
-            rows: 3,
-            entityVersion: { archive: 1, restored: 2 },
-          });
-        }
-        const library2 = await Tenantry.open({ config: loadConfig({ env: newerEnv }) });
-        try {
-          for (const slug of ['forward-schema', 'forward-row']) {
-            const notes = await library2.withTenant(slug, (db) =>
-              db.query<{ title: string; pinned: boolean; parent: string | null }>(
-                'SELECT n.title, n.pinned, p.title AS parent FROM notes n LEFT JOIN notes p ON p.id = n.parent ORDER BY n.title',
-              ),
-            );
-            expect(notes.rows).toEqual([
-              { title: 'child 1', pinned: false, parent: 'root' },
-              { title: 'child 2', pinned: false, parent: 'root' },
-              { title: 'root', pinned: false, parent: null },
-            ]);
-          }
-        } finally {
-          await library2.close();
+          await db.query(
+            "INSERT INTO notes (tenant_id, id, title, parent) SELECT current_setting('tenantry.tenant_id')::uuid, gen_random_uuid(), 'child ' || n, $1 FROM generate_series(1, 2) n",
+            [rows[0]!.id],
+          );
+        });
+      } finally {
+        await library.close();
+      }
+      const rowsFile = join(dir, 'rows-v1.tgz');
+      expect((await runCli(['tenants', 'backup', 'rows-cli', '-o', rowsFile], newerEnv)).code).toBe(0);
+      writeFileSync(newerEnv.TENANTRY_CONFIG!, NEWER_ENTITIES);
+      const migrated = await runCli(['migrate'], newerEnv);
+      expect(migrated.code).toBe(0);
+      expect(
+        (await runCli(['tenants', 'create', 'New', 'new-cli', '--isolation', 'schema'], newerEnv)).code,
+      ).toBe(0);
+      const newerFile = join(dir, 'newer.tgz');
+      expect((await runCli(['tenants', 'backup', 'new-cli', '-o', newerFile], newerEnv)).code).toBe(0);
+      const refused = await cli(['tenants', 'restore', newerFile, '--as', 'from-newer']);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/entity version 2, newer than this deployment's latest \(1\)/);
+
+      // The older archive goes forward into the newer deployment: the new field takes its default.
+      for (const isolation of ['schema', 'row']) {
+        const forward = await runCli(
+          [
+            'tenants',
+            'restore',
+            rowsFile,
+            '--as',
+            `forward-${isolation}`,
+            '--isolation',
+            isolation,
+            '--json',
+          ],
+          newerEnv,
+        );
+        expect(forward.stderr).toBe('');
+        expect(JSON.parse(forward.stdout)).toMatchObject({
+          rows: 3,
+          entityVersion: { archive: 1, restored: 2 },
+        });
+      }
+      const library2 = await Tenantry.open({ config: loadConfig({ env: newerEnv }) });
+      try {
+        for (const slug of ['forward-schema', 'forward-row']) {
+          const notes = await library2.withTenant(slug, (db) =>
+            db.query<{ title: string; pinned: boolean; parent: string | null }>(
+              'SELECT n.title, n.pinned, p.title AS parent FROM notes n LEFT JOIN notes p ON p.id = n.parent ORDER BY n.title',
+            ),
+          );
+          expect(notes.rows).toEqual([
+            { title: 'child 1', pinned: false, parent: 'root' },
+            { title: 'child 2', pinned: false, parent: 'root' },
+            { title: 'root', pinned: false, parent: null },
+          ]);
         }
       } finally {
-        await database?.drop();
+        await library2.close();
       }
     } finally {
-      rmSync(newer, { recursive: true, force: true });
+      await newer.close();
     }
     expect(existsSync(file)).toBe(true);
   }, 120_000);
 
   it("refuses an archive of another Tenantry's entities, and creates nothing", async () => {
-    const other = mkdtempSync(join(tmpdir(), 'tenantry-backup-other-'));
-    const database = driver === 'postgres' ? await createDatabase() : undefined;
+    // Version 1 there, as here, but of other entities.
+    const other = await cliDeployment(
+      driver,
+      'entities:\n  memos:\n    scope: tenant\n    fields:\n      text: { type: text }\n',
+    );
+    const otherEnv = other.env;
     try {
-      const otherEnv: Record<string, string | undefined> = {
-        ...env,
-        TENANTRY_CONFIG: join(other, 'tenantry.config.yaml'),
-        ...(driver === 'pglite' ? { TENANTRY_DATA_DIR: join(other, 'data') } : {}),
-        ...(database ? { DATABASE_URL: database.url } : {}),
-      };
-      // Version 1 there, as here, but of other entities.
-      writeFileSync(
-        otherEnv.TENANTRY_CONFIG!,
-        'entities:\n  memos:\n    scope: tenant\n    fields:\n      text: { type: text }\n',
-      );
-      expect((await runCli(['init-db'], otherEnv)).code).toBe(0);
       expect((await runCli(['tenants', 'create', 'Foreign', 'foreign-cli'], otherEnv)).code).toBe(0);
       const file = join(dir, 'foreign.tgz');
       expect((await runCli(['tenants', 'backup', 'foreign-cli', '-o', file], otherEnv)).code).toBe(0);
@@ -213,8 +178,7 @@ describe.each(DRIVERS)('tenantry tenants backup|restore, on %s', (driver) => {
       const list = JSON.parse((await cli(['tenants', 'list', '--json'])).stdout) as { slug: string }[];
       expect(list.map((tenant) => tenant.slug)).not.toContain('foreign-cli');
     } finally {
-      await database?.drop();
-      rmSync(other, { recursive: true, force: true });
+      await other.close();
     }
   }, 60_000);
 });

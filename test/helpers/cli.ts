@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
+import { createDatabase } from './postgres.js';
 
 export const BIN = new URL('../../bin/tenantry.js', import.meta.url).pathname;
 
@@ -47,4 +51,37 @@ export function spawnCli(args: string[], env: Record<string, string | undefined>
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** A deployment the CLI works on: a config file, a database of its own (or a data directory), prepared by init-db. */
+export interface CliDeployment {
+  readonly env: Record<string, string | undefined>;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+export async function cliDeployment(
+  driver: 'pglite' | 'postgres',
+  configYaml: string,
+  extraEnv: Record<string, string | undefined> = {},
+): Promise<CliDeployment> {
+  const dir = mkdtempSync(join(tmpdir(), 'tenantry-cli-'));
+  const env: Record<string, string | undefined> = {
+    ...extraEnv,
+    TENANTRY_CONFIG: join(dir, 'tenantry.config.yaml'),
+  };
+  writeFileSync(env.TENANTRY_CONFIG!, configYaml);
+  const database = driver === 'postgres' ? await createDatabase() : undefined;
+  if (database) env.DATABASE_URL = database.url;
+  else env.TENANTRY_DATA_DIR = join(dir, 'data');
+  const close = async () => {
+    await database?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const prepared = await runCli(['init-db'], env);
+  if (prepared.code !== 0) {
+    await close();
+    throw new Error(`init-db failed: ${prepared.stderr}`);
+  }
+  return { env, dir, close };
 }

@@ -14,6 +14,7 @@ import {
   ARCHIVE_FORMAT,
   ARCHIVE_FORMAT_VERSION,
   type ArchiveHeader,
+  countLines,
   type DataSection,
 } from '../archive/archive-format.js';
 import type { ArchiveEvent } from '../archive/archive-reader.js';
@@ -157,7 +158,7 @@ export async function adoptDatabase(
         if (table) {
           const copy = client.query(copyToStdout(copySql(plan.schema, table, section.columns)));
           for await (const data of copy as AsyncIterable<Buffer>) {
-            for (let at = data.indexOf(0x0a); at !== -1; at = data.indexOf(0x0a, at + 1)) rows += 1;
+            rows += countLines(data);
             onProgress?.(rows);
             yield { kind: 'chunk', section, data };
           }

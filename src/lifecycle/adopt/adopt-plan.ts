@@ -1,4 +1,4 @@
-import { quoteIdent } from '../../db/identifiers.js';
+import { quoteIdent, quoteLiteral } from '../../db/identifiers.js';
 import type { FieldType } from '../../entities/entity.js';
 import {
   BUILT_IN_RESOURCES,
@@ -99,10 +99,6 @@ function literalDefault(column: SourceColumn, type: FieldType): string | number 
 /** The new id of a row whose key is not a UUID: the same key always gives the same id. */
 export function legacyIdSql(table: string, keySql: string): string {
   return `md5(${quoteLiteral(`${table}:`)} || (${keySql})::text)::uuid`;
-}
-
-function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }
 
 /**

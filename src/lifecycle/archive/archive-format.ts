@@ -71,6 +71,13 @@ export interface ArchiveManifest {
   readonly sections: Readonly<Record<string, SectionSummary>>;
 }
 
+/** The rows in a piece of COPY text or JSON lines: every row, and only a row, ends with a newline. */
+export function countLines(buffer: Buffer): number {
+  let count = 0;
+  for (let at = buffer.indexOf(0x0a); at !== -1; at = buffer.indexOf(0x0a, at + 1)) count += 1;
+  return count;
+}
+
 export const sectionKey = (section: SectionName): string => `${section.kind}/${section.name}`;
 
 const SECTION_NAME = /^[a-z0-9_-]{1,63}$/;

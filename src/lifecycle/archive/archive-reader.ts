@@ -15,6 +15,7 @@ import {
   ARCHIVE_FORMAT_VERSION,
   type ArchiveHeader,
   type ArchiveManifest,
+  countLines,
   HEADER_ENTRY,
   isSectionName,
   MANIFEST_ENTRY,
@@ -116,7 +117,7 @@ export async function* readArchive(
       for await (const data of entry as AsyncIterable<Buffer>) {
         current.hash.update(data);
         current.bytes += data.length;
-        for (let at = data.indexOf(0x0a); at !== -1; at = data.indexOf(0x0a, at + 1)) current.rows += 1;
+        current.rows += countLines(data);
         yield { kind: 'chunk', section: current.section, data };
       }
     }

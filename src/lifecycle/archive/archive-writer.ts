@@ -11,6 +11,7 @@ import {
   type ArchiveManifest,
   CHUNK_BYTES,
   chunkEntry,
+  countLines,
   HEADER_ENTRY,
   isSectionName,
   MANIFEST_ENTRY,
@@ -111,7 +112,7 @@ export class ArchiveWriter {
       const buffer = typeof piece === 'string' ? Buffer.from(piece) : piece;
       if (buffer.length === 0) continue;
       hash.update(buffer);
-      rows += countNewlines(buffer);
+      rows += countLines(buffer);
       bytes += buffer.length;
       lastByte = buffer[buffer.length - 1]!;
       pending.push(buffer);
@@ -149,14 +150,4 @@ export class ArchiveWriter {
       );
     });
   }
-}
-
-function countNewlines(buffer: Buffer): number {
-  let count = 0;
-  let at = buffer.indexOf(0x0a);
-  while (at !== -1) {
-    count += 1;
-    at = buffer.indexOf(0x0a, at + 1);
-  }
-  return count;
 }

@@ -33,6 +33,9 @@ export interface Job {
 export const HEARTBEAT_MS = 5_000;
 const STALE_MS = 6 * HEARTBEAT_MS;
 
+/** SQL true for a job whose process is still at it: running, and its heartbeat fresh. */
+const ALIVE = `status = 'running' AND heartbeat_at >= now() - make_interval(secs => ${STALE_MS / 1000})`;
+
 type JobRow = {
   id: string;
   kind: string;
@@ -50,7 +53,7 @@ type JobRow = {
 };
 
 const COLUMNS = `id, kind, tenant_id, status, actor, input, progress, result, error, file, created_at, finished_at,
-  status = 'running' AND heartbeat_at < now() - make_interval(secs => ${STALE_MS / 1000}) AS stale`;
+  status = 'running' AND NOT (${ALIVE}) AS stale`;
 
 function jobFromRow(row: JobRow): Job {
   return {
@@ -148,20 +151,20 @@ export class JobStore {
   ): Promise<{ readonly count: number; readonly running: boolean }> {
     const { rows } = await this.#db.query<{ count: number; running: boolean }>(
       `SELECT count(*)::int AS count,
-              coalesce(bool_or(status = 'running' AND heartbeat_at >= now() - make_interval(secs => ${STALE_MS / 1000})), false) AS running
+              coalesce(bool_or(${ALIVE}), false) AS running
          FROM tenantry.jobs WHERE tenant_id = $1 AND kind = $2 AND created_at > now() - make_interval(secs => $3)`,
       [tenantId, kind, seconds],
     );
     return { count: Number(rows[0]?.count ?? 0), running: rows[0]?.running === true };
   }
+}
 
-  /** Whether a job of `kind` runs somewhere now (its heartbeat is fresh). */
-  async running(kind: string): Promise<boolean> {
-    const { rows } = await this.#db.query(
-      `SELECT 1 FROM tenantry.jobs WHERE kind = $1 AND status = 'running'
-          AND heartbeat_at >= now() - make_interval(secs => ${STALE_MS / 1000}) LIMIT 1`,
-      [kind],
-    );
-    return rows.length > 0;
-  }
+/**
+ * Whether a job of `kind` runs somewhere now (its heartbeat is fresh), read on `db`: the caller's
+ * transaction when it has one (the scheduler's: on PGlite a second statement outside it would
+ * wait for it).
+ */
+export async function jobRunning(db: Queryable, kind: string): Promise<boolean> {
+  const { rows } = await db.query(`SELECT 1 FROM tenantry.jobs WHERE kind = $1 AND ${ALIVE} LIMIT 1`, [kind]);
+  return rows.length > 0;
 }

@@ -95,7 +95,6 @@ export const startBackup = defineOperation({
         return { result: backupReportView(report, file, size), file };
       },
     );
-    if (job.status === 'failed') throw new TenantryError('unavailable', 'the backup could not start');
     return jobView(job, adminDownloadPath(job));
   },
 });
