@@ -13,6 +13,7 @@ export const errorCatalogue = {
   feature_disabled: { status: 403, title: 'Feature not enabled for this tenant' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
+  cancelled: { status: 409, title: 'Cancelled' },
   validation_failed: { status: 400, title: 'Validation failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },

@@ -9,6 +9,7 @@ import { ConfigError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { backupKey } from './lifecycle/archive/archive-encryption.js';
 import { exportPruning } from './lifecycle/export-retention.js';
+import { moveFinishing } from './lifecycle/move/move-finishing.js';
 import { scheduledBackups } from './lifecycle/scheduled-backups.js';
 import type { StaticSyncReport } from './lifecycle/static-tenant-sync.js';
 import { auditPruning, Scheduler } from './runtime/scheduler.js';
@@ -42,11 +43,14 @@ export interface StartServerOptions {
   readonly extend?: (app: FastifyInstance) => Promise<void>;
 }
 
-/** The server's scheduled work: audit and export pruning, and the backups of `backups.schedule`. */
+/** The server's scheduled work: audit and export pruning, moves' old copies, and the backups of `backups.schedule`. */
 function clusterScheduler(engine: Engine, config: TenantryConfig, app: FastifyInstance): Scheduler {
   const scheduled = [
     auditPruning(config.logRetentionDays),
     exportPruning(config.backups.exportRetentionHours),
+    moveFinishing(engine.moves, (error) =>
+      app.log.warn({ err: error }, 'an old copy of a moved tenant could not be dropped'),
+    ),
   ];
   if (config.backups.scheduleMs !== undefined) {
     const key = backupKey(undefined);

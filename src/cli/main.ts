@@ -14,6 +14,7 @@ import { fleetCommands } from './commands/fleet-commands.js';
 import { identityCommands } from './commands/identity-commands.js';
 import { jobCommands } from './commands/job-commands.js';
 import { keyCommands } from './commands/key-commands.js';
+import { moveCommands } from './commands/move-commands.js';
 import { serverCommands } from './commands/server-commands.js';
 import { tenantCommands } from './commands/tenant-commands.js';
 import { tenantConfigCommands } from './commands/tenant-config-commands.js';
@@ -72,6 +73,7 @@ export async function main(argv: readonly string[], io: MainIo = {}): Promise<nu
   tenantCommands(tenants, cli);
   tenantConfigCommands(tenants, cli);
   backupCommands(tenants, cli);
+  moveCommands(tenants, cli);
   keyCommands(tenants, cli);
   fleetCommands(program, cli);
   identityCommands(program, cli);

@@ -170,6 +170,18 @@ export const BackupsConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const MovesConfigSchema = Type.Object(
+  {
+    /** How long a moved tenant's old copy is kept (sealed) before it is dropped (default 600). */
+    graceSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 31_536_000 })),
+    /** The longest write freeze a move may take; a longer catch-up is abandoned and tried again (default 2000). */
+    maxFreezeMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    /** How long a write of a tenant that is switching place waits before it is answered 503 (default 3000). */
+    writeWaitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigFileSchema = Type.Object(
   {
     server: Type.Optional(ServerConfigSchema),
@@ -182,6 +194,7 @@ export const ConfigFileSchema = Type.Object(
     auth: Type.Optional(AuthConfigSchema),
     cache: Type.Optional(CacheConfigSchema),
     backups: Type.Optional(BackupsConfigSchema),
+    moves: Type.Optional(MovesConfigSchema),
     /** Application tables; validated in depth by `normaliseEntities`. */
     entities: Type.Optional(Type.Unknown()),
     /** Plans by name: default features, limits, branding and settings of their tenants. */
@@ -257,6 +270,11 @@ export interface TenantryConfig {
     readonly keep: number;
     readonly exportsPerHour: number;
     readonly exportRetentionHours: number;
+  };
+  readonly moves: {
+    readonly graceSeconds: number;
+    readonly maxFreezeMs: number;
+    readonly writeWaitMs: number;
   };
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;

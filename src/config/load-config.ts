@@ -195,6 +195,11 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
       exportsPerHour: file.backups?.exportsPerHour ?? 6,
       exportRetentionHours: file.backups?.exportRetentionHours ?? 168,
     },
+    moves: {
+      graceSeconds: file.moves?.graceSeconds ?? 600,
+      maxFreezeMs: file.moves?.maxFreezeMs ?? 2_000,
+      writeWaitMs: file.moves?.writeWaitMs ?? 3_000,
+    },
     redisUrl: redisUrlFromEnv(env),
     cache: cacheSection(file, env),
     auth: authSection(file),

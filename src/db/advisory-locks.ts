@@ -21,9 +21,17 @@ export const LockKey = {
   DATABASE_TEMPLATES: 6,
   /** Held while the static tenants of the config file are synced: processes starting at once sync once. */
   STATIC_TENANTS: 7,
+  /** Held (per transaction) while the capture schema of tenant moves is set up in a database. */
+  MOVE_CAPTURE: 8,
   /** Scheduled jobs take keys from here up (one per job, per transaction, try-only). */
   SCHEDULER_BASE: 100,
 } as const;
+
+/**
+ * Namespace of the write fence of a tenant being moved: every write of the tenant takes it shared
+ * (in the capture trigger), the move takes it exclusive for its final catch-up (its write freeze).
+ */
+export const MOVE_FENCE_NAMESPACE = 0x54_4e_54_4d; // 'TNTM'
 
 /** Namespace of per-tenant locks: provisioning, migration, repair and purge of one tenant. */
 export const TENANT_LOCK_NAMESPACE = 0x54_4e_54_54; // 'TNTT'

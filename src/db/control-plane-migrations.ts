@@ -321,6 +321,30 @@ export const controlPlaneMigrations: readonly Migration[] = [
       CREATE INDEX jobs_running_idx ON tenantry.jobs (kind) WHERE status = 'running';
     `,
   },
+  {
+    version: 9,
+    name: 'tenant moves between isolation levels and servers; cancellable jobs',
+    sql: `
+      -- One move per tenant at a time. The tenant row's isolation and server say which copy
+      -- serves; this record says where the other copy is: before the flip (phase copying) the
+      -- target being filled, after it (phase flipped) the source waiting to be dropped.
+      CREATE TABLE tenantry.tenant_moves (
+        tenant_id uuid PRIMARY KEY REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
+        job_id uuid,
+        from_isolation text NOT NULL CHECK (from_isolation IN ('row', 'schema', 'database')),
+        from_server text REFERENCES tenantry.database_servers (name),
+        to_isolation text NOT NULL CHECK (to_isolation IN ('row', 'schema', 'database')),
+        to_server text REFERENCES tenantry.database_servers (name),
+        phase text NOT NULL CHECK (phase IN ('copying', 'flipped')),
+        keep_source boolean NOT NULL DEFAULT false,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        flipped_at timestamptz,
+        stats jsonb NOT NULL DEFAULT '{}'::jsonb
+      );
+      -- Set by a cancel request; the job's process reads it with its heartbeat and stops.
+      ALTER TABLE tenantry.jobs ADD COLUMN cancel_requested_at timestamptz;
+    `,
+  },
 ];
 
 export const latestControlPlaneVersion = controlPlaneMigrations.at(-1)?.version ?? 0;

@@ -32,9 +32,11 @@ export interface Transaction extends Queryable {
 export interface TransactionOptions {
   /**
    * A `REPEATABLE READ READ ONLY` transaction: every statement sees one snapshot, and writers go
-   * on meanwhile. (PGlite holds its one session for a transaction: nothing changes under it.)
+   * on meanwhile. `'writable'`: the same snapshot, and the transaction may write (a move's copy:
+   * every table read as of one moment, written elsewhere). (PGlite holds its one session for a
+   * transaction: nothing changes under it.)
    */
-  readonly snapshot?: boolean;
+  readonly snapshot?: boolean | 'writable';
 }
 
 /** A connection held for a while (one session); statements run in order on it. */

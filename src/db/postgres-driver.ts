@@ -28,10 +28,15 @@ const TENANT_SETTINGS_STATEMENT = 'tenantry_apply_tenant_settings';
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
 const SNAPSHOT_BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+const WRITABLE_SNAPSHOT_BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ';
+
+function beginStatement(options: TransactionOptions | undefined): string {
+  if (options?.snapshot === 'writable') return WRITABLE_SNAPSHOT_BEGIN;
+  return options?.snapshot ? SNAPSHOT_BEGIN : 'BEGIN';
+}
 
 /** Run first in a pipeline, BEGIN turns its implicit transaction into an explicit one that outlives the Sync. */
 const BEGIN: readonly Statement[] = [{ text: 'BEGIN', values: [] }];
-const BEGIN_SNAPSHOT: readonly Statement[] = [{ text: SNAPSHOT_BEGIN, values: [] }];
 
 function adapt(target: PgQueryable): Queryable {
   return {
@@ -98,7 +103,7 @@ class LentClient implements Transaction {
 }
 
 function beginFor(client: pg.ClientBase, options: TransactionOptions | undefined): () => Promise<unknown> {
-  return () => client.query(options?.snapshot ? SNAPSHOT_BEGIN : 'BEGIN');
+  return () => client.query(beginStatement(options));
 }
 
 /** `begin` opens the transaction (by default a plain BEGIN); a failure anywhere rolls it back. */
@@ -214,7 +219,9 @@ class PostgresPool implements ConnectionPool {
     fn: (tx: Transaction) => Promise<T>,
     options?: TransactionOptions,
   ): Promise<T> {
-    const begin = options?.snapshot ? BEGIN_SNAPSHOT : BEGIN;
+    const begin: readonly Statement[] = options?.snapshot
+      ? [{ text: beginStatement(options), values: [] }]
+      : BEGIN;
     return this.withClient(
       (client) =>
         inTransaction(client, fn, () =>

@@ -11,6 +11,8 @@ export const SqlState = {
   DUPLICATE_OBJECT: '42710',
   DUPLICATE_DATABASE: '42P04',
   INVALID_TEXT_REPRESENTATION: '22P02',
+  /** Tenantry's own: a write to the old copy of a moved tenant (raised by the move's capture trigger). */
+  TENANT_SEALED: 'TYM01',
 } as const;
 
 export type SqlStateName = keyof typeof SqlState;

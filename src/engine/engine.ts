@@ -17,6 +17,7 @@ import { TenantProvisioner } from '../isolation/tenant-provisioner.js';
 import { JobRunner } from '../lifecycle/jobs/job-runner.js';
 import { JobStore } from '../lifecycle/jobs/job-store.js';
 import type { LifecycleDeps } from '../lifecycle/lifecycle-deps.js';
+import type { MoveDeps } from '../lifecycle/move/tenant-move.js';
 import type { BackupDeps } from '../lifecycle/tenant-backup.js';
 import { TenantUsageMeter } from '../lifecycle/tenant-usage.js';
 import { recordCrossTenant } from '../resolve/cross-tenant-audit.js';
@@ -120,6 +121,8 @@ export class Engine {
   readonly lifecycle: LifecycleDeps;
   /** What backups and restores work with: the lifecycle's components and the tenants' data. */
   readonly archives: BackupDeps;
+  /** What tenant moves work with. */
+  readonly moves: MoveDeps;
   /** Long operations in the background (backups and exports started over HTTP, scheduled backups). */
   readonly jobs: JobRunner;
   readonly reloader: ConfigReloader;
@@ -149,8 +152,13 @@ export class Engine {
     this.provisioner = new TenantProvisioner(this.live, this.databases, this.servers);
     this.metrics = this.#metrics();
     this.redis = wiring.redis && config.redisUrl ? this.#redisConnection(config.redisUrl) : undefined;
-    this.data = new TenantDataAccess(this.db, this.live, this.databases, (tenant, seconds) =>
-      this.metrics.observeDatabase(tenant, seconds),
+    this.store = new TenantStore(this.db.owner, () => this.live.current.plans);
+    this.data = new TenantDataAccess(
+      this.db,
+      this.live,
+      this.databases,
+      (tenant, seconds) => this.metrics.observeDatabase(tenant, seconds),
+      (id) => this.store.findById(id),
     );
     this.fleet = new FleetMigration({
       db: this.db,
@@ -160,7 +168,6 @@ export class Engine {
       databases: this.databases,
       servers: this.servers,
     });
-    this.store = new TenantStore(this.db.owner, () => this.live.current.plans);
     const rules = () => this.live.current;
     this.editor = new TenantEditor({ owner: this.db.owner, bus: this.bus, store: this.store, rules });
     this.tenantCache = new TenantCache(this.bus, {
@@ -216,6 +223,7 @@ export class Engine {
       storage: this.schemas,
     };
     this.archives = { ...this.lifecycle, data: this.data, tenantryVersion: TENANTRY_VERSION };
+    this.moves = { ...this.lifecycle, data: this.data, moveSettings: () => this.live.current.moves };
     this.jobs = new JobRunner(new JobStore(this.db.owner), (error) => this.onBackgroundError(error));
     this.reloader = new ConfigReloader(this);
   }

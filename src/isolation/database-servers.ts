@@ -146,8 +146,11 @@ export class DatabaseServers {
     });
   }
 
-  /** The server for a new database tenant: the one asked for, or the one with the fewest tenants. */
-  async choose(tx: Queryable, requested: string | undefined): Promise<string> {
+  /**
+   * The server for a new database tenant: the one asked for, or the one with the fewest tenants
+   * (but `exclude`, where a tenant moving to another server is now).
+   */
+  async choose(tx: Queryable, requested: string | undefined, exclude: string | null = null): Promise<string> {
     if (requested !== undefined) {
       const { rows } = await tx.query('SELECT 1 FROM tenantry.database_servers WHERE name = $1', [requested]);
       if (rows.length === 0)
@@ -159,7 +162,9 @@ export class DatabaseServers {
     const { rows } = await tx.query<{ name: string }>(
       `SELECT s.name FROM tenantry.database_servers s
          LEFT JOIN tenantry.tenants t ON t.server = s.name AND t.status <> 'deleted'
+        WHERE s.name IS DISTINCT FROM $1
         GROUP BY s.name ORDER BY count(t.id), s.name = 'main' DESC, s.name LIMIT 1`,
+      [exclude],
     );
     return rows[0]?.name ?? MAIN_SERVER;
   }

@@ -11,7 +11,9 @@ import type {
   TransactionOptions,
 } from '../db/database.js';
 import { quoteIdent } from '../db/identifiers.js';
+import { isSqlState } from '../db/sqlstate.js';
 import type { EntityDb } from '../entities/entity-db.js';
+import { TenantryError } from '../errors.js';
 import type { Tenant } from '../tenants/tenant.js';
 import type { TenantDatabases } from './tenant-databases.js';
 import { databaseLocation, placementOf, SHARED_SCHEMA, type TenantPlacement } from './tenant-placement.js';
@@ -29,7 +31,10 @@ export interface TenantDb extends EntityDb {
   readonly placement: TenantPlacement;
   /** One statement in its own tenant transaction (one round trip on PostgreSQL). */
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
-  /** Several statements in one tenant transaction. */
+  /**
+   * Several statements in one tenant transaction. When the tenant switches place under it (an
+   * online move), the transaction is rolled back and `fn` runs again at the new place.
+   */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Reads shared entities (schema `shared`, read-only for tenants). */
   queryShared<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
@@ -59,6 +64,12 @@ export function tenantSettings(
   return { settings, sharedSettings };
 }
 
+/**
+ * What a handle does with a write refused by a moved tenant's sealed old copy: runs it again on a
+ * handle of the tenant as it is now (undefined: the error goes to the caller).
+ */
+type AfterMove = <T>(tenantId: string, again: (db: TenantDb) => Promise<T>) => Promise<T>;
+
 /** A pool, or a way to lease one for the length of a call (database tenants). */
 type PoolSource = ConnectionPool | (<T>(fn: (pool: ConnectionPool) => Promise<T>) => Promise<T>);
 
@@ -71,14 +82,26 @@ class ScopedTenantDb implements TenantDb {
     private readonly sharedPool: ConnectionPool,
     private readonly sharedSettings: TenantSettings,
     private readonly observe: ((seconds: number) => void) | undefined,
+    private readonly afterMove: AfterMove | undefined,
   ) {}
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.#with((pool) => pool.scopedQuery<R>(this.settings, sql, params));
+    const run = this.#with((pool) => pool.scopedQuery<R>(this.settings, sql, params));
+    return this.afterMove ? this.#movable(run, (db) => db.query<R>(sql, params)) : run;
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.#with((pool) => pool.scopedTransaction(this.settings, fn));
+    const run = this.#with((pool) => pool.scopedTransaction(this.settings, fn));
+    return this.afterMove ? this.#movable(run, (db) => db.transaction(fn)) : run;
+  }
+
+  async #movable<T>(run: Promise<T>, again: (db: TenantDb) => Promise<T>): Promise<T> {
+    try {
+      return await run;
+    } catch (error) {
+      if (!isSqlState(error, 'TENANT_SEALED') || !this.afterMove) throw error;
+      return this.afterMove(this.tenantId, again);
+    }
   }
 
   // A database tenant's pool opens on its first statement, not when a request merely resolves.
@@ -109,18 +132,49 @@ export class TenantDataAccess {
   readonly #databases: TenantDatabases | undefined;
 
   readonly #observe: ((tenant: string, seconds: number) => void) | undefined;
+  readonly #reload: ((tenantId: string) => Promise<Tenant | undefined>) | undefined;
 
+  /**
+   * `reload` reads a tenant as the control plane has it now: a write refused by the sealed old
+   * copy of a moved tenant is retried at its new place, for up to `moves.writeWaitMs`.
+   */
   constructor(
     db: Database,
     config: LiveConfig,
     databases: TenantDatabases | undefined,
     observe?: (tenantSlug: string, seconds: number) => void,
+    reload?: (tenantId: string) => Promise<Tenant | undefined>,
   ) {
     this.#db = db;
     this.#live = config;
     this.#databases = databases;
     this.#observe = observe;
+    this.#reload = reload;
   }
+
+  /**
+   * The tenant moved (or is switching place right now): waits for the control plane to name its
+   * new place and runs the statement there. Past `moves.writeWaitMs`, 503 with Retry-After.
+   */
+  readonly #afterMove: AfterMove = async (tenantId, again) => {
+    const deadline = Date.now() + this.#config.moves.writeWaitMs;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      const fresh = await this.#reload?.(tenantId);
+      if (fresh) {
+        try {
+          return await again(this.#create(fresh, false));
+        } catch (error) {
+          if (!isSqlState(error, 'TENANT_SEALED')) throw error;
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new TenantryError('unavailable', 'the tenant is switching to its new place; retry shortly', {
+          retryAfterSeconds: 1,
+        });
+      }
+    }
+  };
 
   /**
    * Global admins' handle on shared entities: the owner pool, no tenant. Only admin routes get
@@ -186,7 +240,7 @@ export class TenantDataAccess {
     await tx.query("SELECT set_config('role', $1, true)", [this.runtimeRole]);
   }
 
-  #create(tenant: Tenant): TenantDb {
+  #create(tenant: Tenant, retryMoved = true): TenantDb {
     const placement = placementOf(tenant);
     const { settings, sharedSettings } = tenantSettings(tenant, this.#config);
     let pool: PoolSource = this.#db.runtime;
@@ -204,6 +258,7 @@ export class TenantDataAccess {
       this.#db.runtime,
       sharedSettings,
       this.#observe && ((seconds: number) => this.#observe?.(tenant.slug, seconds)),
+      retryMoved && this.#reload ? this.#afterMove : undefined,
     );
   }
 }

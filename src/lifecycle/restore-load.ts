@@ -1,5 +1,6 @@
-import type { Transaction } from '../db/database.js';
+import type { Queryable, Transaction } from '../db/database.js';
 import { qualified, quoteIdent } from '../db/identifiers.js';
+import type { Entity } from '../entities/entity.js';
 import { addConstraintSql, createIndexSql, tableModel } from '../entities/entity-ddl.js';
 import type { EntityVersion } from '../entities/entity-versions.js';
 import { placementOf } from '../isolation/tenant-placement.js';
@@ -54,9 +55,8 @@ export async function copyThroughStaging(
 /**
  * A schema or database tenant at the archive's own version: its tables are its alone and empty,
  * so rows are copied straight into them, as pg_restore does. The owner copies (COPY FROM under row
- * security is refused), the new tenant's id filled in by a default; foreign keys, keys, unique
- * constraints and indexes are dropped first and made again after, checking every row once. All in the one
- * transaction: a failure leaves the tables as they were.
+ * security is refused), the new tenant's id filled in by a default; keys and indexes are dropped
+ * first and made again after (`withKeysRebuilt`).
  */
 export async function copyIntoOwnTables(
   tx: Transaction,
@@ -66,8 +66,38 @@ export async function copyIntoOwnTables(
   options: RestoreOptions,
 ): Promise<number> {
   const schema = placementOf(tenant).schema;
-  const models = target.entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
-  // Keys and unique constraints are built once from all rows (sorted, in parallel), not row by row.
+  let rows = 0;
+  await withKeysRebuilt(tx, schema, target.entities, async () => {
+    let event = cursor.current;
+    for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
+      const table = qualified(schema, section.name);
+      // Every row is the new tenant's: its id comes from the column's default for the length of the
+      // copy (the archive's rows carry no tenant id), which costs nothing per row.
+      await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id SET DEFAULT '${tenant.id}'::uuid`);
+      rows += await tx.copyIn(
+        `COPY ${table} (${section.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
+        progressOf(cursor.chunks(), options),
+      );
+      await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id DROP DEFAULT`);
+      event = await cursor.advance();
+    }
+  });
+  return rows;
+}
+
+/**
+ * Runs `fill` on a tenant's own, empty tables with their foreign keys, keys, unique constraints
+ * and indexes dropped, and makes them again after: each is built once from all rows (sorted), not
+ * row by row, and every row is checked once. In the caller's transaction: a failure leaves the
+ * tables as they were.
+ */
+export async function withKeysRebuilt(
+  tx: Queryable,
+  schema: string,
+  entities: readonly Entity[],
+  fill: () => Promise<void>,
+): Promise<void> {
+  const models = entities.filter((entity) => entity.scope === 'tenant').map(tableModel);
   const keys = (model: (typeof models)[number]) =>
     model.constraints.filter((constraint) => /^(PRIMARY KEY|UNIQUE) /.test(constraint.definition));
   for (const model of models) {
@@ -81,20 +111,7 @@ export async function copyIntoOwnTables(
     for (const key of keys(model))
       await tx.query(`ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(key.name)}`);
   }
-  let rows = 0;
-  let event = cursor.current;
-  for (let section = sectionOf(event); section?.kind === 'data'; section = sectionOf(event)) {
-    const table = qualified(schema, section.name);
-    // Every row is the new tenant's: its id comes from the column's default for the length of the
-    // copy (the archive's rows carry no tenant id), which costs nothing per row.
-    await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id SET DEFAULT '${tenant.id}'::uuid`);
-    rows += await tx.copyIn(
-      `COPY ${table} (${section.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
-      progressOf(cursor.chunks(), options),
-    );
-    await tx.query(`ALTER TABLE ${table} ALTER COLUMN tenant_id DROP DEFAULT`);
-    event = await cursor.advance();
-  }
+  await fill();
   for (const model of models) {
     const table = qualified(schema, model.entity.name);
     for (const key of keys(model)) await tx.query(addConstraintSql(table, key, schema));
@@ -104,7 +121,6 @@ export async function copyIntoOwnTables(
     const table = qualified(schema, model.entity.name);
     for (const fk of model.foreignKeys) await tx.query(addConstraintSql(table, fk, schema));
   }
-  return rows;
 }
 
 /**

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { listJobs, showJob } from '../../operations/jobs/jobs.js';
+import { cancelJob, listJobs, showJob } from '../../operations/jobs/jobs.js';
 import { type CliContext, command, type GlobalOptions, positiveInteger } from '../cli-context.js';
 
-/** `tenantry jobs list|show`: backups and exports run in the background by a server. */
+/** `tenantry jobs list|show|cancel`: backups, exports and moves, run in the background or by a CLI. */
 export function jobCommands(program: Command, cli: CliContext): void {
   const { out } = cli;
-  const jobs = program.command('jobs').description('background jobs: backups and exports started over HTTP');
+  const jobs = program.command('jobs').description('background jobs: backups, exports and moves');
   command(jobs, 'list', 'jobs, newest first')
     .option('--tenant <idOrSlug>', "one tenant's jobs")
     .option('--kind <kind>', 'backup, export, scheduled-backups')
@@ -46,5 +46,16 @@ export function jobCommands(program: Command, cli: CliContext): void {
       if (job.result && typeof job.result.file === 'string') out.line(`file:      ${job.result.file}`);
       out.line(`created:   ${job.createdAt}`);
       if (job.finishedAt) out.line(`finished:  ${job.finishedAt}`);
+    });
+  command(
+    jobs,
+    'cancel',
+    'ask a running job to stop (a move stops before its switch, leaving the tenant where it was)',
+  )
+    .argument('<id>')
+    .action(async (id: string, options: GlobalOptions) => {
+      const job = await cli.operations(options, (run) => run(cancelJob, { id }));
+      if (options.json) return out.json(job);
+      out.line(`cancel asked: job ${job.id} (${job.kind}) stops within a few seconds`);
     });
 }

@@ -5,6 +5,8 @@ import { HEARTBEAT_MS, type Job, type JobProgress, type JobStore } from './job-s
 export interface JobContext {
   readonly job: Job;
   progress(progress: JobProgress): void;
+  /** Whether a cancel was asked for (seen with the heartbeat, every few seconds). */
+  cancelled(): boolean;
 }
 
 /** What a job's work returns: its result, and the file it made (downloadable). */
@@ -53,12 +55,44 @@ export class JobRunner {
     return created;
   }
 
+  /**
+   * Records a job and runs `work` in the caller's flow (the CLI's move): followable and
+   * cancellable like any job, its outcome returned or its error thrown.
+   */
+  async run(
+    kind: string,
+    tenantId: string | null,
+    actor: string,
+    input: object,
+    work: (context: JobContext) => Promise<JobOutcome>,
+  ): Promise<JobOutcome> {
+    const job = await this.#store.create(kind, tenantId, actor, input);
+    let outcome: JobOutcome | undefined;
+    let failure: unknown;
+    const running = this.#run(job, async (context) => {
+      try {
+        outcome = await work(context);
+        return outcome;
+      } catch (error) {
+        failure = error;
+        throw error;
+      }
+    }).finally(() => this.#running.delete(running));
+    this.#running.add(running);
+    await running;
+    if (outcome === undefined) throw failure;
+    return outcome;
+  }
+
   async #run(job: Job, work: (context: JobContext) => Promise<JobOutcome>): Promise<void> {
     let latest: JobProgress = { done: 0, unit: '' };
     let written = 0;
+    let cancelled = false;
     const beat = () => {
       written = Date.now();
-      this.#store.progress(job.id, latest).catch(this.#onError);
+      this.#store.progress(job.id, latest).then((cancel) => {
+        cancelled ||= cancel;
+      }, this.#onError);
     };
     const heartbeat = setInterval(beat, HEARTBEAT_MS);
     heartbeat.unref();
@@ -68,6 +102,7 @@ export class JobRunner {
         latest = progress;
         if (Date.now() - written >= 1_000) beat();
       },
+      cancelled: () => cancelled,
     };
     try {
       const outcome = await work(context);

@@ -97,11 +97,32 @@ export class JobStore {
     return jobFromRow(rows[0]!);
   }
 
-  async progress(id: string, progress: JobProgress): Promise<void> {
-    await this.#db.query(
-      `UPDATE tenantry.jobs SET progress = $2::jsonb, heartbeat_at = now() WHERE id = $1 AND status = 'running'`,
+  /** Records progress and the heartbeat; returns whether a cancel was asked for. */
+  async progress(id: string, progress: JobProgress): Promise<boolean> {
+    const { rows } = await this.#db.query<{ cancel: boolean }>(
+      `UPDATE tenantry.jobs SET progress = $2::jsonb, heartbeat_at = now() WHERE id = $1 AND status = 'running'
+       RETURNING cancel_requested_at IS NOT NULL AS cancel`,
       [id, JSON.stringify(progress)],
     );
+    return rows[0]?.cancel === true;
+  }
+
+  /**
+   * Asks a running job to stop; its process sees it with its next heartbeat. Refused for a job
+   * that is not running any more, and for kinds that cannot stop half-way (`cancellable`).
+   */
+  async requestCancel(id: string, cancellable: readonly string[]): Promise<Job> {
+    const job = await this.get(id);
+    if (!cancellable.includes(job.kind)) {
+      throw new TenantryError('conflict', `a ${job.kind} job cannot be cancelled; it finishes on its own`);
+    }
+    const { rowCount } = await this.#db.query(
+      `UPDATE tenantry.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+        WHERE id = $1 AND ${ALIVE}`,
+      [id],
+    );
+    if (rowCount === 0) throw new TenantryError('conflict', `the job is ${job.status} already`);
+    return job;
   }
 
   async succeed(id: string, result: object, file: string | null): Promise<void> {

@@ -99,6 +99,24 @@ export const startBackup = defineOperation({
   },
 });
 
+/** Kinds of jobs that stop half-way when asked, leaving nothing half-done. */
+const CANCELLABLE = ['move'];
+
+export const cancelJob = defineOperation({
+  name: 'jobs.cancel',
+  summary: 'Ask a running job to stop (moves: before their switch, the tenant stays where it was)',
+  access: { operator: true },
+  input: Type.Object({ id: JobId }, { additionalProperties: false }),
+  output: JobViewSchema,
+  http: [
+    { method: 'POST', path: '/admin/jobs/:id/cancel', scope: 'admin', params: { id: 'id' }, status: 202 },
+  ],
+  async run({ id }, { engine }) {
+    const job = await engine.jobs.store.requestCancel(id, CANCELLABLE);
+    return jobView(job, adminDownloadPath(job));
+  },
+});
+
 /** A finished job's file, when it made one that is still there. */
 export async function jobFile(job: Job): Promise<{ file: string; name: string; bytes: number }> {
   if (job.status !== 'succeeded' || !job.file) {
@@ -132,4 +150,4 @@ export const downloadJob = defineOperation({
   },
 });
 
-export const jobOperations = [listJobs, showJob, startBackup, downloadJob] as const;
+export const jobOperations = [listJobs, showJob, startBackup, downloadJob, cancelJob] as const;

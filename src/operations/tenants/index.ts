@@ -4,6 +4,7 @@ import { replaceTenant, updateTenant } from './change-tenant.js';
 import { createTenant } from './create-tenant.js';
 import { deleteTenant } from './delete-tenant.js';
 import { listTenants } from './list-tenants.js';
+import { finishMoveOperation, moveTenantOperation, startMove } from './move-tenant.js';
 import { repairTenant } from './repair-tenant.js';
 import { showTenant } from './show-tenant.js';
 import { changeTenantConfig, showTenantConfig } from './tenant-config.js';
@@ -25,6 +26,9 @@ export const tenantOperations = [
   backupTenant,
   restoreTenantOperation,
   adoptTenant,
+  moveTenantOperation,
+  startMove,
+  finishMoveOperation,
   tenantUsage,
   showTenantConfig,
   changeTenantConfig,
