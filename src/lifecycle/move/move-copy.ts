@@ -65,7 +65,7 @@ export async function tableSums(side: MoveSide, entities: readonly Entity[]): Pr
   for (const entity of tenantEntities(entities)) {
     const { rows } = await side.tx.query<{ rows: string | number; sum: string }>(
       `SELECT count(*) AS rows, coalesce(sum(${rowHash(entity, 't')}::numeric), 0)::text AS sum
-         FROM ${tableOf(side, entity)} t`,
+         FROM ${tableOf(side, entity)} t WHERE ${keyFilter('t', side.placement.tenantId, undefined)}`,
     );
     sums.set(entity.name, { rows: Number(rows[0]?.rows ?? 0), sum: rows[0]?.sum ?? '0' });
   }
@@ -120,10 +120,14 @@ export async function copyAll(
   return copied;
 }
 
-/** `id = ANY(...)` for ids read from the change notes (UUIDs the database typed), or no filter. */
-function keyFilter(alias: string, ids: readonly string[] | undefined): string {
-  if (ids === undefined) return 'true';
-  return `${alias}.id = ANY('{${ids.join(',')}}'::uuid[])`;
+/**
+ * The tenant's rows, and of them `ids` (read from the change notes: UUIDs the database typed).
+ * Always explicit: row security does not hold a superuser owner back.
+ */
+function keyFilter(alias: string, tenantId: string, ids: readonly string[] | undefined): string {
+  const tenant = `${alias}.tenant_id = '${tenantId}'::uuid`;
+  if (ids === undefined) return tenant;
+  return `${tenant} AND ${alias}.id = ANY('{${ids.join(',')}}'::uuid[])`;
 }
 
 async function insertSelected(
@@ -138,7 +142,7 @@ async function insertSelected(
   const values = columns.map((name) => (late.includes(name) ? 'NULL' : `s.${quoteIdent(name)}`));
   const { rowCount } = await target.tx.query(
     `INSERT INTO ${tableOf(target, entity)} (${columnList(entity)})
-     SELECT ${values.join(', ')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', ids)}${upsert ? onConflict(entity, late) : ''}`,
+     SELECT ${values.join(', ')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}${upsert ? onConflict(entity, late) : ''}`,
   );
   return rowCount;
 }
@@ -169,7 +173,7 @@ async function stage(
   const rows = await target.tx.copyIn(
     `COPY ${table} (${columnList(entity)}) FROM STDIN`,
     source.tx.copyOut(
-      `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', ids)}) TO STDOUT`,
+      `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}) TO STDOUT`,
     ),
   );
   return { table, rows };
@@ -188,7 +192,7 @@ async function streamThroughStage(
     return target.tx.copyIn(
       `COPY ${tableOf(target, entity)} (${columnList(entity)}) FROM STDIN`,
       source.tx.copyOut(
-        `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', ids)}) TO STDOUT`,
+        `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}) TO STDOUT`,
       ),
     );
   }
@@ -217,7 +221,7 @@ async function setLate(
   const sets = late.map((name) => `${quoteIdent(name)} = s.${quoteIdent(name)}`).join(', ');
   await target.tx.query(
     `UPDATE ${tableOf(target, entity)} t SET ${sets} FROM ${from} s
-      WHERE t.tenant_id = s.tenant_id AND t.id = s.id AND ${keyFilter('s', ids)}`,
+      WHERE t.tenant_id = s.tenant_id AND t.id = s.id AND ${keyFilter('s', source.placement.tenantId, ids)}`,
   );
 }
 
@@ -253,7 +257,7 @@ export async function applyChanges(
       ? `NOT EXISTS (SELECT 1 FROM ${tableOf(source, entity)} s WHERE s.tenant_id = t.tenant_id AND s.id = t.id)`
       : `t.id NOT IN (SELECT id FROM pg_temp.${quoteIdent(`${STAGE_PREFIX}${entity.name}`)})`;
     await target.tx.query(
-      `DELETE FROM ${tableOf(target, entity)} t WHERE ${keyFilter('t', ids)} AND ${gone}`,
+      `DELETE FROM ${tableOf(target, entity)} t WHERE ${keyFilter('t', target.placement.tenantId, ids)} AND ${gone}`,
     );
   }
   return applied;
@@ -288,7 +292,7 @@ async function verifyBatch(
 ): Promise<void> {
   const read = async (side: MoveSide) => {
     const { rows } = await side.tx.query<{ id: string; hash: string }>(
-      `SELECT t.id::text AS id, ${rowHash(entity, 't')}::text AS hash FROM ${tableOf(side, entity)} t WHERE ${keyFilter('t', ids)}`,
+      `SELECT t.id::text AS id, ${rowHash(entity, 't')}::text AS hash FROM ${tableOf(side, entity)} t WHERE ${keyFilter('t', side.placement.tenantId, ids)}`,
     );
     return new Map(rows.map((row) => [row.id, row.hash]));
   };

@@ -219,6 +219,28 @@ async function targetPlace(deps: MoveDeps, tenant: Tenant, request: MoveRequest)
   return { isolation: 'database', server };
 }
 
+/**
+ * A database target must not exist yet (a rolled-back attempt dropped its own): a database of the
+ * tenant's name on the target server means the "other" server is the source's own PostgreSQL
+ * under a second name, where provisioning would build into the copy that serves.
+ */
+async function assertNoDatabase(deps: MoveDeps, session: Session, ends: MoveEnds): Promise<void> {
+  const { database, server } = ends.targetPlacement;
+  const rows = await deps.servers.onServer(
+    server ?? 'main',
+    session,
+    'SELECT 1 FROM pg_database WHERE datname = $1',
+    [database],
+  );
+  if (rows.length > 0) {
+    throw new TenantryError(
+      'conflict',
+      `server "${server}" holds a database ${database} already: is it the tenant's own server under another name?`,
+      { field: 'server' },
+    );
+  }
+}
+
 async function runMove(
   deps: MoveDeps,
   session: Session,
@@ -237,6 +259,7 @@ async function runMove(
   const entities = version.entities.filter((entity) => entity.scope === 'tenant');
   const ends = new MoveEnds(deps, tenant, tenantAt(tenant, record.to), entities);
   progress('preparing', 0, 'steps');
+  if (record.to.isolation === 'database') await assertNoDatabase(deps, session, ends);
   await deps.provisioner.provision(
     session,
     { id: tenant.id, isolation: record.to.isolation, server: record.to.server },
