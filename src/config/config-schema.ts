@@ -176,8 +176,6 @@ export const MovesConfigSchema = Type.Object(
     graceSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 31_536_000 })),
     /** The longest write freeze a move may take; a longer catch-up is abandoned and tried again (default 2000). */
     maxFreezeMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
-    /** How long a write of a tenant that is switching place waits before it is answered 503 (default 3000). */
-    writeWaitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
   },
   { additionalProperties: false },
 );
@@ -274,7 +272,6 @@ export interface TenantryConfig {
   readonly moves: {
     readonly graceSeconds: number;
     readonly maxFreezeMs: number;
-    readonly writeWaitMs: number;
   };
   /** Shared limits and cache across processes; undefined: each process keeps its own. */
   readonly redisUrl: string | undefined;

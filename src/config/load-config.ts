@@ -198,7 +198,6 @@ export function loadConfig(options: LoadConfigOptions = {}): TenantryConfig {
     moves: {
       graceSeconds: file.moves?.graceSeconds ?? 600,
       maxFreezeMs: file.moves?.maxFreezeMs ?? 2_000,
-      writeWaitMs: file.moves?.writeWaitMs ?? 3_000,
     },
     redisUrl: redisUrlFromEnv(env),
     cache: cacheSection(file, env),

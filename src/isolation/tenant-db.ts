@@ -32,8 +32,8 @@ export interface TenantDb extends EntityDb {
   /** One statement in its own tenant transaction (one round trip on PostgreSQL). */
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
   /**
-   * Several statements in one tenant transaction. When the tenant switches place under it (an
-   * online move), the transaction is rolled back and `fn` runs again at the new place.
+   * Several statements in one tenant transaction. A write that meets the sealed old copy of a
+   * tenant that has just moved (an online move) is rolled back and answered 503 `unavailable`.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Reads shared entities (schema `shared`, read-only for tenants). */
@@ -65,10 +65,17 @@ export function tenantSettings(
 }
 
 /**
- * What a handle does with a write refused by a moved tenant's sealed old copy: runs it again on a
- * handle of the tenant as it is now (undefined: the error goes to the caller).
+ * What a statement gets from a copy a move dropped (its schema, its tables or its database gone,
+ * its connections ended): answered 503 when the control plane names another place.
  */
-type AfterMove = <T>(tenantId: string, again: (db: TenantDb) => Promise<T>) => Promise<T>;
+const DROPPED_COPY = [
+  'UNDEFINED_TABLE',
+  'INVALID_SCHEMA_NAME',
+  'INVALID_CATALOG_NAME',
+  'ADMIN_SHUTDOWN',
+] as const;
+
+type Reload = (tenantId: string) => Promise<Tenant | undefined>;
 
 /** A pool, or a way to lease one for the length of a call (database tenants). */
 type PoolSource = ConnectionPool | (<T>(fn: (pool: ConnectionPool) => Promise<T>) => Promise<T>);
@@ -82,25 +89,38 @@ class ScopedTenantDb implements TenantDb {
     private readonly sharedPool: ConnectionPool,
     private readonly sharedSettings: TenantSettings,
     private readonly observe: ((seconds: number) => void) | undefined,
-    private readonly afterMove: AfterMove | undefined,
+    private readonly reload: Reload | undefined,
   ) {}
 
   query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     const run = this.#with((pool) => pool.scopedQuery<R>(this.settings, sql, params));
-    return this.afterMove ? this.#movable(run, (db) => db.query<R>(sql, params)) : run;
+    return this.reload ? this.#movable(run) : run;
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const run = this.#with((pool) => pool.scopedTransaction(this.settings, fn));
-    return this.afterMove ? this.#movable(run, (db) => db.transaction(fn)) : run;
+    return this.reload ? this.#movable(run) : run;
   }
 
-  async #movable<T>(run: Promise<T>, again: (db: TenantDb) => Promise<T>): Promise<T> {
+  /**
+   * A statement the old copy of a moved tenant refused (sealed), or that found the copy gone:
+   * 503 with Retry-After, the transaction rolled back, nothing written. The handle's SQL names its
+   * copy's tables, so it cannot be run again elsewhere; the caller's retry resolves the tenant
+   * afresh (the flip reaches every process's cache within moments).
+   */
+  async #movable<T>(run: Promise<T>): Promise<T> {
     try {
       return await run;
     } catch (error) {
-      if (!isSqlState(error, 'TENANT_SEALED') || !this.afterMove) throw error;
-      return this.afterMove(this.tenantId, again);
+      if (!this.reload) throw error;
+      if (!isSqlState(error, 'TENANT_SEALED')) {
+        if (!DROPPED_COPY.some((name) => isSqlState(error, name))) throw error;
+        const fresh = await this.reload(this.tenantId);
+        if (!fresh || samePlacement(placementOf(fresh), this.placement)) throw error;
+      }
+      throw new TenantryError('unavailable', 'the tenant has just moved to its new place; retry', {
+        retryAfterSeconds: 1,
+      });
     }
   }
 
@@ -120,6 +140,10 @@ class ScopedTenantDb implements TenantDb {
   }
 }
 
+function samePlacement(a: TenantPlacement, b: TenantPlacement): boolean {
+  return a.schema === b.schema && a.database === b.database && (a.server ?? 'main') === (b.server ?? 'main');
+}
+
 /** Hands out tenant-bound database handles, on the right pool for the tenant's isolation level. */
 export class TenantDataAccess {
   readonly #db: Database;
@@ -132,18 +156,18 @@ export class TenantDataAccess {
   readonly #databases: TenantDatabases | undefined;
 
   readonly #observe: ((tenant: string, seconds: number) => void) | undefined;
-  readonly #reload: ((tenantId: string) => Promise<Tenant | undefined>) | undefined;
+  readonly #reload: Reload | undefined;
 
   /**
-   * `reload` reads a tenant as the control plane has it now: a write refused by the sealed old
-   * copy of a moved tenant is retried at its new place, for up to `moves.writeWaitMs`.
+   * `reload` reads a tenant as the control plane has it now: it tells a copy that a move dropped
+   * from a missing table.
    */
   constructor(
     db: Database,
     config: LiveConfig,
     databases: TenantDatabases | undefined,
     observe?: (tenantSlug: string, seconds: number) => void,
-    reload?: (tenantId: string) => Promise<Tenant | undefined>,
+    reload?: Reload,
   ) {
     this.#db = db;
     this.#live = config;
@@ -151,30 +175,6 @@ export class TenantDataAccess {
     this.#observe = observe;
     this.#reload = reload;
   }
-
-  /**
-   * The tenant moved (or is switching place right now): waits for the control plane to name its
-   * new place and runs the statement there. Past `moves.writeWaitMs`, 503 with Retry-After.
-   */
-  readonly #afterMove: AfterMove = async (tenantId, again) => {
-    const deadline = Date.now() + this.#config.moves.writeWaitMs;
-    for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-      const fresh = await this.#reload?.(tenantId);
-      if (fresh) {
-        try {
-          return await again(this.#create(fresh, false));
-        } catch (error) {
-          if (!isSqlState(error, 'TENANT_SEALED')) throw error;
-        }
-      }
-      if (Date.now() >= deadline) {
-        throw new TenantryError('unavailable', 'the tenant is switching to its new place; retry shortly', {
-          retryAfterSeconds: 1,
-        });
-      }
-    }
-  };
 
   /**
    * Global admins' handle on shared entities: the owner pool, no tenant. Only admin routes get
@@ -240,7 +240,7 @@ export class TenantDataAccess {
     await tx.query("SELECT set_config('role', $1, true)", [this.runtimeRole]);
   }
 
-  #create(tenant: Tenant, retryMoved = true): TenantDb {
+  #create(tenant: Tenant): TenantDb {
     const placement = placementOf(tenant);
     const { settings, sharedSettings } = tenantSettings(tenant, this.#config);
     let pool: PoolSource = this.#db.runtime;
@@ -258,7 +258,7 @@ export class TenantDataAccess {
       this.#db.runtime,
       sharedSettings,
       this.#observe && ((seconds: number) => this.#observe?.(tenant.slug, seconds)),
-      retryMoved && this.#reload ? this.#afterMove : undefined,
+      this.#reload,
     );
   }
 }

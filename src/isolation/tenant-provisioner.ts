@@ -96,14 +96,18 @@ export class TenantProvisioner {
     return placement;
   }
 
-  /** Drops the tenant's schema or database; for row tenants, deletes its rows. */
+  /**
+   * Drops the tenant's schema or database; for row tenants, deletes its rows (`beforeRowDelete`
+   * runs first in that transaction: a move lets its own delete through the old copy's seal).
+   */
   async deprovision(
     session: Session,
     tenant: ProvisionedTenant,
     rowEntities: readonly Entity[],
+    beforeRowDelete?: (tx: Queryable) => Promise<void>,
   ): Promise<void> {
     const placement = placementOf(tenant);
-    if (tenant.isolation === 'row') await this.#deleteRows(session, tenant.id, rowEntities);
+    if (tenant.isolation === 'row') await this.#deleteRows(session, tenant.id, rowEntities, beforeRowDelete);
     if (tenant.isolation === 'schema') {
       await session.query(`DROP SCHEMA IF EXISTS ${quoteIdent(placement.schema)} CASCADE`);
     }
@@ -315,7 +319,12 @@ export class TenantProvisioner {
    * children first (entities that reference others before those they reference); optional
    * references inside a cycle are cleared first, so `restrict` never blocks the purge.
    */
-  async #deleteRows(session: Session, tenantId: string, entities: readonly Entity[]): Promise<void> {
+  async #deleteRows(
+    session: Session,
+    tenantId: string,
+    entities: readonly Entity[],
+    before: ((tx: Queryable) => Promise<void>) | undefined,
+  ): Promise<void> {
     const tenantEntities = entities.filter((entity) => entity.scope === 'tenant');
     const existing = (await readTables(session, ['app'])).get('app')!;
     const present = tenantEntities.filter((entity) => existing.has(entity.name));
@@ -323,6 +332,7 @@ export class TenantProvisioner {
     await session.transaction(async (tx) => {
       // Forced row security applies to the owner too: scope the deletes to the tenant.
       await tx.query("SELECT set_config('tenantry.tenant_id', $1, true)", [tenantId]);
+      await before?.(tx);
       for (const { entity, fields } of order.clearFirst) {
         const sets = fields.map((field) => `${quoteIdent(field.name)} = NULL`).join(', ');
         await tx.query(`UPDATE ${qualified('app', entity.name)} SET ${sets} WHERE tenant_id = $1`, [

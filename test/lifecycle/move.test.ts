@@ -70,12 +70,12 @@ async function everything(env: TestEnv, key: string): Promise<Record<string, Row
         env,
         key,
         'GET',
-        `/api/v1/${entity}?limit=200${cursor ? `&cursor=${cursor}` : ''}`,
+        `/api/v1/${entity}?limit=200${cursor ? `&next=${cursor}` : ''}`,
       );
       expect(response.statusCode, response.body).toBe(200);
-      const page = response.json() as { items: Row[]; nextCursor?: string | null };
+      const page = response.json() as { items: Row[]; next?: string | null };
       rows.push(...page.items);
-      cursor = page.nextCursor ?? undefined;
+      cursor = page.next ?? undefined;
     } while (cursor);
     result[entity] = rows.sort((a, b) => a.id.localeCompare(b.id));
   }

@@ -47,6 +47,10 @@ const CAPTURE_DDL = [
      row_tenant uuid;
      row_id uuid;
    BEGIN
+     -- The move dropping this copy's rows, sealed against every other writer until they are gone.
+     IF current_setting('tenantry.move_dropping', true) = coalesce(OLD.tenant_id, NEW.tenant_id)::text THEN
+       RETURN NULL;
+     END IF;
      IF TG_OP = 'DELETE' THEN
        row_tenant := OLD.tenant_id;
        row_id := OLD.id;
@@ -68,9 +72,25 @@ const CAPTURE_DDL = [
    END
    $$`,
   `REVOKE ALL ON FUNCTION ${CAPTURE_SCHEMA}.capture() FROM PUBLIC`,
+  // Once per statement, even one that touches no row: a process that has not heard of the flip
+  // must not be told "no such row" by the old copy for a row that exists at the new place.
+  `CREATE OR REPLACE FUNCTION ${CAPTURE_SCHEMA}.guard() RETURNS trigger
+     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+   BEGIN
+     IF current_setting('tenantry.tenant_id', true) = TG_ARGV[0]
+        AND current_setting('tenantry.move_dropping', true) IS DISTINCT FROM TG_ARGV[0]
+        AND EXISTS (SELECT 1 FROM ${CAPTURE_SCHEMA}.sealed s
+                     WHERE s.tenant_id = TG_ARGV[0]::uuid AND s.until > clock_timestamp()) THEN
+       RAISE EXCEPTION 'tenant % has moved: its writes go to its new place', TG_ARGV[0]
+         USING ERRCODE = '${SEALED_SQLSTATE}';
+     END IF;
+     RETURN NULL;
+   END
+   $$`,
+  `REVOKE ALL ON FUNCTION ${CAPTURE_SCHEMA}.guard() FROM PUBLIC`,
 ];
 
-function triggerName(tenantId: string, event: 'i' | 'u' | 'd'): string {
+function triggerName(tenantId: string, event: 'i' | 'u' | 'd' | 's'): string {
   return `tenantry_move_${tenantId.replaceAll('-', '')}_${event}`;
 }
 
@@ -103,6 +123,10 @@ export async function installCapture(
     await tx.query(on('i', `NEW.tenant_id = ${tenant}`, 'INSERT'));
     await tx.query(on('u', `OLD.tenant_id = ${tenant} OR NEW.tenant_id = ${tenant}`, 'UPDATE'));
     await tx.query(on('d', `OLD.tenant_id = ${tenant}`, 'DELETE'));
+    await tx.query(
+      `CREATE OR REPLACE TRIGGER ${quoteIdent(triggerName(id, 's'))} BEFORE INSERT OR UPDATE OR DELETE ON ${table}
+         FOR EACH STATEMENT EXECUTE FUNCTION ${CAPTURE_SCHEMA}.guard('${id}')`,
+    );
   }
 }
 
@@ -123,6 +147,14 @@ export async function removeCapture(tx: Queryable, tenantId: string): Promise<vo
     await tx.query(`DELETE FROM ${CAPTURE_SCHEMA}.changes WHERE tenant_id = $1`, [tenantId]);
     await tx.query(`DELETE FROM ${CAPTURE_SCHEMA}.sealed WHERE tenant_id = $1`, [tenantId]);
   }
+}
+
+/**
+ * Lets the rest of this transaction delete the tenant's rows from a sealed copy (the move dropping
+ * its old row-level copy): every other writer stays refused until the rows are gone.
+ */
+export async function dropThroughSeal(tx: Queryable, tenantId: string): Promise<void> {
+  await tx.query("SELECT set_config('tenantry.move_dropping', $1, true)", [tenantId]);
 }
 
 /** Lifts a bounded seal (the flip it guarded did not happen). */

@@ -1,10 +1,10 @@
-import type { Session } from '../../db/database.js';
+import type { Queryable, Session } from '../../db/database.js';
 import type { Entity } from '../../entities/entity.js';
 import { TenantryError } from '../../errors.js';
 import type { TenantDataAccess } from '../../isolation/tenant-db.js';
 import type { Tenant } from '../../tenants/tenant.js';
 import type { LifecycleDeps } from '../lifecycle-deps.js';
-import { removeCapture } from './move-capture.js';
+import { dropThroughSeal, removeCapture } from './move-capture.js';
 import { forgetMove, type MoveRecord, type Place, samePlace } from './move-record.js';
 
 export interface CleanupDeps extends LifecycleDeps {
@@ -18,6 +18,22 @@ export function tenantAt(tenant: Tenant, place: Place): Tenant {
     isolation: place.isolation,
     server: place.isolation === 'database' ? place.server : null,
   };
+}
+
+function deprovision(
+  deps: CleanupDeps,
+  session: Session,
+  id: string,
+  place: Place,
+  rowEntities: readonly Entity[],
+  beforeRowDelete?: (tx: Queryable) => Promise<void>,
+): Promise<void> {
+  return deps.provisioner.deprovision(
+    session,
+    { id, isolation: place.isolation, server: place.server },
+    rowEntities,
+    beforeRowDelete,
+  );
 }
 
 function placeOf(tenant: Tenant): Place {
@@ -45,18 +61,21 @@ export async function dropOtherCopy(
       `the tenant is neither where its move began nor where it was going: repair by hand`,
     );
   }
-  const other = flipped ? record.from : record.to;
   const source = tenantAt(tenant, record.from);
-  // The source's triggers go first: a row source's rows cannot be deleted through its seal. A
-  // database source takes them with it when it is dropped (and may be gone already, on a rerun).
-  if (!(flipped && record.from.isolation === 'database')) {
-    await deps.data.bulkTransaction(source, (tx) => removeCapture(tx, tenant.id), { owner: true });
+  const stopCapture = () =>
+    deps.data.bulkTransaction(source, (tx) => removeCapture(tx, tenant.id), { owner: true });
+  if (!flipped) {
+    await stopCapture();
+    await deprovision(deps, session, tenant.id, record.to, rowEntities);
+  } else {
+    // The old copy goes while still sealed (a process that has not heard of the move must not
+    // write into it meanwhile); a row copy's own delete passes the seal. A database copy takes
+    // its capture with it; the others' triggers and notes go after.
+    await deprovision(deps, session, tenant.id, record.from, rowEntities, (tx) =>
+      dropThroughSeal(tx, tenant.id),
+    );
+    if (record.from.isolation !== 'database') await stopCapture();
   }
-  await deps.provisioner.deprovision(
-    session,
-    { id: tenant.id, isolation: other.isolation, server: other.server },
-    rowEntities,
-  );
   await forgetMove(session, tenant.id);
   return flipped ? 'source' : 'target';
 }
