@@ -39,7 +39,7 @@ async function client(env: TestEnv, key: string, ledger: Ledger, worker: number,
   const mine: string[] = [];
   for (let step = 0; !stop(); step += 1) {
     const action = step % 4;
-    let response;
+    let response: Awaited<ReturnType<TestEnv['inject']>>;
     if (action === 3 && mine.length > 0) {
       response = await env.inject({ method: 'GET', url: '/api/v1/projects?limit=20', headers });
       ledger.reads += 1;

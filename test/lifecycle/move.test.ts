@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseEntities } from '../../src/entities/entity-config.js';
 import { tenantDatabaseName, tenantSchemaName } from '../../src/isolation/tenant-placement.js';
-import { moveTenant } from '../../src/lifecycle/move/tenant-move.js';
+import { finishMove, moveTenant } from '../../src/lifecycle/move/tenant-move.js';
 import type { IsolationLevel } from '../../src/tenants/tenant.js';
 import { exampleDeclaration } from '../helpers/entities.js';
 import { DRIVERS, startTestEnv, type TestEnv } from '../helpers/harness.js';
@@ -187,5 +187,134 @@ for (const driver of DRIVERS) {
         expect(await everything(env, neighbour.key)).toEqual(neighbourRows);
       });
     }
+  });
+}
+
+for (const driver of DRIVERS) {
+  describe(`tenant moves over HTTP, refused moves, kept copies (${driver})`, () => {
+    let env: TestEnv;
+
+    beforeAll(async () => {
+      env = await startTestEnv(driver, { entities: normaliseEntities(ENTITIES) });
+    });
+
+    afterAll(async () => {
+      await env?.close();
+    });
+
+    it('POST /admin/tenants/:t/move needs the admin token, a live tenant and a known level', async () => {
+      const tenant = await env.createTenant('http-move');
+      const anonymous = await env.inject({
+        method: 'POST',
+        url: `/admin/tenants/${tenant.slug}/move`,
+        payload: { to: 'schema' },
+      });
+      expect(anonymous.statusCode).toBe(401);
+      const forged = await env.inject({
+        method: 'POST',
+        url: `/admin/tenants/${tenant.slug}/move`,
+        headers: { authorization: 'Bearer not-the-token', 'x-api-key': tenant.key },
+        payload: { to: 'schema' },
+      });
+      expect(forged.statusCode).toBe(401);
+      expect((await env.admin('POST', '/admin/tenants/nobody-here/move', { to: 'schema' })).statusCode).toBe(
+        404,
+      );
+      const bad = await env.admin('POST', `/admin/tenants/${tenant.slug}/move`, { to: 'galaxy' });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json()).toMatchObject({ code: 'validation_failed' });
+      const extra = await env.admin('POST', `/admin/tenants/${tenant.slug}/move`, {
+        to: 'schema',
+        drop: true,
+      });
+      expect(extra.statusCode).toBe(400);
+      const serverForSchema = await env.admin('POST', `/admin/tenants/${tenant.slug}/move`, {
+        to: 'schema',
+        server: 'main',
+      });
+      expect(serverForSchema.statusCode).toBe(202);
+      const job = serverForSchema.json() as { id: string };
+      await env.engine.jobs.idle();
+      const shown = (await env.admin('GET', `/admin/jobs/${job.id}`)).json() as {
+        status: string;
+        error: unknown;
+      };
+      expect(shown).toMatchObject({ status: 'failed', error: { code: 'validation_failed' } });
+      // Nothing moved, nothing left behind.
+      expect((await env.engine.store.get(tenant.slug)).isolation).toBe('row');
+      expect(await copyAt(env, tenant.id, 'schema')).toBe(false);
+    });
+
+    it('a move over HTTP runs as a job; the same level is refused; a kept copy blocks the next move until --finish', async () => {
+      const tenant = await env.createTenant('kept-move');
+      await seed(env, tenant.key);
+      const before = await everything(env, tenant.key);
+      const started = await env.admin('POST', `/admin/tenants/${tenant.slug}/move`, {
+        to: 'schema',
+        keepSource: true,
+      });
+      expect(started.statusCode).toBe(202);
+      expect(started.headers.location).toMatch(/^\/admin\/jobs\//);
+      await env.engine.jobs.idle();
+      const job = (await env.admin('GET', String(started.headers.location))).json() as {
+        status: string;
+        kind: string;
+        result: { sourceDropped: boolean; to: { isolation: string } };
+      };
+      expect(job).toMatchObject({ kind: 'move', status: 'succeeded', result: { sourceDropped: false } });
+      expect(await everything(env, tenant.key)).toEqual(before);
+      expect(await copyAt(env, tenant.id, 'row')).toBe(true);
+      // The kept copy is sealed: a write through a handle of the tenant as it was is refused, 503.
+      const stale = env.engine.data.forTenant({
+        ...(await env.engine.store.get(tenant.slug)),
+        isolation: 'row',
+      });
+      await expect(stale.query("UPDATE projects SET name = 'stale' WHERE false")).rejects.toMatchObject({
+        code: 'unavailable',
+        retryAfterSeconds: 1,
+      });
+      await expect(moveTenant(env.engine.moves, tenant.slug, { to: 'row' }, CONTEXT)).rejects.toMatchObject({
+        code: 'conflict',
+      });
+      await expect(
+        moveTenant(env.engine.moves, tenant.slug, { to: 'schema' }, CONTEXT),
+      ).rejects.toMatchObject({
+        code: 'conflict',
+      });
+      const finish = await env.admin('POST', `/admin/tenants/${tenant.slug}/move/finish`);
+      expect(finish.statusCode, finish.body).toBe(200);
+      expect(await copyAt(env, tenant.id, 'row')).toBe(false);
+      expect((await env.admin('POST', `/admin/tenants/${tenant.slug}/move/finish`)).statusCode).toBe(404);
+      await expect(
+        moveTenant(env.engine.moves, tenant.slug, { to: 'schema' }, CONTEXT),
+      ).rejects.toMatchObject({
+        code: 'validation_failed',
+      });
+      const back = await moveTenant(env.engine.moves, tenant.slug, { to: 'row', keepSource: true }, CONTEXT);
+      expect(back.sourceDropped).toBe(false);
+      expect(await everything(env, tenant.key)).toEqual(before);
+      await finishMove(env.engine.moves, tenant.slug, CONTEXT);
+      expect(await copyAt(env, tenant.id, 'schema')).toBe(false);
+    });
+
+    it('a cancelled move leaves the tenant where it was, with no partial copy', async () => {
+      const tenant = await env.createTenant('cancelled-move');
+      await seed(env, tenant.key);
+      const cancel = moveTenant(env.engine.moves, tenant.slug, { to: 'schema' }, CONTEXT, {
+        cancelled: () => true,
+      });
+      await expect(cancel).rejects.toMatchObject({ code: 'cancelled' });
+      expect((await env.engine.store.get(tenant.slug)).isolation).toBe('row');
+      expect(await copyAt(env, tenant.id, 'schema')).toBe(false);
+      const triggers = await env.engine.db.owner.query(`SELECT 1 FROM pg_trigger WHERE tgname LIKE $1`, [
+        `tenantry_move_${tenant.id.replaceAll('-', '')}%`,
+      ]);
+      expect(triggers.rows).toEqual([]);
+      expect(
+        (await call(env, tenant.key, 'POST', '/api/v1/projects', { name: 'after cancel' })).statusCode,
+      ).toBe(201);
+      const unknownJob = await env.admin('POST', '/admin/jobs/00000000-0000-4000-8000-000000000000/cancel');
+      expect(unknownJob.statusCode).toBe(404);
+    });
   });
 }
