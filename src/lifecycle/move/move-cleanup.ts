@@ -5,7 +5,7 @@ import type { TenantDataAccess } from '../../isolation/tenant-db.js';
 import type { Tenant } from '../../tenants/tenant.js';
 import type { LifecycleDeps } from '../lifecycle-deps.js';
 import { dropThroughSeal, removeCapture } from './move-capture.js';
-import { forgetMove, type MoveRecord, type Place, samePlace } from './move-record.js';
+import { forgetMove, type MoveRecord, type Place, placeOf, samePlace } from './move-record.js';
 
 export interface CleanupDeps extends LifecycleDeps {
   readonly data: TenantDataAccess;
@@ -34,10 +34,6 @@ function deprovision(
     rowEntities,
     beforeRowDelete,
   );
-}
-
-function placeOf(tenant: Tenant): Place {
-  return { isolation: tenant.isolation, server: tenant.server };
 }
 
 /**

@@ -155,6 +155,11 @@ function onConflict(entity: Entity, late: readonly string[]): string {
   return ` ON CONFLICT (tenant_id, id) DO UPDATE SET ${updated.map((name) => `${quoteIdent(name)} = excluded.${quoteIdent(name)}`).join(', ')}`;
 }
 
+/** The source's rows of the tenant (all, or `ids`) as COPY text. */
+function copyOutSql(source: MoveSide, entity: Entity, ids: readonly string[] | undefined): string {
+  return `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}) TO STDOUT`;
+}
+
 const STAGE_PREFIX = 'tenantry_move_stage_';
 
 /** The source's rows (all, or `ids`) into a temporary table of the target's transaction, by COPY. */
@@ -172,9 +177,7 @@ async function stage(
   );
   const rows = await target.tx.copyIn(
     `COPY ${table} (${columnList(entity)}) FROM STDIN`,
-    source.tx.copyOut(
-      `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}) TO STDOUT`,
-    ),
+    source.tx.copyOut(copyOutSql(source, entity, ids)),
   );
   return { table, rows };
 }
@@ -191,9 +194,7 @@ async function streamThroughStage(
     // Empty tables of the tenant's own, keys dropped: COPY straight in.
     return target.tx.copyIn(
       `COPY ${tableOf(target, entity)} (${columnList(entity)}) FROM STDIN`,
-      source.tx.copyOut(
-        `COPY (SELECT ${columnList(entity, 's')} FROM ${tableOf(source, entity)} s WHERE ${keyFilter('s', source.placement.tenantId, ids)}) TO STDOUT`,
-      ),
+      source.tx.copyOut(copyOutSql(source, entity, ids)),
     );
   }
   const staged = await stage(source, target, entity, ids);

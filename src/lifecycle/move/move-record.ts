@@ -7,8 +7,11 @@ export interface Place {
   readonly server: string | null;
 }
 
-export function describePlace(place: Place): string {
-  return place.isolation === 'database' ? `database on ${place.server ?? 'main'}` : place.isolation;
+export function placeOf(tenant: {
+  readonly isolation: IsolationLevel;
+  readonly server: string | null;
+}): Place {
+  return { isolation: tenant.isolation, server: tenant.server };
 }
 
 export function samePlace(a: Place, b: Place): boolean {
@@ -99,13 +102,6 @@ export async function recordMove(
     ],
   );
   return recordFromRow(rows[0]!);
-}
-
-export async function noteMoveStats(db: Queryable, tenantId: string, stats: object): Promise<void> {
-  await db.query('UPDATE tenantry.tenant_moves SET stats = stats || $2::jsonb WHERE tenant_id = $1', [
-    tenantId,
-    JSON.stringify(stats),
-  ]);
 }
 
 export async function forgetMove(db: Queryable, tenantId: string): Promise<void> {

@@ -9,7 +9,7 @@ import { recordAudit } from '../../runtime/audit-log.js';
 import { ISOLATION_LEVELS, type IsolationLevel, isBeingBuilt, type Tenant } from '../../tenants/tenant.js';
 import { installCapture } from './move-capture.js';
 import { type CleanupDeps, dropOtherCopy, tenantAt } from './move-cleanup.js';
-import { findMove, type MoveRecord, type Place, recordMove, samePlace } from './move-record.js';
+import { findMove, type MoveRecord, type Place, placeOf, recordMove, samePlace } from './move-record.js';
 import { catchUp, copyBulk, FreezeTooLong, freezeAndFlip, MoveEnds, pendingNotes } from './move-sync.js';
 
 export interface MoveDeps extends CleanupDeps {
@@ -98,10 +98,7 @@ export async function moveTenant(
   const tenant = await deps.store.get(idOrSlug);
   assertMovable(tenant);
   const to = await targetPlace(deps, tenant, request);
-  // Read before the lock: its holder must not wait for a second pool connection.
-  const ledger = await loadVersions(deps.db.owner);
-  const rowVersion = await storageVersion(deps.db.owner, 'row');
-  const rowEntities = ledger.find((entry) => entry.version === rowVersion)?.entities ?? [];
+  const { ledger, rowVersion, rowEntities } = await readLedger(deps);
   return deps.locks
     .with(
       tenant.id,
@@ -175,8 +172,12 @@ async function abandon(
   await dropOtherCopy(deps, session, tenant, record, rowEntities);
 }
 
-function placeOf(tenant: Tenant): Place {
-  return { isolation: tenant.isolation, server: tenant.server };
+/** The ledger and the row tables' version, read before a tenant lock: its holder must not wait for a second pool connection. */
+async function readLedger(deps: MoveDeps) {
+  const ledger = await loadVersions(deps.db.owner);
+  const rowVersion = await storageVersion(deps.db.owner, 'row');
+  const rowEntities = ledger.find((entry) => entry.version === rowVersion)?.entities ?? [];
+  return { ledger, rowVersion, rowEntities };
 }
 
 function assertMovable(tenant: Tenant): void {
@@ -335,9 +336,7 @@ async function runMove(
  */
 export async function finishMove(deps: MoveDeps, idOrSlug: string, context: ActionContext): Promise<Place> {
   const tenant = await deps.store.get(idOrSlug, { includeDeleted: true });
-  const ledger = await loadVersions(deps.db.owner);
-  const rowVersion = await storageVersion(deps.db.owner, 'row');
-  const rowEntities = ledger.find((entry) => entry.version === rowVersion)?.entities ?? [];
+  const { rowEntities } = await readLedger(deps);
   return deps.locks
     .with(
       tenant.id,
